@@ -1,0 +1,91 @@
+/**
+ * Every error a client can see, by stable `code`. `http/problem.ts` is the only place that turns
+ * these into RFC 9457 problem+json answers; the README documents each code (a test keeps them in step).
+ */
+export const errorCatalog = {
+  invalid_request: { status: 400, title: 'The request is malformed' },
+  origin_required: { status: 400, title: 'No Origin or Referer header' },
+  origin_not_allowed: { status: 403, title: 'This origin may not obtain client tokens' },
+  invalid_api_key: { status: 401, title: 'Missing or unknown broker API key' },
+  invalid_client_token: { status: 401, title: 'The client token is missing, malformed, forged or expired' },
+  origin_mismatch: { status: 403, title: 'The client token was issued for another origin' },
+  ip_mismatch: { status: 403, title: 'The client token was issued for another network address' },
+  token_revoked: { status: 401, title: 'The client token has been revoked' },
+  not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'Method not allowed on this route' },
+  payload_too_large: { status: 413, title: 'The request body is too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported request body type' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  upstream_rejected: { status: 502, title: 'The upstream authorization server refused the broker' },
+  upstream_unavailable: { status: 503, title: 'The upstream is unavailable' },
+  upstream_timeout: { status: 504, title: 'The upstream did not answer in time' },
+  internal_error: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+export interface BrokerErrorOptions {
+  /** Safe to show a client. Never a secret, token or upstream body. */
+  detail?: string;
+  /** Extra response headers (`Retry-After`, `WWW-Authenticate`). */
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+export class BrokerError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail: string | undefined;
+  readonly headers: Record<string, string>;
+  /** Whether `detail` may be sent to the client; 5xx internals are only logged. */
+  readonly expose: boolean;
+
+  constructor(code: ErrorCode, options: BrokerErrorOptions = {}) {
+    super(options.detail ?? errorCatalog[code].title, { cause: options.cause });
+    this.name = 'BrokerError';
+    this.code = code;
+    this.status = errorCatalog[code].status;
+    this.detail = options.detail;
+    this.headers = options.headers ?? {};
+    this.expose = this.status < 500 || code !== 'internal_error';
+  }
+}
+
+/**
+ * What an authorization server said when it refused a grant (RFC 6749 §5.2), or why we could not
+ * reach it. Kept apart from BrokerError because it describes the upstream, not our client's request:
+ * the cache decides whether it becomes `upstream_rejected` or `upstream_unavailable`.
+ */
+export class UpstreamError extends Error {
+  /** OAuth `error` value, or `network`, `timeout`, `invalid_response`, `http_<status>`. */
+  readonly error: string;
+  /** The upstream's `error_description`; logged, never sent to our clients. */
+  readonly description: string | undefined;
+  readonly httpStatus: number | undefined;
+  /** Seconds, from the upstream's `Retry-After`. */
+  readonly retryAfter: number | undefined;
+
+  constructor(
+    error: string,
+    options: { description?: string; httpStatus?: number; retryAfter?: number; cause?: unknown } = {},
+  ) {
+    super(`upstream token request failed: ${error}${options.description ? ` (${options.description})` : ''}`, {
+      cause: options.cause,
+    });
+    this.name = 'UpstreamError';
+    this.error = error;
+    this.description = options.description;
+    this.httpStatus = options.httpStatus;
+    this.retryAfter = options.retryAfter;
+  }
+
+  /**
+   * Our own credentials or configuration were refused: retrying will not help, an operator must act.
+   * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.2
+   */
+  get isConfigurationError(): boolean {
+    return ['invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_target'].includes(
+      this.error,
+    );
+  }
+}

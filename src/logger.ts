@@ -1,0 +1,50 @@
+import { type DestinationStream, type Logger, pino } from 'pino';
+
+export type { Logger } from 'pino';
+
+/**
+ * Paths pino censors wherever they appear in a log object. Request logging never copies bodies or
+ * raw headers (see http/requestLogger.ts); this list is the second line of defence.
+ */
+export const redactPaths = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-client-token"]',
+  'req.headers["x-api-key"]',
+  'res.headers["set-cookie"]',
+  '*.authorization',
+  '*.cookie',
+  '*.password',
+  '*.secret',
+  '*.clientSecret',
+  '*.client_secret',
+  '*.accessToken',
+  '*.access_token',
+  '*.refreshToken',
+  '*.refresh_token',
+  '*.token',
+  '*.apiKey',
+  'authorization',
+  'clientSecret',
+  'accessToken',
+  'refreshToken',
+  'token',
+  'apiKey',
+];
+
+export function createLogger(
+  options: { level: string; name?: string },
+  destination: DestinationStream = pino.destination({ sync: false }),
+): Logger {
+  return pino(
+    {
+      name: options.name ?? 'token-broker',
+      level: options.level,
+      redact: { paths: redactPaths, censor: '[redacted]' },
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}

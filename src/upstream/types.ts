@@ -1,0 +1,46 @@
+/** An access token obtained from the upstream authorization server. Never sent to a browser. */
+export interface UpstreamToken {
+  accessToken: string;
+  /** As the upstream said it (`Bearer` when it said nothing). */
+  tokenType: string;
+  /** When it stops being valid, in ms since the epoch (from `expires_in`, the JWT `exp`, or the default TTL). */
+  expiresAt: number;
+  /** When we received it, in ms since the epoch. */
+  obtainedAt: number;
+  refreshToken?: string | undefined;
+  scope?: string | undefined;
+}
+
+/** Runs the grants against the authorization server. Throws `UpstreamError` on any failure. */
+export interface TokenClient {
+  /** @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4 */
+  clientCredentials(): Promise<UpstreamToken>;
+  /** @see https://www.rfc-editor.org/rfc/rfc6749#section-6 */
+  refresh(refreshToken: string): Promise<UpstreamToken>;
+  /** The token endpoint, configured or discovered (RFC 8414, then OpenID discovery). */
+  tokenEndpoint(): Promise<string>;
+}
+
+/** What the cache reports for readiness and metrics. */
+export interface TokenCacheStatus {
+  /** Whether a valid token is held right now. */
+  hasToken: boolean;
+  /** Ms since epoch, when a token is held. */
+  expiresAt: number | undefined;
+  /** The last renewal failure, cleared by a success. */
+  lastError: { error: string; at: number } | undefined;
+}
+
+/** Hands out a valid upstream token; one upstream request per renewal however many callers wait. */
+export interface TokenCache {
+  /** A valid token; throws BrokerError `upstream_unavailable` / `upstream_rejected` when none can be had. */
+  get(): Promise<UpstreamToken>;
+  /**
+   * Drops the cached token if it is still `accessToken` (compare and swap): the API answered 401 to it.
+   * A later token already in place is kept, so a burst of 401s makes one renewal, not a burst.
+   */
+  invalidate(accessToken: string): Promise<void>;
+  status(): TokenCacheStatus;
+  /** Stops background renewal timers. */
+  close(): void;
+}

@@ -1,0 +1,34 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { findLeaks } from './support/leaks.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    leakDir: string;
+  }
+}
+
+/**
+ * Every suite's logs and every secret the suites used land in one folder; when the whole run is
+ * over, no log line may contain any of those secrets in any encoding (plain, base64, URL-encoded).
+ */
+export default function setup(project: TestProject) {
+  const dir = mkdtempSync(join(tmpdir(), 'token-broker-leaks-'));
+  project.provide('leakDir', dir);
+  return () => {
+    try {
+      const leaks = findLeaks(dir);
+      if (leaks.length > 0) {
+        // vitest reports an error thrown here but still exits 0; the exit code is what CI reads.
+        process.exitCode = 1;
+        throw new Error(`secrets leaked into the logs of this test run:\n${leaks.join('\n')}`);
+      }
+      const logged = readFileSync(join(dir, 'logs.ndjson'), { encoding: 'utf8', flag: 'a+' });
+      if (process.env.LEAK_CHECK_VERBOSE) console.log(`leak check: ${logged.split('\n').length} log lines clean`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
