@@ -6,7 +6,8 @@ import { normalizeOrigin, parseOriginPattern } from './origins.js';
 /** Settings whose value is a secret: they may come from `NAME_FILE`, and are never echoed in errors. */
 export const secretSettings = ['SIGNING_KEYS', 'BROKER_API_KEYS', 'UPSTREAM_CLIENT_SECRET'] as const;
 
-const emptyToUndefined = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+const emptyToUndefined = (value: unknown) =>
+  typeof value === 'string' && value.trim() === '' ? undefined : value;
 const optionalString = z.preprocess(emptyToUndefined, z.string().trim().optional());
 const optionalUrl = z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/ }).optional());
 const int = (min: number, max: number, fallback: number) =>
@@ -38,7 +39,8 @@ const trustProxy = z.preprocess(
       if (trimmed === 'true') {
         ctx.addIssue({
           code: 'custom',
-          message: 'must be a hop count or a list of proxy addresses; "true" would trust client-written X-Forwarded-For',
+          message:
+            'must be a hop count or a list of proxy addresses; "true" would trust client-written X-Forwarded-For',
         });
         return z.NEVER;
       }
@@ -49,7 +51,10 @@ const trustProxy = z.preprocess(
         const named = ['loopback', 'linklocal', 'uniquelocal'].includes(entry);
         const bitsOk = bits === undefined || /^\d{1,3}$/.test(bits);
         if (!named && !(address && isIP(address) && bitsOk)) {
-          ctx.addIssue({ code: 'custom', message: `"${entry}" is not an IP address, CIDR or loopback/linklocal/uniquelocal` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${entry}" is not an IP address, CIDR or loopback/linklocal/uniquelocal`,
+          });
           return z.NEVER;
         }
       }
@@ -79,7 +84,10 @@ const jwkSet = z.preprocess(
 );
 
 export const envSchema = z.object({
-  NODE_ENV: z.preprocess(emptyToUndefined, z.enum(['development', 'production', 'test']).default('development')),
+  NODE_ENV: z.preprocess(
+    emptyToUndefined,
+    z.enum(['development', 'production', 'test']).default('development'),
+  ),
   PORT: int(0, 65535, 8080),
   HOST: z.preprocess(emptyToUndefined, z.string().default('0.0.0.0')),
   TRUST_PROXY: trustProxy,
@@ -205,7 +213,9 @@ export function loadConfig(
     try {
       resolved[name] = readFile(file).trim();
     } catch (error) {
-      problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      problems.push(
+        `${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
   }
 
@@ -242,7 +252,9 @@ export function loadConfig(
     }
     if (!e.UPSTREAM_CLIENT_ID) problems.push('UPSTREAM_CLIENT_ID: required when an upstream is configured');
     if (!e.UPSTREAM_CLIENT_SECRET) {
-      problems.push('UPSTREAM_CLIENT_SECRET: required when an upstream is configured (or UPSTREAM_CLIENT_SECRET_FILE)');
+      problems.push(
+        'UPSTREAM_CLIENT_SECRET: required when an upstream is configured (or UPSTREAM_CLIENT_SECRET_FILE)',
+      );
     }
     upstream = {
       issuer: e.UPSTREAM_ISSUER,

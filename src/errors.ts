@@ -69,9 +69,12 @@ export class UpstreamError extends Error {
     error: string,
     options: { description?: string; httpStatus?: number; retryAfter?: number; cause?: unknown } = {},
   ) {
-    super(`upstream token request failed: ${error}${options.description ? ` (${options.description})` : ''}`, {
-      cause: options.cause,
-    });
+    super(
+      `upstream token request failed: ${error}${options.description ? ` (${options.description})` : ''}`,
+      {
+        cause: options.cause,
+      },
+    );
     this.name = 'UpstreamError';
     this.error = error;
     this.description = options.description;
@@ -84,8 +87,12 @@ export class UpstreamError extends Error {
    * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.2
    */
   get isConfigurationError(): boolean {
-    return ['invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_target'].includes(
-      this.error,
-    );
+    return [
+      'invalid_client',
+      'unauthorized_client',
+      'unsupported_grant_type',
+      'invalid_scope',
+      'invalid_target',
+    ].includes(this.error);
   }
 }

@@ -15,7 +15,13 @@ export type OriginPattern =
 export function normalizeOrigin(input: string): string | undefined {
   const url = parseHttpUrl(input);
   if (!url) return undefined;
-  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
+  if (
+    (url.pathname !== '/' && url.pathname !== '') ||
+    url.search ||
+    url.hash ||
+    url.username ||
+    url.password
+  ) {
     return undefined;
   }
   // WHATWG URL would accept "https://example.com/" and "https://example.com" alike; only the bare
@@ -88,9 +94,10 @@ export function createOriginPolicy(entries: readonly string[]): OriginPolicy {
  * Returns `'null'` for an opaque origin, which no policy allows, and undefined when neither header is
  * usable.
  */
-export function requestOrigin(headers: { origin?: string | undefined; referer?: string | undefined }):
-  | string
-  | undefined {
+export function requestOrigin(headers: {
+  origin?: string | undefined;
+  referer?: string | undefined;
+}): string | undefined {
   const origin = headers.origin?.trim();
   if (origin) return origin === 'null' ? 'null' : (normalizeOrigin(origin) ?? 'null');
   const referer = headers.referer?.trim();

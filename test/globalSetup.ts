@@ -26,7 +26,8 @@ export default function setup(project: TestProject) {
         throw new Error(`secrets leaked into the logs of this test run:\n${leaks.join('\n')}`);
       }
       const logged = readFileSync(join(dir, 'logs.ndjson'), { encoding: 'utf8', flag: 'a+' });
-      if (process.env.LEAK_CHECK_VERBOSE) console.log(`leak check: ${logged.split('\n').length} log lines clean`);
+      if (process.env.LEAK_CHECK_VERBOSE)
+        console.log(`leak check: ${logged.split('\n').length} log lines clean`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

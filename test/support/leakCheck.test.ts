@@ -9,7 +9,10 @@ describe('leak scanner', () => {
     const secret = 'sup3r-secret/value+with=chars';
     for (const spelling of encodings(secret)) {
       const dir = mkdtempSync(join(tmpdir(), 'leak-scan-'));
-      writeFileSync(join(dir, 'secrets.ndjson'), `${JSON.stringify({ label: 'client secret', value: secret })}\n`);
+      writeFileSync(
+        join(dir, 'secrets.ndjson'),
+        `${JSON.stringify({ label: 'client secret', value: secret })}\n`,
+      );
       writeFileSync(join(dir, 'logs.ndjson'), `{"msg":"ok"}\n{"msg":"x ${spelling} y"}\n`);
       expect(findLeaks(dir)).toEqual([expect.stringContaining('client secret')]);
     }
@@ -17,7 +20,10 @@ describe('leak scanner', () => {
 
   it('when no log line holds a secret, then nothing is reported', () => {
     const dir = mkdtempSync(join(tmpdir(), 'leak-scan-'));
-    writeFileSync(join(dir, 'secrets.ndjson'), `${JSON.stringify({ label: 'k', value: 'another-long-secret' })}\n`);
+    writeFileSync(
+      join(dir, 'secrets.ndjson'),
+      `${JSON.stringify({ label: 'k', value: 'another-long-secret' })}\n`,
+    );
     writeFileSync(join(dir, 'logs.ndjson'), '{"msg":"[redacted]"}\n');
     expect(findLeaks(dir)).toEqual([]);
   });

@@ -1,0 +1,132 @@
+/** Codes the broker puts in its RFC 9457 problem answers (DESIGN.md, "Error codes"). */
+export type BrokerErrorCode =
+  | 'invalid_request'
+  | 'origin_required'
+  | 'origin_not_allowed'
+  | 'invalid_api_key'
+  | 'invalid_client_token'
+  | 'origin_mismatch'
+  | 'ip_mismatch'
+  | 'token_revoked'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'upstream_rejected'
+  | 'upstream_unavailable'
+  | 'upstream_timeout'
+  | 'internal_error';
+
+/**
+ * Codes of this helper's own: `network_error` (the broker could not be reached), `invalid_response`
+ * (a 2xx answer without a token and a lifetime), `http_error` (an error that is not problem+json).
+ */
+export type ClientErrorCode = 'network_error' | 'invalid_response' | 'http_error';
+
+/** Proxy refusals after which `fetch` drops the token and retries once with a new one. */
+export type RenewableCode = 'invalid_client_token' | 'ip_mismatch' | 'token_revoked';
+
+/** The token held in memory. Times are milliseconds since the epoch, on the local clock. */
+export interface TokenInfo {
+  /** The client token (a JWT): send it as `Authorization: Bearer`. */
+  readonly token: string;
+  /** Lifetime in seconds, as the broker answered it. */
+  readonly expiresIn: number;
+  /** When the token was requested; expiry is counted from here, not from the server's clock. */
+  readonly obtainedAt: number;
+  /** From this moment the token is renewed before use (and by the background timer). */
+  readonly renewAt: number;
+  /** When the token stops working. */
+  readonly expiresAt: number;
+}
+
+/** Why a new token was fetched. */
+export type TokenReason = 'initial' | 'renewal' | 'refresh' | 'rejected';
+
+/** What the client reports through `onEvent`; for logs and status displays. */
+export type BrokerClientEvent =
+  /** A new token is in use. */
+  | { readonly type: 'token'; readonly reason: TokenReason; readonly info: TokenInfo }
+  /** `clear()` dropped the token. */
+  | { readonly type: 'cleared' }
+  /** The token endpoint answered 429 or 503; the client waits `retryAfter` seconds and asks once more. */
+  | { readonly type: 'wait'; readonly status: number; readonly code: string; readonly retryAfter: number }
+  /** The proxy refused the token; the call is sent once more with a new token. */
+  | { readonly type: 'retry'; readonly code: RenewableCode; readonly url: string }
+  /** A background renewal failed; the next call tries again. */
+  | { readonly type: 'error'; readonly error: BrokerClientError };
+
+export interface BrokerClientOptions {
+  /** Where the broker is, e.g. `https://broker.example.com`; `''` (default) means this page's origin. */
+  baseUrl?: string;
+  /** Default `/api/client-token`. */
+  tokenPath?: string;
+  /** Default `/api/proxy`. */
+  proxyPath?: string;
+  /** Default `globalThis.fetch`. */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  /** Milliseconds since the epoch. Default `Date.now`. */
+  now?: () => number;
+  /**
+   * Seconds before expiry at which the token is renewed, or a function of the lifetime in seconds.
+   * Capped at half the lifetime. Default {@link defaultRefreshMargin}.
+   */
+  refreshMargin?: number | ((expiresIn: number) => number);
+  /**
+   * Longest `Retry-After` (seconds) the client waits for on a 429/503 from the token endpoint before
+   * asking once more; a longer one fails at once with `retryAfter` set. Default 30.
+   */
+  maxRetryAfter?: number;
+  /** Renew in the background when the token reaches `renewAt`. Default true. */
+  autoRefresh?: boolean;
+  /** Called synchronously for each {@link BrokerClientEvent}; a throwing listener is reported, not propagated. */
+  onEvent?: (event: BrokerClientEvent) => void;
+}
+
+export interface BrokerClient {
+  /**
+   * A token valid for at least the refresh margin, fetched when needed; one request in flight however
+   * many callers wait. Rejects with {@link BrokerClientError}.
+   */
+  getToken(): Promise<string>;
+  /** Fetches a new token now (joining a request already in flight) and uses it from then on. */
+  refresh(): Promise<string>;
+  /**
+   * `fetch` through the broker's proxy: `path` (with or without a leading `/`, query string allowed) is
+   * appended to `baseUrl + proxyPath`, and `Authorization: Bearer <token>` replaces any caller's
+   * `Authorization`; other headers are kept. When the broker refuses the token with a
+   * {@link RenewableCode}, the call is retried once with a new token if its body is replayable (none,
+   * string, Blob, BufferSource, URLSearchParams, FormData; not a ReadableStream). Other answers,
+   * including 429/503 from the proxy, are returned as they are. Rejects with {@link BrokerClientError}
+   * when no token can be had, and like `fetch` on network errors.
+   */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** Drops the token, stops background renewal and ignores an answer still on its way. */
+  clear(): void;
+  /** The token in memory, or undefined. */
+  tokenInfo(): TokenInfo | undefined;
+}
+
+/** A failure of the token endpoint. */
+export class BrokerClientError extends Error {
+  constructor(
+    code: string,
+    options?: { status?: number; detail?: string; retryAfter?: number; message?: string; cause?: unknown },
+  );
+  override readonly name: 'BrokerClientError';
+  /** The broker's problem `code`, or one of this helper's {@link ClientErrorCode}s. */
+  readonly code: BrokerErrorCode | ClientErrorCode | (string & {});
+  /** HTTP status of the answer; 0 when the broker could not be reached. */
+  readonly status: number;
+  /** The problem's `detail`, safe to show. */
+  readonly detail: string | undefined;
+  /** Seconds the broker asked to wait (`Retry-After`), when it said so. */
+  readonly retryAfter: number | undefined;
+}
+
+/** 20 % of the lifetime, at least 1 s and at most 30 s. */
+export function defaultRefreshMargin(expiresIn: number): number;
+
+/** Creates a client for one broker; each client holds its own token in memory. */
+export function createBrokerClient(options?: BrokerClientOptions): BrokerClient;

@@ -1,0 +1,29 @@
+// `npm start`: build when dist/ is missing or older than src/, then run the server in this process's
+// place (signals reach it directly, so SIGTERM drains requests as in production).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const newest = (dir) =>
+  readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
+    const path = join(dir, entry.name);
+    return Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }, 0);
+
+const entry = join(root, 'dist', 'main.js');
+if (!existsSync(entry) || newest(join(root, 'src')) > newest(join(root, 'dist'))) {
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (!existsSync(tsc)) {
+    console.error(
+      'dist/ is missing or stale and TypeScript is not installed: run `npm install` (or `npm run build`) first',
+    );
+    process.exit(1);
+  }
+  const build = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
+    stdio: 'inherit',
+  });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
+await import(entry);

@@ -1,0 +1,21 @@
+import { readFileSync } from 'node:fs';
+import { text } from 'node:stream/consumers';
+import { runCli } from './cli/run.js';
+
+// The entry point alone touches the process; package.json sits one level up from src/ and dist/ alike.
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+process.exitCode = await runCli(
+  process.argv.slice(2),
+  {
+    env: process.env,
+    cwd: process.cwd(),
+    stdout: (chunk) => process.stdout.write(chunk),
+    stderr: (chunk) => process.stderr.write(chunk),
+    readStdin: () => text(process.stdin),
+    secrets: new Set(),
+  },
+  version,
+);

@@ -1,0 +1,126 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { config as loadDotenv } from 'dotenv';
+import { type Config, ConfigError, loadConfig, secretSettings } from '../config.js';
+import { CliFailure, type Command, parseUsage, redact, UsageError } from './context.js';
+import { checkSigningKeys, type JwkSet } from './jwks.js';
+
+/** A secret setting's value, and each key of the BROKER_API_KEYS list, so that each can be scrubbed. */
+function remember(secrets: Set<string>, name: string, value: string | undefined): void {
+  if (!value) return;
+  secrets.add(value.trim());
+  if (name === 'BROKER_API_KEYS') for (const key of value.split(',')) secrets.add(key.trim());
+}
+
+/** A URL without user info: an issuer or token URL could carry credentials. */
+function showUrl(value: string): string {
+  const url = new URL(value);
+  url.username = '';
+  url.password = '';
+  return url.href;
+}
+
+function describeUpstream(config: Config): [string, string][] {
+  const { upstream } = config;
+  if (!upstream) return [['upstream', 'none: the dev upstream starts (development only)']];
+  const rows: [string, string][] = [
+    [
+      'upstream',
+      upstream.tokenUrl
+        ? `token URL ${showUrl(upstream.tokenUrl)}`
+        : `issuer ${showUrl(upstream.issuer ?? '')}`,
+    ],
+    ['client id', upstream.clientId],
+    ['profile', upstream.profile],
+    ['auth method', upstream.authMethod],
+  ];
+  if (upstream.audience) rows.push(['audience', upstream.audience]);
+  if (upstream.scope) rows.push(['scope', upstream.scope]);
+  if (upstream.resource) rows.push(['resource', showUrl(upstream.resource)]);
+  rows.push(['api url', upstream.apiUrl ? showUrl(upstream.apiUrl) : 'none (/api/proxy is off)']);
+  return rows;
+}
+
+function summary(config: Config): string {
+  const keys = config.signingKeys?.keys;
+  const rows: [string, string][] = [
+    ['environment', config.nodeEnv],
+    ['listen', `${config.host}:${config.port}`],
+    ...describeUpstream(config),
+    ['allowed origins', config.allowedOrigins.length > 0 ? config.allowedOrigins.join(', ') : 'none'],
+    [
+      'signing keys',
+      keys
+        ? `${keys.length} (signing kid ${String(keys[0]?.kid ?? 'none')}, ${String(keys[0]?.alg ?? keys[0]?.kty)})`
+        : 'none: an ephemeral key is made at start-up (development only)',
+    ],
+    ['api keys', String(config.apiKeys.length)],
+    ['client tokens', `ttl ${config.clientToken.ttlSeconds} s, ip binding ${config.clientToken.bindIp}`],
+    ['trust proxy', JSON.stringify(config.trustProxy)],
+    ['redis', config.redisUrl ? 'yes' : 'no (in-memory store, one replica)'],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length)) + 2;
+  return rows.map(([label, value]) => `  ${`${label}:`.padEnd(width)}${value}`).join('\n');
+}
+
+/** `token-broker check-config`: the server's own configuration check, without starting it. */
+export const checkConfigCommand: Command = {
+  name: 'check-config',
+  summary: 'validate the environment (and .env) the way the server does',
+  help: `Usage: token-broker check-config [--dotenv <path>]
+
+Reads the environment, and a .env file in the current directory when there is one, exactly
+as the server does (variables already set win over .env), then checks every setting. Prints
+"configuration OK" and a short summary, or every problem, one per line, and exits 1.
+Secret values (client secret, API keys, signing keys) are never printed.
+
+Options:
+  --dotenv <path>   read this file instead of ./.env (it must exist)
+  -h, --help        show this help`,
+  async run(args, ctx) {
+    // Not "--env-file": Node 20 takes that flag for itself even after the script name.
+    const { values, positionals } = parseUsage(() =>
+      parseArgs({ args, options: { dotenv: { type: 'string' } }, allowPositionals: true }),
+    );
+    if (positionals.length > 0) throw new UsageError('unexpected argument');
+    const env = { ...ctx.env };
+    const envFile = resolve(ctx.cwd, values.dotenv ?? '.env');
+    if (values.dotenv !== undefined && !existsSync(envFile)) {
+      throw new CliFailure(`cannot read ${values.dotenv} (ENOENT)`);
+    }
+    if (existsSync(envFile)) {
+      const { error } = loadDotenv({ path: envFile, quiet: true, processEnv: env });
+      if (error)
+        throw new CliFailure(`cannot read ${envFile} (${(error as { code?: string }).code ?? 'error'})`);
+    }
+    const { secrets } = ctx;
+    for (const name of secretSettings) remember(secrets, name, env[name]);
+    const readFile = (path: string) => {
+      const text = readFileSync(path, 'utf8');
+      for (const name of secretSettings) if (env[`${name}_FILE`] === path) remember(secrets, name, text);
+      return text;
+    };
+
+    const problems: string[] = [];
+    let config: Config | undefined;
+    try {
+      config = loadConfig(env, { readFile });
+      if (config.signingKeys) {
+        const keyProblems = await checkSigningKeys(config.signingKeys as JwkSet);
+        problems.push(...keyProblems.map((problem) => `SIGNING_KEYS: ${problem}`));
+      }
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+    }
+    if (!config || problems.length > 0) {
+      ctx.stderr(
+        redact(`configuration invalid:\n${problems.map((line) => `  - ${line}`).join('\n')}\n`, secrets),
+      );
+      return 1;
+    }
+    ctx.stdout(redact(`configuration OK\n${summary(config)}\n`, secrets));
+    return 0;
+  },
+};

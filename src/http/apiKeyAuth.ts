@@ -1,0 +1,21 @@
+import type { Request } from 'express';
+import type { ApiKeyVerifier } from '../apiKeys.js';
+import { BrokerError } from '../errors.js';
+
+/** `Authorization: Bearer <key>` (RFC 6750 §2.1); the scheme is case-insensitive (RFC 9110 §11.1). */
+export function bearerToken(req: Request): string | undefined {
+  const header = req.headers.authorization;
+  if (!header) return undefined;
+  const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+/** Throws `invalid_api_key` unless `presented` is a configured broker API key. */
+export function requireApiKey(verifier: ApiKeyVerifier, presented: string | undefined): void {
+  if (!verifier.verify(presented)) {
+    throw new BrokerError('invalid_api_key', {
+      detail: presented ? 'the API key is not valid' : 'an API key is required (Authorization: Bearer <key>)',
+      headers: { 'WWW-Authenticate': 'Bearer realm="token-broker"' },
+    });
+  }
+}

@@ -1,0 +1,84 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import { BrokerError, type ErrorCode, errorCatalog } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+/** RFC 9457 §3.1.1 allows a non-dereferenceable URI; the README's error table explains each code. */
+const typeBase = 'urn:token-broker:problem:';
+
+/** An RFC 9457 problem details object, with our stable `code` extension member. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail?: string;
+  instance?: string;
+}
+
+export function problemFor(error: BrokerError, instance?: string): Problem {
+  const problem: Problem = {
+    type: `${typeBase}${error.code}`,
+    title: errorCatalog[error.code].title,
+    status: error.status,
+    code: error.code,
+  };
+  if (error.expose && error.detail) problem.detail = error.detail;
+  if (instance) problem.instance = instance;
+  return problem;
+}
+
+/** Writes a problem+json answer. The single place where an error becomes a response. */
+export function sendProblem(res: Response, error: BrokerError): void {
+  for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
+  res.setHeader('Cache-Control', 'no-store');
+  res
+    .status(error.status)
+    .type('application/problem+json')
+    .send(JSON.stringify(problemFor(error, res.locals.requestId)));
+}
+
+/**
+ * Maps what Express and its body parsers throw (they carry `status` and `type`) to our codes.
+ * Anything unknown is an internal error: logged with its stack, answered without it.
+ */
+export function toBrokerError(error: unknown): BrokerError {
+  if (error instanceof BrokerError) return error;
+  const status = (error as { status?: unknown })?.status;
+  const type = (error as { type?: unknown })?.type;
+  if (type === 'entity.too.large' || status === 413)
+    return new BrokerError('payload_too_large', { cause: error });
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported' || status === 415) {
+    return new BrokerError('unsupported_media_type', { cause: error });
+  }
+  if (status === 404) return new BrokerError('not_found', { cause: error });
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new BrokerError('invalid_request', {
+      detail: 'the request body could not be parsed',
+      cause: error,
+    });
+  }
+  return new BrokerError('internal_error', { cause: error });
+}
+
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, _req, res, _next) => {
+    const brokerError = toBrokerError(error);
+    const log = (res.locals.log as Logger | undefined) ?? logger;
+    if (brokerError.status >= 500) {
+      const level =
+        brokerError.code === 'upstream_rejected' || brokerError.code === 'internal_error' ? 'error' : 'warn';
+      log[level]({ err: brokerError.cause ?? brokerError, code: brokerError.code }, brokerError.message);
+    }
+    if (res.headersSent) {
+      // A streamed answer failed midway: the status line is gone, so cutting the connection is the only
+      // honest signal left to the client.
+      res.destroy();
+      return;
+    }
+    sendProblem(res, brokerError);
+  };
+}
+
+export const notFoundHandler: RequestHandler = (_req, _res, next) => {
+  next(new BrokerError('not_found'));
+};

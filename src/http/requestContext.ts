@@ -1,0 +1,35 @@
+import { randomUUID } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import type { Logger } from '../logger.js';
+
+/** A caller-supplied `x-request-id` is kept only if it cannot smuggle anything into logs or headers. */
+const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Gives each request an id (honouring a safe `x-request-id`) and a child logger carrying it, and logs
+ * one line when the answer is done: method, path (never the query string: the claim route accepts a
+ * key there), status, duration. Headers and bodies are never logged: they carry credentials and tokens.
+ */
+export function requestContext(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && safeRequestId.test(incoming) ? incoming : randomUUID();
+    const log = logger.child({ reqId: requestId });
+    res.locals.requestId = requestId;
+    res.locals.log = log;
+    res.setHeader('X-Request-Id', requestId);
+    const started = performance.now();
+    res.on('finish', () => {
+      const status = res.statusCode;
+      const entry = {
+        method: req.method,
+        path: req.path,
+        status,
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+      };
+      if (status >= 500) log.warn(entry, 'request failed');
+      else log.info(entry, 'request');
+    });
+    next();
+  };
+}

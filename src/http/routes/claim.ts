@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import { Router } from 'express';
+import type { ApiKeyVerifier } from '../../apiKeys.js';
+import type { Config } from '../../config.js';
+import { BrokerError } from '../../errors.js';
+import { bindingFor, canonicalIp } from '../../ip.js';
+import { normalizeOrigin } from '../../origins.js';
+import type { ClientTokens } from '../../signing/clientTokens.js';
+import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
+import { type ClaimResponse, claimRequest } from '../schemas.js';
+import { sendToken } from '../tokenResponse.js';
+
+export interface ClaimRouteDeps {
+  config: Config;
+  apiKeys: ApiKeyVerifier;
+  clientTokens: ClientTokens;
+}
+
+/**
+ * `POST /api/auth/claim`: the Trefle-style route. A backend holding a broker API key asks for a client
+ * token bound to an origin (and optionally an IP) of its choosing; the key is trusted to choose.
+ */
+export function claimRoute({ config, apiKeys, clientTokens }: ClaimRouteDeps): Router {
+  const router = Router();
+  router.post('/api/auth/claim', async (req, res) => {
+    const body: unknown = req.body;
+    const fields = { ...req.query, ...(body && typeof body === 'object' ? body : {}) };
+    const parsed = claimRequest.safeParse(fields);
+    const presented = bearerToken(req) ?? (parsed.success ? parsed.data.token : undefined);
+    // The key is checked before the input, so an unauthenticated caller learns nothing about validation.
+    requireApiKey(apiKeys, presented);
+    if (!parsed.success) {
+      throw new BrokerError('invalid_request', { detail: describeIssues(parsed.error.issues) });
+    }
+    const { origin: rawOrigin, ip: rawIp } = parsed.data;
+    if (!rawOrigin) throw new BrokerError('origin_required', { detail: 'origin is required' });
+    const origin = normalizeOrigin(rawOrigin);
+    if (!origin)
+      throw new BrokerError('invalid_request', { detail: 'origin must look like https://app.example.com' });
+    const ip = rawIp === undefined ? undefined : canonicalIp(rawIp);
+    if (rawIp !== undefined && !ip)
+      throw new BrokerError('invalid_request', { detail: 'ip must be an IP address' });
+    const binding = ip ? bindingFor(config.clientToken.bindIp, ip, config.clientToken) : undefined;
+    const minted = await clientTokens.mint({
+      sub: `api-key:${keyFingerprint(presented ?? '')}`,
+      origin,
+      ...binding,
+    });
+    const expiresAt = new Date(minted.exp * 1000);
+    const answer: ClaimResponse = {
+      token: minted.token,
+      expiration: trefleExpiration(expiresAt),
+      expiresIn: minted.expiresIn,
+      expiresAt: expiresAt.toISOString(),
+    };
+    sendToken(res, answer);
+  });
+  return router;
+}
+
+/** Names which key claimed, for audit, without revealing anything usable about it. */
+function keyFingerprint(key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 12);
+}
+
+/** `MM-DD-YYYY HH:mm` in UTC, as Trefle answers. */
+export function trefleExpiration(date: Date): string {
+  const pad = (value: number) => String(value).padStart(2, '0');
+  return `${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}-${date.getUTCFullYear()} ${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}`;
+}
+
+function describeIssues(issues: readonly { path: PropertyKey[]; message: string }[]): string {
+  return issues.map((issue) => `${issue.path.map(String).join('.') || 'body'}: ${issue.message}`).join('; ');
+}

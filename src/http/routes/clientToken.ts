@@ -1,0 +1,45 @@
+import { Router } from 'express';
+import type { Config } from '../../config.js';
+import { BrokerError } from '../../errors.js';
+import { bindingFor } from '../../ip.js';
+import { type OriginPolicy, requestOrigin } from '../../origins.js';
+import type { ClientTokens } from '../../signing/clientTokens.js';
+import { callerIp } from '../callerIp.js';
+import type { ClientTokenResponse } from '../schemas.js';
+import { sendToken } from '../tokenResponse.js';
+
+export interface ClientTokenRouteDeps {
+  config: Config;
+  originPolicy: OriginPolicy;
+  clientTokens: ClientTokens;
+}
+
+/**
+ * `GET`/`POST /api/client-token`: the Miso-style route a page calls from its own origin. The origin
+ * comes from the browser (`Origin`, else `Referer`); the token is bound to it and to the caller's IP.
+ */
+export function clientTokenRoute({ config, originPolicy, clientTokens }: ClientTokenRouteDeps): Router {
+  const router = Router();
+  router.all('/api/client-token', async (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'POST') {
+      res.setHeader('Allow', 'GET, POST, OPTIONS');
+      throw new BrokerError('method_not_allowed');
+    }
+    const origin = requestOrigin(req.headers);
+    if (!origin)
+      throw new BrokerError('origin_required', { detail: 'send Origin (or Referer) from a browser page' });
+    if (!originPolicy.isAllowed(origin)) {
+      throw new BrokerError('origin_not_allowed', { detail: `${origin} is not in ALLOWED_ORIGINS` });
+    }
+    const binding = bindingFor(config.clientToken.bindIp, callerIp(req), config.clientToken);
+    const minted = await clientTokens.mint({ sub: origin, origin, ...binding });
+    const body: ClientTokenResponse = {
+      token: minted.token,
+      tokenType: 'Bearer',
+      expiresIn: minted.expiresIn,
+      expiresAt: new Date(minted.exp * 1000).toISOString(),
+    };
+    sendToken(res, body);
+  });
+  return router;
+}

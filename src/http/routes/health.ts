@@ -1,0 +1,39 @@
+import { Router } from 'express';
+import type { Clock } from '../../clock.js';
+import { BrokerError } from '../../errors.js';
+import type { TokenCache } from '../../upstream/types.js';
+
+export interface HealthRouteDeps {
+  cache: TokenCache;
+  clock: Clock;
+}
+
+/**
+ * `/healthz`: the process answers (liveness: restart me if not). `/readyz`: an upstream token can be had
+ * (readiness: send me traffic). Readiness asks the cache, which answers from memory when a token is held
+ * and otherwise makes the one upstream request everyone would wait for anyway.
+ */
+export function healthRoutes({ cache, clock }: HealthRouteDeps): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    try {
+      const token = await cache.get();
+      res.json({
+        status: 'ready',
+        upstream: {
+          token: 'held',
+          expiresIn: Math.max(0, Math.floor((token.expiresAt - clock.now()) / 1000)),
+        },
+      });
+    } catch (error) {
+      const code = error instanceof BrokerError ? error.code : 'internal_error';
+      res.status(503).json({ status: 'not_ready', upstream: { token: 'unavailable', code } });
+    }
+  });
+  return router;
+}

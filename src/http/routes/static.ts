@@ -1,0 +1,24 @@
+import { join } from 'node:path';
+import { Router } from 'express';
+
+/**
+ * The browser helper (`/client.js`, typed by `/client.d.ts`) is served always and to any origin: pages
+ * on other origins import it as a module script, which is a CORS request. The demo page is served only
+ * with the dev upstream.
+ */
+export function staticRoutes({ publicDir, demo }: { publicDir: string; demo: boolean }): Router {
+  const router = Router();
+  const files: Record<string, string> = { '/client.js': 'client.js', '/client.d.ts': 'client.d.ts' };
+  if (demo) Object.assign(files, { '/': 'index.html', '/demo.js': 'demo.js', '/demo.css': 'demo.css' });
+  for (const [route, file] of Object.entries(files)) {
+    router.get(route, (_req, res, next) => {
+      res.setHeader('Access-Control-Allow-Origin', '*');
+      res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+      res.setHeader('Cache-Control', 'no-cache');
+      res.sendFile(join(publicDir, file), { dotfiles: 'deny' }, (error) => {
+        if (error) next(error);
+      });
+    });
+  }
+  return router;
+}

@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto';
+import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
+import { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import { BrokerError } from '../errors.js';
+import { canonicalIp } from '../ip.js';
+import type { SigningKeys } from './keys.js';
+import type { RevocationList } from './revocations.js';
+
+/**
+ * The explicit `typ` of a client token, so no other JWT signed by a key we trust (or an upstream access
+ * token, `at+jwt`) can be replayed as one.
+ * @see https://www.rfc-editor.org/rfc/rfc8725#section-3.11
+ */
+export const clientTokenType = 'client-token+jwt';
+
+/** Refused before any parsing or crypto: our tokens are well under 1 KiB. */
+export const maxClientTokenLength = 4096;
+
+const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const jtiPattern = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * The claims of a client token as they travel (RFC 7519 §4). `ip` is the caller's canonical address
+ * (see ip.ts); `ip_prefix`, when present, says the token is bound to the /ip_prefix network around it.
+ */
+const payloadSchema = z.object({
+  iss: z.string(),
+  aud: z.string(),
+  sub: z.string().min(1),
+  origin: z.string().min(1),
+  ip: z
+    .string()
+    .refine((ip) => canonicalIp(ip) === ip)
+    .optional(),
+  ip_prefix: z.number().int().min(0).max(128).optional(),
+  // zod 4 numbers are finite: `1e309` (Infinity once parsed) is refused here as well as below.
+  iat: z.number(),
+  exp: z.number(),
+  jti: z.string().regex(jtiPattern),
+});
+
+export type ClientTokenClaims = Omit<z.infer<typeof payloadSchema>, 'ip_prefix'> & { ipPrefix?: number };
+
+export interface MintInput {
+  sub: string;
+  origin: string;
+  /** Canonical address (ip.ts `canonicalIp`); omitted for an unbound token. */
+  ip?: string | undefined;
+  /** Bind to the /ipPrefix network around `ip` rather than to `ip` alone. */
+  ipPrefix?: number | undefined;
+}
+
+export interface MintedClientToken {
+  token: string;
+  jti: string;
+  /** Seconds since the epoch. */
+  iat: number;
+  exp: number;
+  /** Seconds from now until `exp`. */
+  expiresIn: number;
+}
+
+export interface ClientTokens {
+  mint(input: MintInput): Promise<MintedClientToken>;
+  /**
+   * The verified claims, or a BrokerError `invalid_client_token` (or `token_revoked`). Origin and IP
+   * are compared by the caller, which knows the request.
+   */
+  verify(token: string): Promise<ClientTokenClaims>;
+}
+
+export interface ClientTokensOptions {
+  keys: SigningKeys;
+  config: Config['clientToken'];
+  clock: Clock;
+  revocations?: RevocationList;
+}
+
+/** RFC 6750 §3.1: a bad bearer token is `invalid_token`. */
+const challenge = { 'WWW-Authenticate': 'Bearer error="invalid_token"' };
+const required = ['exp', 'iat', 'jti', 'sub', 'origin'];
+
+export function createClientTokens({ keys, config, clock, revocations }: ClientTokensOptions): ClientTokens {
+  const { signer } = keys;
+  const header = Object.freeze({ alg: signer.alg, kid: signer.kid, typ: clientTokenType });
+  const tolerance = config.clockToleranceSeconds;
+
+  /** The reason goes to the log through `cause`; it names a check, never token content. */
+  const refuse = (reason: string, detail?: string) =>
+    new BrokerError('invalid_client_token', {
+      headers: challenge,
+      cause: new Error(`client token refused: ${reason}`),
+      ...(detail ? { detail } : {}),
+    });
+
+  return {
+    async mint({ sub, origin, ip, ipPrefix }) {
+      if (ip !== undefined && canonicalIp(ip) !== ip)
+        throw new TypeError('mint: ip must be a canonical address');
+      if (ipPrefix !== undefined && ip === undefined) throw new TypeError('mint: ipPrefix needs ip');
+      const iat = Math.floor(clock.now() / 1000);
+      const exp = iat + config.ttlSeconds;
+      const jti = randomBytes(16).toString('base64url');
+      const token = await new SignJWT({
+        iss: config.issuer,
+        aud: config.audience,
+        sub,
+        origin,
+        ...(ip !== undefined ? { ip } : {}),
+        ...(ipPrefix !== undefined ? { ip_prefix: ipPrefix } : {}),
+        iat,
+        exp,
+        jti,
+      })
+        .setProtectedHeader(header)
+        .sign(signer.key);
+      return { token, jti, iat, exp, expiresIn: config.ttlSeconds };
+    },
+
+    async verify(token) {
+      // Cheap checks first: nothing is parsed or verified for input that cannot be one of ours.
+      if (typeof token !== 'string' || token.length > maxClientTokenLength) throw refuse('size');
+      if (!compactJws.test(token)) throw refuse('shape');
+      let protectedHeader: ReturnType<typeof decodeProtectedHeader>;
+      try {
+        protectedHeader = decodeProtectedHeader(token);
+      } catch {
+        throw refuse('header');
+      }
+      const { alg, kid, typ } = protectedHeader;
+      // Only keys we hold verify: `jku`, `x5u`, `jwk` and `x5c` are never looked at (RFC 8725 §3.10).
+      const key = typeof kid === 'string' ? keys.verificationKey(kid) : undefined;
+      if (!key) throw refuse('unknown kid');
+      if (alg !== key.alg) throw refuse('alg');
+      if (typ !== clientTokenType) throw refuse('typ');
+      // We define no extension; a nested JWT (`cty`) is never a client token (RFC 7519 §5.2).
+      if ('crit' in protectedHeader || 'cty' in protectedHeader) throw refuse('header parameter');
+
+      let payload: unknown;
+      try {
+        ({ payload } = await jwtVerify(token, key.key, {
+          algorithms: [key.alg],
+          typ: clientTokenType,
+          issuer: config.issuer,
+          audience: config.audience,
+          clockTolerance: tolerance,
+          currentDate: new Date(clock.now()),
+          requiredClaims: required,
+          // Also refuses an `iat` in the future beyond the tolerance.
+          maxTokenAge: config.ttlSeconds,
+        }));
+      } catch (error) {
+        if (error instanceof errors.JWTExpired) throw refuse('expired', 'The client token has expired');
+        if (error instanceof errors.JOSEError) {
+          const claim = error instanceof errors.JWTClaimValidationFailed ? ` (${error.claim})` : '';
+          throw refuse(`${error.code}${claim}`);
+        }
+        throw refuse('verification');
+      }
+
+      const parsed = payloadSchema.safeParse(payload);
+      if (!parsed.success) throw refuse('claims');
+      const { ip_prefix: ipPrefix, ...claims } = parsed.data;
+      // A token living longer than we ever mint was not minted by this configuration: refuse it even
+      // when its signature is good (a key leaked to an insider, a forgotten test key).
+      const lifetime = claims.exp - claims.iat;
+      if (!(lifetime > 0 && lifetime <= config.ttlSeconds + tolerance)) throw refuse('lifetime');
+      if (
+        ipPrefix !== undefined &&
+        (claims.ip === undefined || (!claims.ip.includes(':') && ipPrefix > 32))
+      ) {
+        throw refuse('ip_prefix');
+      }
+      if (revocations?.isRevoked(claims.jti)) {
+        throw new BrokerError('token_revoked', { headers: challenge });
+      }
+      return ipPrefix === undefined ? claims : { ...claims, ipPrefix };
+    },
+  };
+}

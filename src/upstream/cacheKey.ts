@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+
+/** Everything that decides which upstream token a request gets. */
+export interface CacheKeyInput {
+  tokenEndpoint: string;
+  clientId: string;
+  authMethod: string;
+  profile: string;
+  /** Space-separated scopes (RFC 6749 §3.3); order and repeats do not matter. */
+  scope: string | undefined;
+  audience: string | undefined;
+  resource: string | undefined;
+  /** Only its fingerprint enters the key: a rotated secret must never be served a token of the old one. */
+  secret: string;
+}
+
+function sha256Hex(domain: string, input: string): string {
+  // The domain label and a NUL separator keep hashes made for different purposes from ever colliding.
+  return createHash('sha256').update(`token-broker/${domain}\u0000${input}`).digest('hex');
+}
+
+/**
+ * Scopes as a set: RFC 6749 §3.3 makes the scope parameter an unordered list of space-delimited values.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-3.3
+ */
+export function normalizeScope(scope: string | undefined): string {
+  return [...new Set((scope ?? '').split(/\s+/).filter(Boolean))].sort().join(' ');
+}
+
+/** A short, one-way fingerprint of the client secret (16 hex digits of a domain-separated SHA-256). */
+export function secretFingerprint(secret: string): string {
+  return sha256Hex('client-secret/v1', secret).slice(0, 16);
+}
+
+/** A short, one-way fingerprint of an access token, the most a log line may say about a token. */
+export function tokenFingerprint(accessToken: string): string {
+  return sha256Hex('access-token/v1', accessToken).slice(0, 12);
+}
+
+/**
+ * The store key for one upstream token. The whole tuple is hashed, so a key name reveals neither the
+ * client, the endpoint nor anything about the secret; the secret's fingerprint is part of the tuple,
+ * so rotating the secret changes the key.
+ */
+export function cacheKey(input: CacheKeyInput): string {
+  const tuple = JSON.stringify([
+    input.tokenEndpoint,
+    input.clientId,
+    input.authMethod,
+    input.profile,
+    normalizeScope(input.scope),
+    input.audience ?? null,
+    input.resource ?? null,
+    secretFingerprint(input.secret),
+  ]);
+  return `upstream-token:${sha256Hex('cache-key/v1', tuple).slice(0, 32)}`;
+}

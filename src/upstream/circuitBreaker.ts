@@ -1,0 +1,36 @@
+import { ConsecutiveBreaker, circuitBreaker, handleAll } from 'cockatiel';
+import type { Clock } from '../clock.js';
+
+/** Stops calls to an upstream that keeps failing, then lets one probe through after a pause. */
+export interface UpstreamBreaker {
+  /** Runs `call` through the breaker; the caller checks `openForMs()` first and does not call while open. */
+  execute<T>(call: () => Promise<T>): Promise<T>;
+  /** Ms until the breaker lets a probe through; 0 when closed or ready to probe. */
+  openForMs(): number;
+}
+
+/**
+ * cockatiel counts consecutive failures and runs the closed/open/half-open state machine, but measures
+ * the open period with `Date.now()`, which tests cannot move. So cockatiel's own pause is zero (an open
+ * breaker turns half-open on the next call) and the pause is kept here on the injected clock: `onBreak`
+ * fires on every opening, including a failed half-open probe, and starts a new pause.
+ */
+export function createUpstreamBreaker({
+  clock,
+  threshold,
+  openMs,
+}: {
+  clock: Clock;
+  threshold: number;
+  openMs: number;
+}): UpstreamBreaker {
+  const policy = circuitBreaker(handleAll, { halfOpenAfter: 0, breaker: new ConsecutiveBreaker(threshold) });
+  let openUntil = 0;
+  policy.onBreak(() => {
+    openUntil = clock.now() + openMs;
+  });
+  return {
+    execute: (call) => policy.execute(() => call()),
+    openForMs: () => Math.max(0, openUntil - clock.now()),
+  };
+}

@@ -1,0 +1,118 @@
+import type { Clock } from '../clock.js';
+import { BrokerError, UpstreamError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { UpstreamBreaker } from './circuitBreaker.js';
+import { type RenewalPolicy, retryDelay } from './renewalPolicy.js';
+import type { TokenCacheStatus } from './types.js';
+
+/**
+ * Consecutive upstream failures: when the next attempt may go out, what callers without a token are
+ * told meanwhile, and what gets logged (a warning once per streak, a refused configuration at error
+ * level once per interval), so a dead upstream neither gets hammered nor floods the log.
+ */
+export interface FailureStreak {
+  /** Records a failure; returns the error for the callers that waited on the attempt. */
+  record(error: unknown, servingUntil: number | undefined): BrokerError;
+  /** Ends the streak after a success. */
+  reset(): void;
+  /** No upstream call before this instant (backoff, `Retry-After`, open breaker); 0 when none is pending. */
+  retryAt(): number;
+  /** What a caller without a token is told while the next attempt is not yet due. */
+  refusal(): BrokerError;
+  lastError(): TokenCacheStatus['lastError'];
+}
+
+export function createFailureStreak({
+  clock,
+  logger,
+  policy,
+  random,
+  breaker,
+}: {
+  clock: Clock;
+  logger: Logger;
+  policy: RenewalPolicy;
+  random: () => number;
+  breaker: UpstreamBreaker;
+}): FailureStreak {
+  let failures = 0;
+  let retryAt = 0;
+  let rejected = false;
+  let cause: unknown;
+  let lastError: TokenCacheStatus['lastError'];
+  const warned = new Set<'serving' | 'unavailable'>();
+  // Kept across streaks: "once per interval" must hold even when a success comes in between.
+  let lastRejectedLogAt = Number.NEGATIVE_INFINITY;
+
+  function refusal(waitMs: number): BrokerError {
+    if (rejected) return new BrokerError('upstream_rejected', { cause });
+    // RFC 9110 §10.2.3: delay-seconds, a whole number.
+    const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
+    return new BrokerError('upstream_unavailable', { headers: { 'Retry-After': retryAfter }, cause });
+  }
+
+  function log(fields: Record<string, unknown>, now: number, serving: boolean): void {
+    if (rejected) {
+      if (now - lastRejectedLogAt < policy.rejectedLogIntervalMs) {
+        logger.debug(fields, 'upstream still refuses our configuration');
+        return;
+      }
+      lastRejectedLogAt = now;
+      logger.error(
+        fields,
+        'the upstream refused our client credentials or configuration; an operator must fix it',
+      );
+      return;
+    }
+    const mode = serving ? 'serving' : 'unavailable';
+    if (warned.has(mode)) {
+      logger.debug(fields, 'upstream token request failed again');
+      return;
+    }
+    warned.add(mode);
+    logger.warn(
+      fields,
+      serving
+        ? 'upstream token renewal failing; serving the current token until it expires'
+        : 'no upstream token can be obtained; callers get upstream_unavailable',
+    );
+  }
+
+  return {
+    record(error, servingUntil) {
+      const now = clock.now();
+      const upstream = error instanceof UpstreamError ? error : undefined;
+      failures += 1;
+      rejected = upstream?.isConfigurationError ?? false;
+      cause = error;
+      // Read after the failed call: cockatiel has already opened the breaker if this failure tripped it.
+      const delay = Math.max(retryDelay(failures, upstream?.retryAfter, policy, random), breaker.openForMs());
+      retryAt = now + delay;
+      lastError = { error: upstream?.error ?? 'unexpected', at: now };
+      const fields = {
+        error: lastError.error,
+        httpStatus: upstream?.httpStatus,
+        description: upstream?.description,
+        failures,
+        retryInMs: delay,
+        ...(servingUntil === undefined ? {} : { expiresAt: new Date(servingUntil).toISOString() }),
+        // An UpstreamError is described by the fields above; anything else is a bug worth its stack.
+        ...(upstream ? {} : { err: error }),
+      };
+      log(fields, now, servingUntil !== undefined);
+      return refusal(delay);
+    },
+    reset() {
+      if (failures > 0) logger.info({ failures }, 'upstream token renewal recovered');
+      failures = 0;
+      retryAt = 0;
+      rejected = false;
+      cause = undefined;
+      lastError = undefined;
+      warned.clear();
+    },
+    retryAt: () => retryAt,
+    refusal: () => refusal(retryAt - clock.now()),
+    lastError: () => lastError,
+  };
+}

@@ -1,0 +1,176 @@
+import { z } from 'zod';
+import type { UpstreamConfig } from '../config.js';
+
+/** The grant a token request runs. */
+export type Grant = { type: 'client_credentials' } | { type: 'refresh_token'; refreshToken: string };
+
+/** Headers and body of one token request, in the wire format of the configured profile. */
+export interface WireRequest {
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A successful token answer, whatever profile it came in. `expiresIn` is seconds as the upstream said it. */
+export interface TokenAnswer {
+  accessToken: string;
+  tokenType: string;
+  expiresIn: number | undefined;
+  refreshToken: string | undefined;
+  scope: string | undefined;
+}
+
+type Credentials = Pick<
+  UpstreamConfig,
+  'profile' | 'authMethod' | 'clientId' | 'clientSecret' | 'audience' | 'scope' | 'resource'
+>;
+
+/**
+ * `application/x-www-form-urlencoded` serialisation of one value, as HTML forms and URLSearchParams do it.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#appendix-B
+ */
+function formEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}
+
+/**
+ * HTTP Basic client authentication. The id and secret are form-urlencoded first and only then joined
+ * and base64-encoded; skipping that step breaks every secret holding `:`, `%` or `+`.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
+ */
+export function basicAuthorization(clientId: string, clientSecret: string): string {
+  return `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64')}`;
+}
+
+function defined(entries: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(entries).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
+}
+
+/**
+ * Builds the token request for a grant in the configured profile.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2 client credentials
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-6 refresh
+ * @see https://www.rfc-editor.org/rfc/rfc8707#section-2 resource
+ */
+export function buildTokenRequest(config: Credentials, grant: Grant): WireRequest {
+  const accept = { accept: 'application/json' };
+  const json = { ...accept, 'content-type': 'application/json' };
+  const isRefresh = grant.type === 'refresh_token';
+  const refreshToken = isRefresh ? grant.refreshToken : undefined;
+
+  if (config.profile === 'bloq') {
+    const body = isRefresh
+      ? { grantType: 'refreshToken', refreshToken }
+      : { grantType: 'clientCredentials', clientId: config.clientId, clientSecret: config.clientSecret };
+    return { headers: json, body: JSON.stringify(body) };
+  }
+
+  const fields = defined(
+    isRefresh
+      ? { grant_type: 'refresh_token', refresh_token: refreshToken }
+      : {
+          grant_type: 'client_credentials',
+          scope: config.scope,
+          audience: config.audience,
+          resource: config.resource,
+        },
+  );
+  if (config.profile === 'json') {
+    const body = { ...fields, client_id: config.clientId, client_secret: config.clientSecret };
+    return { headers: json, body: JSON.stringify(body) };
+  }
+
+  const form = { ...accept, 'content-type': 'application/x-www-form-urlencoded' };
+  if (config.authMethod === 'client_secret_post') {
+    const body = new URLSearchParams({
+      ...fields,
+      client_id: config.clientId,
+      client_secret: config.clientSecret,
+    });
+    return { headers: form, body: body.toString() };
+  }
+  return {
+    headers: { ...form, authorization: basicAuthorization(config.clientId, config.clientSecret) },
+    body: new URLSearchParams(fields).toString(),
+  };
+}
+
+/**
+ * A lifetime in seconds: a number or a numeric string (some servers send `"3600"`). Anything else,
+ * zero, negative or non-finite, becomes undefined: the answer is still used and the lifetime comes
+ * from the JWT `exp` or the configured default instead (see jwtExpiry.ts).
+ */
+const lifetime = z
+  .unknown()
+  .optional()
+  .transform((value) =>
+    typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value,
+  )
+  .transform((value) =>
+    typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined,
+  );
+
+const optionalText = z
+  .unknown()
+  .optional()
+  .transform((value) => (typeof value === 'string' && value.length > 0 ? value : undefined));
+
+/** @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1 */
+const oauthAnswer = z
+  .object({
+    access_token: z.string().min(1),
+    token_type: optionalText,
+    expires_in: lifetime,
+    refresh_token: optionalText,
+    scope: optionalText,
+  })
+  .transform(
+    (answer): TokenAnswer => ({
+      accessToken: answer.access_token,
+      tokenType: answer.token_type ?? 'Bearer',
+      expiresIn: answer.expires_in,
+      refreshToken: answer.refresh_token,
+      scope: answer.scope,
+    }),
+  );
+
+const bloqAnswer = z
+  .object({
+    accessToken: z.string().min(1),
+    tokenType: optionalText,
+    expiresIn: lifetime,
+    refreshToken: optionalText,
+    scope: optionalText,
+  })
+  .transform(
+    (answer): TokenAnswer => ({
+      accessToken: answer.accessToken,
+      tokenType: answer.tokenType ?? 'Bearer',
+      expiresIn: answer.expiresIn,
+      refreshToken: answer.refreshToken,
+      scope: answer.scope,
+    }),
+  );
+
+/** The schema a successful answer of this profile must satisfy. */
+export function tokenAnswerSchema(profile: UpstreamConfig['profile']): z.ZodType<TokenAnswer> {
+  return profile === 'bloq' ? bloqAnswer : oauthAnswer;
+}
+
+/**
+ * An OAuth error answer. Descriptions are cut short: they come from a server we do not control and end
+ * up in our logs.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.2
+ */
+export const oauthErrorSchema = z.object({
+  error: z.string().regex(/^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/),
+  error_description: z
+    .unknown()
+    .optional()
+    .transform((value) =>
+      typeof value === 'string' && value.length > 0
+        ? value.replace(/[^\x20-\x7E]/g, '?').slice(0, 300)
+        : undefined,
+    ),
+});

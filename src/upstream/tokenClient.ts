@@ -1,0 +1,210 @@
+import { performance } from 'node:perf_hooks';
+import { type Dispatcher, request } from 'undici';
+import type { Clock } from '../clock.js';
+import type { UpstreamConfig } from '../config.js';
+import { UpstreamError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { createDiscovery } from './discovery.js';
+import { resolveExpiresAt } from './jwtExpiry.js';
+import { buildTokenRequest, type Grant, oauthErrorSchema, tokenAnswerSchema } from './profiles.js';
+import type { TokenClient, UpstreamToken } from './types.js';
+
+/** Largest answer we read from an upstream; a token answer is a few KiB, anything bigger is hostile or broken. */
+export const maxAnswerBytes = 64 * 1024;
+
+/** Longest `Retry-After` we pass on (one day): a server asking for more is treated as asking for a day. */
+const maxRetryAfterSeconds = 86_400;
+
+export interface TokenClientDeps {
+  config: UpstreamConfig;
+  /** undici dispatcher (an Agent with connection limits, or a MockAgent); the global one by default. */
+  dispatcher?: Dispatcher;
+  clock: Clock;
+  logger: Logger;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/**
+ * `Retry-After` as seconds from now: delay-seconds or an HTTP-date.
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3
+ */
+export function parseRetryAfter(value: string | string[] | undefined, now: number): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!text) return undefined;
+  const seconds = /^\d+$/.test(text) ? Number(text) : Math.ceil((Date.parse(text) - now) / 1000);
+  if (Number.isNaN(seconds)) return undefined;
+  return Math.min(Math.max(seconds, 0), maxRetryAfterSeconds);
+}
+
+async function readBounded(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxAnswerBytes) {
+      body.destroy();
+      throw new UpstreamError('invalid_response', {
+        description: `answer larger than ${maxAnswerBytes} bytes`,
+      });
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Scheme, host and path only: a URL's user-info or query could hold credentials and must not reach the log. */
+function forLog(url: string): string {
+  const parsed = URL.parse(url);
+  return parsed ? `${parsed.origin}${parsed.pathname}` : 'invalid-url';
+}
+
+/**
+ * Runs client credentials and refresh grants against the upstream token endpoint in the configured
+ * profile (`rfc6749`, `json`, `bloq`). Every request has a deadline and a size limit; every answer is
+ * parsed by a schema; every failure is an `UpstreamError` whose message holds no secret or token.
+ *
+ * `refresh()` only refreshes: on `invalid_grant` it throws, and the token cache falls back to
+ * `clientCredentials()`.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
+ */
+export function createTokenClient(deps: TokenClientDeps): TokenClient {
+  const { config, dispatcher, clock, logger } = deps;
+  const timeoutMs = config.timeoutMs;
+
+  async function exchange(
+    url: string,
+    init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
+  ) {
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      const answer = await request(url, {
+        ...init,
+        ...(dispatcher ? { dispatcher } : {}),
+        signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      const body = await readBounded(answer.body);
+      return { status: answer.statusCode, headers: answer.headers, body } satisfies Answer;
+    } catch (error) {
+      if (error instanceof UpstreamError) throw error;
+      const code = (error as { code?: unknown }).code;
+      if (signal.aborted || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+        throw new UpstreamError('timeout', { description: `no complete answer within ${timeoutMs} ms` });
+      }
+      // Only the error code travels on: undici's error objects are not ours to vouch for.
+      throw new UpstreamError('network', {
+        description: typeof code === 'string' ? code : (error as Error).name,
+      });
+    }
+  }
+
+  const { tokenUrl, issuer } = config;
+  if (!tokenUrl && !issuer)
+    throw new TypeError('createTokenClient: config.tokenUrl or config.issuer is required');
+  const discovery = tokenUrl
+    ? undefined
+    : createDiscovery({
+        issuer: issuer as string,
+        logger,
+        get: (url) => exchange(url, { method: 'GET', headers: { accept: 'application/json' } }),
+      });
+
+  function tokenEndpoint(): Promise<string> {
+    return discovery ? discovery.tokenEndpoint() : Promise.resolve(tokenUrl as string);
+  }
+
+  function interpret(answer: Answer, grant: Grant): UpstreamToken {
+    const now = clock.now();
+    const json = parseJson(answer.body);
+    const oauthError = oauthErrorSchema.safeParse(json);
+    const ok = answer.status >= 200 && answer.status <= 299;
+    if (!ok || oauthError.success) {
+      const details = {
+        httpStatus: answer.status,
+        retryAfter: parseRetryAfter(answer.headers['retry-after'], now),
+      };
+      if (oauthError.success) {
+        throw new UpstreamError(oauthError.data.error, {
+          ...details,
+          description: oauthError.data.error_description,
+        });
+      }
+      throw new UpstreamError(`http_${answer.status}`, details);
+    }
+    const parsed = tokenAnswerSchema(config.profile).safeParse(json);
+    if (!parsed.success) {
+      const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || 'body'))].join(
+        ', ',
+      );
+      throw new UpstreamError('invalid_response', {
+        httpStatus: answer.status,
+        description: `unusable answer (${fields})`,
+      });
+    }
+    const token = parsed.data;
+    return {
+      accessToken: token.accessToken,
+      tokenType: token.tokenType,
+      expiresAt: resolveExpiresAt({
+        expiresIn: token.expiresIn,
+        accessToken: token.accessToken,
+        now,
+        defaultTtlSeconds: config.defaultTtlSeconds,
+      }),
+      obtainedAt: now,
+      // RFC 6749 §6: without a new refresh token in the answer, the one we sent stays valid.
+      refreshToken: token.refreshToken ?? (grant.type === 'refresh_token' ? grant.refreshToken : undefined),
+      scope: token.scope,
+    };
+  }
+
+  async function run(grant: Grant): Promise<UpstreamToken> {
+    const endpoint = await tokenEndpoint();
+    const wire = buildTokenRequest(config, grant);
+    const started = performance.now();
+    let status: number | undefined;
+    let outcome = 'ok';
+    try {
+      const answer = await exchange(endpoint, { method: 'POST', headers: wire.headers, body: wire.body });
+      status = answer.status;
+      return interpret(answer, grant);
+    } catch (error) {
+      outcome = error instanceof UpstreamError ? error.error : 'error';
+      throw error;
+    } finally {
+      const durationMs = Math.round(performance.now() - started);
+      logger.debug(
+        {
+          endpoint: forLog(endpoint),
+          grant: grant.type,
+          profile: config.profile,
+          status,
+          outcome,
+          durationMs,
+        },
+        'upstream token request',
+      );
+    }
+  }
+
+  return {
+    clientCredentials: () => run({ type: 'client_credentials' }),
+    refresh: (refreshToken) => run({ type: 'refresh_token', refreshToken }),
+    tokenEndpoint,
+  };
+}

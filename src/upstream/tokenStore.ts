@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../logger.js';
+import type { KeyValueStore } from '../store/types.js';
+import type { UpstreamToken } from './types.js';
+
+const storedTokenSchema = z.object({
+  accessToken: z.string().min(1),
+  tokenType: z.string().min(1),
+  expiresAt: z.number().finite(),
+  obtainedAt: z.number().finite(),
+  refreshToken: z.string().min(1).optional(),
+  scope: z.string().optional(),
+});
+
+/**
+ * Upstream tokens persisted in a KeyValueStore as JSON, so a restarted broker (and, with Redis, every
+ * replica) picks up a token instead of asking the upstream again. A broken store is logged and treated
+ * as empty: the cache then simply asks the upstream.
+ */
+export interface TokenStore {
+  load(key: string): Promise<UpstreamToken | undefined>;
+  /** Keeps the token for the rest of its lifetime. */
+  save(key: string, token: UpstreamToken): Promise<void>;
+  /** Deletes the stored token only if it is still `accessToken`, so a newer one survives. */
+  removeIf(key: string, accessToken: string): Promise<void>;
+}
+
+export function createTokenStore({
+  store,
+  clock,
+  logger,
+}: {
+  store: KeyValueStore;
+  clock: Clock;
+  logger: Logger;
+}): TokenStore {
+  async function load(key: string): Promise<UpstreamToken | undefined> {
+    let raw: string | undefined;
+    try {
+      raw = await store.get(key);
+    } catch (error) {
+      logger.warn({ err: error }, 'token store read failed; asking the upstream instead');
+      return undefined;
+    }
+    if (raw === undefined) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      // V8's JSON.parse message quotes the input, which holds a token: log neither.
+      parsed = undefined;
+    }
+    const result = storedTokenSchema.safeParse(parsed);
+    if (!result.success) {
+      logger.warn('token store holds an unreadable entry; ignoring it');
+      return undefined;
+    }
+    return result.data;
+  }
+
+  return {
+    load,
+    async save(key, token) {
+      const ttlMs = token.expiresAt - clock.now();
+      if (ttlMs <= 0) return;
+      try {
+        await store.set(key, JSON.stringify(token), ttlMs);
+      } catch (error) {
+        logger.warn({ err: error }, 'token store write failed; the token is kept in memory only');
+      }
+    },
+    async removeIf(key, accessToken) {
+      // Read-then-delete is not atomic; a shared store must make this a compare-and-delete.
+      const stored = await load(key);
+      if (stored?.accessToken !== accessToken) return;
+      try {
+        await store.delete(key);
+      } catch (error) {
+        logger.warn({ err: error }, 'token store delete failed');
+      }
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, envSchema, loadConfig, secretSettings } from '../../src/config.js';
+
+const upstream = {
+  UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
+  UPSTREAM_CLIENT_ID: 'broker',
+  UPSTREAM_CLIENT_SECRET: 'an-upstream-secret-value',
+};
+const signingKeys = JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'x', d: 'd' }] });
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('when nothing is set outside production, then defaults apply and no upstream is configured', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 8080,
+      production: false,
+      trustProxy: false,
+      upstream: undefined,
+      clientToken: { ttlSeconds: 900, bindIp: 'exact', ipv4Prefix: 24, ipv6Prefix: 64 },
+    });
+  });
+
+  it('when several variables are bad, then every one is reported at once', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      CLIENT_TOKEN_TTL: '0',
+      CLIENT_TOKEN_BIND_IP: 'sometimes',
+      ALLOWED_ORIGINS: 'https://ok.example.com,ftp://files.example.com,https://example.com/path',
+      UPSTREAM_PROFILE: 'soap',
+      TRUST_PROXY: 'true',
+      SIGNING_KEYS: '{not json',
+    });
+    const names = problems.map((problem) => problem.split(':')[0]);
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'PORT',
+        'CLIENT_TOKEN_TTL',
+        'CLIENT_TOKEN_BIND_IP',
+        'ALLOWED_ORIGINS',
+        'UPSTREAM_PROFILE',
+        'TRUST_PROXY',
+        'SIGNING_KEYS',
+      ]),
+    );
+    expect(problems.filter((problem) => problem.startsWith('ALLOWED_ORIGINS'))).toHaveLength(2);
+  });
+
+  it('when a secret is malformed, then the problem names the variable but never its value', () => {
+    const secret = 'short-but-secret';
+    const problems = problemsOf({
+      ...upstream,
+      BROKER_API_KEYS: 'tiny',
+      SIGNING_KEYS: `{"keys":"${secret}"}`,
+    });
+    const text = problems.join('\n');
+    expect(text).toContain('BROKER_API_KEYS');
+    expect(text).toContain('SIGNING_KEYS');
+    expect(text).not.toContain('tiny');
+    expect(text).not.toContain(secret);
+  });
+
+  it('when an upstream is half configured, then each missing part is named', () => {
+    const problems = problemsOf({ UPSTREAM_TOKEN_URL: upstream.UPSTREAM_TOKEN_URL });
+    expect(problems).toEqual([
+      expect.stringMatching(/^UPSTREAM_CLIENT_ID:/),
+      expect.stringMatching(/^UPSTREAM_CLIENT_SECRET:/),
+    ]);
+  });
+
+  it('when production has neither signing keys nor an upstream, then it refuses to start, naming both', () => {
+    const problems = problemsOf({ NODE_ENV: 'production' });
+    expect(problems.some((problem) => problem.startsWith('SIGNING_KEYS:'))).toBe(true);
+    expect(
+      problems.some((problem) =>
+        /^UPSTREAM_TOKEN_URL:.*production never starts the dev upstream/.test(problem),
+      ),
+    ).toBe(true);
+  });
+
+  it('when production has keys and an upstream, then it loads', () => {
+    const config = loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream });
+    expect(config.production).toBe(true);
+    expect(config.upstream).toMatchObject({
+      clientId: 'broker',
+      profile: 'rfc6749',
+      authMethod: 'client_secret_basic',
+    });
+  });
+
+  it('when a secret comes from NAME_FILE, then the file is read and trimmed', () => {
+    const files: Record<string, string> = { '/run/secrets/upstream': 'from-a-file-secret\n' };
+    const config = loadConfig(
+      {
+        ...upstream,
+        UPSTREAM_CLIENT_SECRET: undefined,
+        UPSTREAM_CLIENT_SECRET_FILE: '/run/secrets/upstream',
+      },
+      { readFile: (path) => files[path] ?? '' },
+    );
+    expect(config.upstream?.clientSecret).toBe('from-a-file-secret');
+  });
+
+  it('when NAME_FILE cannot be read or is set beside NAME, then that is reported', () => {
+    const unreadable = problemsOf({
+      ...upstream,
+      UPSTREAM_CLIENT_SECRET: '',
+      UPSTREAM_CLIENT_SECRET_FILE: '/nope',
+    });
+    expect(unreadable.join('\n')).toMatch(/UPSTREAM_CLIENT_SECRET_FILE: cannot read \/nope/);
+    const both = problemsOf({ ...upstream, UPSTREAM_CLIENT_SECRET_FILE: '/run/x' });
+    expect(both.join('\n')).toMatch(/UPSTREAM_CLIENT_SECRET_FILE: set together with UPSTREAM_CLIENT_SECRET/);
+  });
+
+  it('when TRUST_PROXY is a hop count or an address list, then it is parsed; garbage is refused', () => {
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toEqual([
+      'loopback',
+      '10.0.0.0/8',
+    ]);
+    expect(problemsOf({ TRUST_PROXY: 'everyone' })[0]).toMatch(/^TRUST_PROXY:/);
+  });
+
+  it('when allowed origins are given loosely, then they are normalised', () => {
+    expect(
+      loadConfig({ ALLOWED_ORIGINS: 'HTTPS://App.Example.com:443/, https://*.example.com' }).allowedOrigins,
+    ).toEqual(['https://app.example.com', 'https://*.example.com']);
+  });
+});
+
+describe('.env.example', () => {
+  it('when compared with the schema, then it documents exactly its variables and the *_FILE variants', () => {
+    const documented = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
+      .split('\n')
+      .map((line) => /^([A-Z][A-Z0-9_]*)=/.exec(line)?.[1])
+      .filter((name): name is string => name !== undefined);
+    const expected = [...Object.keys(envSchema.shape), ...secretSettings.map((name) => `${name}_FILE`)];
+    expect([...documented].sort()).toEqual([...expected].sort());
+  });
+
+  it('when read line by line, then every variable has a comment above it', () => {
+    const lines = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8').split('\n');
+    lines.forEach((line, index) => {
+      if (/^[A-Z]/.test(line)) expect(lines[index - 1], line).toMatch(/^(#|[A-Z])/);
+    });
+  });
+});
