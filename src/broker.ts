@@ -44,7 +44,10 @@ export async function createBroker({ config, logger, clock, dispatcher, demo }: 
   });
   const store = createMemoryStore({ clock });
   const cache = createTokenCache({ client, config: upstream, store, clock, logger });
-  const revocations = createRevocationList({ clock, clockToleranceSeconds: config.clientToken.clockToleranceSeconds });
+  const revocations = createRevocationList({
+    clock,
+    clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+  });
   const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
   const app = createApp({
     config,
