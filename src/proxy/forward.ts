@@ -1,0 +1,217 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
+import { type Dispatcher, Pool } from 'undici';
+import { BrokerError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { TokenCache } from '../upstream/types.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
+import { parseApiUrl, upstreamTarget } from './targetUrl.js';
+import { DeadlineError, errorCode, failureBeforeHeaders } from './upstreamFailure.js';
+
+/** Bounds on every exchange with the API, so no request through the proxy can hang. */
+export interface ProxyTimeouts {
+  /** Opening a connection (TCP and TLS). */
+  connectMs: number;
+  /** From sending the request to receiving the API's response headers. */
+  headersMs: number;
+  /** Longest silence between two chunks of the API's response body. */
+  bodyMs: number;
+  /**
+   * Whole exchange, upload and download included: cuts an API (or a client) that drips bytes just often
+   * enough to beat `bodyMs` forever. Choose it above the longest legitimate transfer.
+   */
+  totalMs: number;
+}
+
+export interface ProxyForwarderOptions {
+  /** `UPSTREAM_API_URL`: requests go to its origin, under its path. */
+  apiUrl: string;
+  cache: TokenCache;
+  logger: Logger;
+  timeouts: ProxyTimeouts;
+  /**
+   * Largest request body held in memory so that it can be sent again after a 401 (default 64 KiB).
+   * A larger body is streamed to the API as it arrives; a 401 to it is passed through, not retried.
+   */
+  maxReplayBytes?: number;
+  /** Sends the requests; by default a keep-alive `Pool` to the API's origin that `close()` closes. */
+  dispatcher?: Dispatcher;
+}
+
+/** What the app knows about one proxied request once the client token was verified. */
+export interface ForwardRequest {
+  /** The raw request target after `/api/proxy`, query included, never decoded: `/things/1?x=1`. */
+  path: string;
+  /** The caller's address under `trust proxy`; appended to `x-forwarded-for`. */
+  clientIp: string;
+  /** `http` or `https` as the caller reached the broker (`x-forwarded-proto`). */
+  protocol: string;
+  /** The host the caller addressed (`x-forwarded-host`); defaults to the `host` header. */
+  host?: string | undefined;
+  /** The request's child logger. */
+  log: Logger;
+}
+
+export interface ProxyForwarder {
+  /**
+   * Sends the request to the API with the upstream access token and streams the answer back. Resolves
+   * once the answer was sent, cut or abandoned by the client; rejects with a BrokerError only while no
+   * header was sent: `invalid_request` (unsafe path), `method_not_allowed` (TRACE, TRACK, CONNECT),
+   * `upstream_unavailable` 503 with `Retry-After: 1` (refused, reset or closed before the headers),
+   * `upstream_timeout` 504 (connect, headers or total deadline), or what `cache.get()` throws.
+   */
+  forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void>;
+  /** Closes the connection pool it created, after in-flight requests finish. */
+  close(): Promise<void>;
+}
+
+// TRACE echoes the request, our bearer token included, back to the browser (RFC 9110 §9.3.8).
+const refusedMethods = new Set(['TRACE', 'TRACK', 'CONNECT']);
+
+/** Sets the API's headers on the response; `Vary` is merged with the broker's own (CORS sets `Origin`). */
+function copyHeaders(res: ServerResponse, headers: ReturnType<typeof downstreamResponseHeaders>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    const prior = name === 'vary' ? res.getHeader('vary') : undefined;
+    res.setHeader(
+      name,
+      prior === undefined ? value : `${[prior].flat().join(', ')}, ${[value].flat().join(', ')}`,
+    );
+  }
+}
+
+/**
+ * The forwarding half of `ALL /api/proxy/*`, run after the client token was verified.
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-7.6
+ */
+export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwarder {
+  const { cache, timeouts: limits } = options;
+  const base = parseApiUrl(options.apiUrl);
+  const maxReplayBytes = options.maxReplayBytes ?? 64 * 1024;
+  const ownPool = options.dispatcher
+    ? undefined
+    : new Pool(base.origin, {
+        connect: { timeout: limits.connectMs },
+        headersTimeout: limits.headersMs,
+        bodyTimeout: limits.bodyMs,
+      });
+  const dispatcher: Dispatcher = options.dispatcher ?? (ownPool as Pool);
+
+  async function forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void> {
+    const started = performance.now();
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (refusedMethods.has(method)) throw new BrokerError('method_not_allowed');
+    const target = upstreamTarget(base, request.path);
+    const { log } = request;
+
+    const controller = new AbortController();
+    const deadline = setTimeout(() => controller.abort(new DeadlineError()), limits.totalMs);
+    // Set when the API's body fails, so that the response closing in consequence is not blamed on the client.
+    let upstreamFailed = false;
+    const onClose = () => {
+      if (!res.writableFinished && !upstreamFailed) controller.abort(new ClientGoneError());
+    };
+    res.on('close', onClose);
+
+    const send = (accessToken: string, body: OutgoingBody) => {
+      const headers = upstreamRequestHeaders(req.headers, {
+        accessToken,
+        clientIp: request.clientIp,
+        protocol: request.protocol,
+        host: request.host ?? req.headers.host,
+      });
+      if (!body.replayable && body.contentLength !== undefined) {
+        headers['content-length'] = body.contentLength;
+      }
+      return dispatcher.request({
+        origin: base.origin,
+        path: target.path,
+        method: method as Dispatcher.HttpMethod,
+        headers: headers as Record<string, string | string[]>,
+        body: body.replayable ? body.bytes : body.stream,
+        signal: controller.signal,
+        headersTimeout: limits.headersMs,
+        bodyTimeout: limits.bodyMs,
+      });
+    };
+
+    let response: Dispatcher.ResponseData | undefined;
+    try {
+      const body = await prepareBody(req, maxReplayBytes, controller.signal);
+      let token = await cache.get();
+      response = await send(token.accessToken, body);
+      let retried = false;
+      if (response.statusCode === 401) {
+        // The API refused a token we believed valid: drop it, unless another request already replaced it.
+        await cache.invalidate(token.accessToken);
+        if (body.replayable) {
+          await response.body.dump();
+          token = await cache.get();
+          response = await send(token.accessToken, body);
+          retried = true;
+          if (response.statusCode === 401) {
+            // Not invalidated again: an API that refuses every token must not make us renew on each request.
+            log.warn({ upstreamPath: target.pathname }, 'the API refused a freshly renewed token');
+          }
+        }
+      }
+      res.statusCode = response.statusCode;
+      copyHeaders(res, downstreamResponseHeaders(response.headers));
+      res.flushHeaders();
+      response.body.once('error', () => {
+        upstreamFailed = true;
+      });
+      await pipeline(response.body, res);
+      log.debug(
+        {
+          method,
+          upstreamPath: target.pathname,
+          status: response.statusCode,
+          retried,
+          durationMs: elapsed(started),
+        },
+        'proxied request',
+      );
+    } catch (error) {
+      response?.body.destroy();
+      const reason =
+        controller.signal.reason instanceof ClientGoneError
+          ? 'client closed'
+          : res.headersSent
+            ? 'failed mid-answer'
+            : req.socket.destroyed
+              ? 'client closed'
+              : undefined;
+      if (reason === undefined) throw failureBeforeHeaders(error, controller.signal);
+      // Nobody to answer, or the status line is already gone: cutting the connection is the only signal left.
+      res.destroy();
+      log[reason === 'client closed' ? 'debug' : 'warn'](
+        {
+          method,
+          upstreamPath: target.pathname,
+          status: response?.statusCode,
+          reason,
+          errorCode: errorCode(error),
+          durationMs: elapsed(started),
+        },
+        'proxied request abandoned',
+      );
+    } finally {
+      clearTimeout(deadline);
+      res.off('close', onClose);
+    }
+  }
+
+  return {
+    forward,
+    close: async () => {
+      await ownPool?.close();
+    },
+  };
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}

@@ -1,0 +1,167 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { BrokerError } from '../../src/errors.js';
+import { parseApiUrl, upstreamTarget } from '../../src/proxy/targetUrl.js';
+
+const base = parseApiUrl('http://127.0.0.1:9/v1/');
+
+/** Attempts to leave `/v1` or to reach another host, each refused with `invalid_request`. */
+const traversalAttempts = [
+  '/../admin',
+  '/..',
+  '/.',
+  '/things/../../admin',
+  '/things/./x',
+  '/..%2fadmin',
+  '/..%2Fadmin',
+  '/%2e%2e/admin',
+  '/%2E%2E%2Fadmin',
+  '/%2e%2e%2f%2e%2e%2fadmin',
+  '/.%2e/admin',
+  '/%2e./admin',
+  '/%252e%252e/admin',
+  '/%25252e%25252e/admin',
+  '/%252e%252e%252fadmin',
+  '/..\\admin',
+  '/..%5cadmin',
+  '/..%5Cadmin',
+  '/%255c',
+  '/a\\b',
+  '//evil.com',
+  '//evil.com/x',
+  '/%2F%2Fevil.com',
+  '/%2f%2fevil.com/x',
+  '/a%2F',
+  '/things//x',
+  '/%00',
+  '/a%00.json',
+  '/a%0d%0aHost:%20evil.com',
+  '/..;/admin',
+  '/..;x=1/admin',
+  '/%2e%2e;/admin',
+  '/..%20/admin',
+  '/.../admin',
+  '/%C0%AE%C0%AE/admin',
+  '/%E0%80%AE%E0%80%AE/admin',
+  '/%25C0%25AE%25C0%25AE/admin',
+  '/%2525252525252e',
+  'admin',
+  '@evil.com/x',
+  '/a b',
+  '/a#b',
+  '/a?b#c',
+  '/ü',
+  '/a?x=1\ny',
+];
+
+describe('upstreamTarget', () => {
+  it.each(traversalAttempts)('when the path is %j, then it is refused with invalid_request', (attempt) => {
+    expect(() => upstreamTarget(base, attempt)).toThrow(
+      expect.objectContaining({ code: 'invalid_request', status: 400 }),
+    );
+  });
+
+  it.each([
+    ['/things/1?x=1', '/v1/things/1?x=1'],
+    ['', '/v1'],
+    ['/', '/v1/'],
+    ['?a=1', '/v1?a=1'],
+    ['/things/', '/v1/things/'],
+    ['/items/a%20b%2Bc', '/v1/items/a%20b%2Bc'],
+    ['/search?q=a%20b+c&x=%2B&y=[1]&z={}|%2e%2e', '/v1/search?q=a%20b+c&x=%2B&y=[1]&z={}|%2e%2e'],
+    ['/a?', '/v1/a?'],
+    ['/files/report.v2.json', '/v1/files/report.v2.json'],
+    ['/.well-known/thing', '/v1/.well-known/thing'],
+    ['/projects/group%2Fproject', '/v1/projects/group%2Fproject'],
+    ['/100%25', '/v1/100%25'],
+    ['/caf%C3%A9', '/v1/caf%C3%A9'],
+    ['/a;v=1/b', '/v1/a;v=1/b'],
+    ['/users/me@example.com', '/v1/users/me@example.com'],
+    ['/..a/b..', '/v1/..a/b..'],
+  ])('when the path is %j, then the API receives %j unchanged', (subPath, expected) => {
+    expect(upstreamTarget(base, subPath).path).toBe(expected);
+  });
+
+  it('when the request has a query, then the logged pathname leaves it out', () => {
+    expect(upstreamTarget(base, '/things/1?secret=yes')).toEqual({
+      path: '/v1/things/1?secret=yes',
+      pathname: '/v1/things/1',
+    });
+  });
+
+  it('when the API URL is the root, then the path is joined without a double slash', () => {
+    const root = parseApiUrl('http://127.0.0.1:9');
+    expect(upstreamTarget(root, '/x?y').path).toBe('/x?y');
+    expect(upstreamTarget(root, '').path).toBe('/');
+  });
+
+  it('when any path built from traversal characters is accepted, then it stays under the base path once resolved', () => {
+    const alphabet = [
+      '.',
+      '..',
+      '/',
+      '%',
+      '2',
+      'e',
+      'E',
+      'f',
+      'F',
+      '5',
+      'c',
+      'C',
+      '\\',
+      '0',
+      ';',
+      'a',
+      '%2',
+      '%25',
+      '%2e',
+      '%2f',
+    ];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...alphabet), { maxLength: 12 }), (parts) => {
+        const subPath = `/${parts.join('')}`;
+        let path: string;
+        try {
+          path = upstreamTarget(base, subPath).path;
+        } catch (error) {
+          expect(error).toBeInstanceOf(BrokerError);
+          return;
+        }
+        // Resolve as a WHATWG URL parser would, after decoding as a naive server might, several times.
+        let spelling = path;
+        for (let round = 0; round < 4; round += 1) {
+          const resolved = new URL(spelling.replaceAll('\\', '/'), 'http://127.0.0.1:9');
+          expect(resolved.host).toBe('127.0.0.1:9');
+          expect(resolved.pathname === '/v1' || resolved.pathname.startsWith('/v1/')).toBe(true);
+          try {
+            spelling = decodeURIComponent(spelling);
+          } catch {
+            return;
+          }
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+describe('parseApiUrl', () => {
+  it('when the API URL has a path with or without a trailing slash, then the base path is the same', () => {
+    expect(parseApiUrl('https://api.example.com/v1/')).toEqual({
+      origin: 'https://api.example.com',
+      basePath: '/v1',
+    });
+    expect(parseApiUrl('https://api.example.com/v1')).toEqual({
+      origin: 'https://api.example.com',
+      basePath: '/v1',
+    });
+  });
+
+  it.each(['ftp://api.example.com/', 'https://api.example.com/v1?key=1', 'https://user:pw@api.example.com/'])(
+    'when the API URL is %j, then it is refused at start-up',
+    (apiUrl) => {
+      expect(() => parseApiUrl(apiUrl)).toThrow(Error);
+    },
+  );
+});
