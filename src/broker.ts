@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import { createApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { createOriginPolicy } from './origins.js';
+import { createProxyForwarder } from './proxy/forward.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
@@ -49,6 +50,20 @@ export async function createBroker({ config, logger, clock, dispatcher, demo }: 
     clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
   });
   const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
+  const proxy = upstream.apiUrl
+    ? createProxyForwarder({
+        apiUrl: upstream.apiUrl,
+        cache,
+        logger,
+        timeouts: {
+          connectMs: upstream.timeoutMs,
+          headersMs: upstream.timeoutMs,
+          bodyMs: upstream.timeoutMs,
+          totalMs: upstream.apiTimeoutMs,
+        },
+        maxReplayBytes: upstream.maxReplayBytes,
+      })
+    : undefined;
   const app = createApp({
     config,
     logger,
@@ -58,6 +73,8 @@ export async function createBroker({ config, logger, clock, dispatcher, demo }: 
     clientTokens,
     publicJwks: keys.publicJwks,
     cache,
+    revocations,
+    proxy,
     demo: demo ?? false,
   });
   return {
@@ -66,6 +83,7 @@ export async function createBroker({ config, logger, clock, dispatcher, demo }: 
     async close() {
       cache.close();
       revocations.close();
+      await proxy?.close();
       await store.close();
     },
   };

@@ -129,6 +129,8 @@ export const envSchema = z.object({
   UPSTREAM_API_URL: optionalUrl,
   UPSTREAM_DEFAULT_TTL: int(1, 86_400, 300),
   UPSTREAM_TIMEOUT_MS: int(100, 120_000, 5_000),
+  UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000),
+  PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536),
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
@@ -149,6 +151,10 @@ export interface UpstreamConfig {
   apiUrl: string | undefined;
   defaultTtlSeconds: number;
   timeoutMs: number;
+  /** Whole-exchange limit of a proxied API call, streaming included. */
+  apiTimeoutMs: number;
+  /** Request bodies up to this size are buffered so a 401 from the API can be retried with them. */
+  maxReplayBytes: number;
 }
 
 export interface Config {
@@ -269,6 +275,8 @@ export function loadConfig(
       apiUrl: e.UPSTREAM_API_URL,
       defaultTtlSeconds: e.UPSTREAM_DEFAULT_TTL,
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
+      apiTimeoutMs: e.UPSTREAM_API_TIMEOUT_MS,
+      maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
     };
   }
   if (production && !e.SIGNING_KEYS) {

@@ -1,20 +1,25 @@
 import { fileURLToPath } from 'node:url';
-import cors from 'cors';
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
 import type { ApiKeyVerifier } from '../apiKeys.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { normalizeOrigin, type OriginPolicy } from '../origins.js';
+import type { OriginPolicy } from '../origins.js';
+import type { ProxyForwarder } from '../proxy/forward.js';
 import type { ClientTokens } from '../signing/clientTokens.js';
+import type { RevocationList } from '../signing/revocations.js';
 import type { TokenCache } from '../upstream/types.js';
+import { callerIp } from './callerIp.js';
+import { verifyClientToken } from './clientTokenAuth.js';
+import { allowedOriginsCors } from './cors.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import { requestContext } from './requestContext.js';
 import { claimRoute } from './routes/claim.js';
 import { clientTokenRoute } from './routes/clientToken.js';
 import { healthRoutes } from './routes/health.js';
+import { introspectionRoutes } from './routes/introspection.js';
 import { jwksRoute } from './routes/jwks.js';
 import { staticRoutes } from './routes/static.js';
 import { upstreamTokenRoute } from './routes/upstreamToken.js';
@@ -28,6 +33,9 @@ export interface AppDeps {
   clientTokens: ClientTokens;
   publicJwks: JSONWebKeySet;
   cache: TokenCache;
+  revocations: RevocationList;
+  /** Forwards `/api/proxy/*` to `UPSTREAM_API_URL`; absent when none is configured. */
+  proxy?: ProxyForwarder | undefined;
   /** Serve the demo page at `/` (dev upstream only). */
   demo?: boolean;
 }
@@ -58,39 +66,51 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  const allowedOriginsCors = cors({
-    origin: (origin, callback) => {
-      const normalized = origin === undefined ? undefined : normalizeOrigin(origin);
-      callback(null, normalized !== undefined && originPolicy.isAllowed(normalized));
-    },
-    methods: ['GET', 'POST'],
-    allowedHeaders: ['content-type'],
-    exposedHeaders: ['retry-after', 'x-request-id'],
-    maxAge: 600,
-  });
   app.use(
     '/api/client-token',
-    (_req, res, next) => {
-      res.vary('Origin');
-      next();
-    },
-    allowedOriginsCors,
+    allowedOriginsCors(originPolicy, { methods: ['GET', 'POST'], allowedHeaders: ['content-type'] }),
   );
 
   const bodyParsers = [
     express.json({ limit: config.maxBodyBytes, strict: true }),
     express.urlencoded({ extended: false, limit: config.maxBodyBytes, parameterLimit: 20 }),
   ];
-  app.use('/api/auth/claim', ...bodyParsers);
+  app.use(['/api/auth/claim', '/api/client-token/introspect', '/api/client-token/revoke'], ...bodyParsers);
 
   app.use(healthRoutes(deps));
   app.use(jwksRoute(deps));
   app.use(clientTokenRoute(deps));
   app.use(claimRoute(deps));
   app.use(upstreamTokenRoute(deps));
+  app.use(introspectionRoutes(deps));
+  const { proxy } = deps;
+  if (proxy) {
+    // No body parser runs here: the forwarder streams the request body to the API untouched.
+    app.use(
+      '/api/proxy',
+      allowedOriginsCors(originPolicy, {
+        methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+        allowedHeaders: ['authorization', 'x-client-token', 'content-type'],
+      }),
+      verifyClientToken(deps),
+      forwardTo(proxy),
+    );
+  }
   app.use(staticRoutes({ publicDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);
   app.use(errorHandler(logger));
   return app;
+}
+
+/** Under `app.use('/api/proxy')`, `req.url` is the raw remainder: path and query, never decoded. */
+function forwardTo(proxy: ProxyForwarder): RequestHandler {
+  return (req, res) =>
+    proxy.forward(req, res, {
+      path: req.url,
+      clientIp: callerIp(req),
+      protocol: req.protocol,
+      host: req.host,
+      log: res.locals.log,
+    });
 }

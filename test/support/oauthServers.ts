@@ -200,6 +200,8 @@ export function upstreamConfigFor(
     apiUrl: undefined,
     defaultTtlSeconds: 300,
     timeoutMs: 2_000,
+    apiTimeoutMs: 30_000,
+    maxReplayBytes: 65_536,
     ...overrides,
   };
 }
