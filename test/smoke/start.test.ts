@@ -60,7 +60,10 @@ describe('npm start', () => {
       registerSecret('smoke upstream token', ((await upstream.json()) as { access_token: string }).access_token);
       const page = await fetch(`${base}/`);
       expect(page.status).toBe(200);
-      expect(await page.text()).toContain('client.js');
+      expect(await page.text()).toContain('demo.js');
+      const helper = await fetch(`${base}/client.js`);
+      expect(helper.status).toBe(200);
+      expect(await helper.text()).toContain('export function createBrokerClient');
 
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
