@@ -23,12 +23,6 @@ function expectProblem(res: request.Response, status: number, code: keyof typeof
   expect(JSON.stringify(res.body)).not.toMatch(/\n\s+at /);
 }
 
-async function mint(origin = allowed) {
-  const res = await request(broker.url).post('/api/client-token').set('Origin', origin);
-  expect(res.status).toBe(200);
-  return registerSecret('client token', res.body.token as string);
-}
-
 describe('GET/POST /api/client-token', () => {
   it('when an allowed origin asks, then it gets a no-store token bound to that origin and its IP', async () => {
     const res = await request(broker.url).post('/api/client-token').set('Origin', allowed);
@@ -53,13 +47,17 @@ describe('GET/POST /api/client-token', () => {
   });
 
   it('when GET is used, then it answers the same way', async () => {
-    const res = await request(broker.url).get('/api/client-token').set('Origin', 'https://a.apps.example.com');
+    const res = await request(broker.url)
+      .get('/api/client-token')
+      .set('Origin', 'https://a.apps.example.com');
     expect(res.status).toBe(200);
     registerSecret('client token', res.body.token);
   });
 
   it('when only a Referer is sent, then its origin is used', async () => {
-    const res = await request(broker.url).post('/api/client-token').set('Referer', `${allowed}/some/page?x=1`);
+    const res = await request(broker.url)
+      .post('/api/client-token')
+      .set('Referer', `${allowed}/some/page?x=1`);
     expect(res.status).toBe(200);
     registerSecret('client token', res.body.token);
     const { payload } = await jwtVerify(
@@ -88,7 +86,9 @@ describe('GET/POST /api/client-token', () => {
   });
 
   it('when the origin differs only by case and default port, then it is the same origin', async () => {
-    const res = await request(broker.url).post('/api/client-token').set('Origin', 'HTTPS://APP.example.com:443');
+    const res = await request(broker.url)
+      .post('/api/client-token')
+      .set('Origin', 'HTTPS://APP.example.com:443');
     expect(res.status).toBe(200);
     registerSecret('client token', res.body.token);
   });
@@ -175,23 +175,30 @@ describe('POST /api/auth/claim', () => {
     expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
   });
 
-  it.each([
-    ['not-an-ip'],
-    ['1.2.3'],
-    ['999.1.1.1'],
-    ['::ffff:999.1.1.1'],
-  ])('when ip is %s, then 400 invalid_request', async (ip) => {
-    const res = await request(broker.url)
-      .post('/api/auth/claim')
-      .set('Authorization', `Bearer ${broker.apiKey}`)
-      .send({ origin, ip });
-    expectProblem(res, 400, 'invalid_request');
-  });
+  it.each([['not-an-ip'], ['1.2.3'], ['999.1.1.1'], ['::ffff:999.1.1.1']])(
+    'when ip is %s, then 400 invalid_request',
+    async (ip) => {
+      const res = await request(broker.url)
+        .post('/api/auth/claim')
+        .set('Authorization', `Bearer ${broker.apiKey}`)
+        .send({ origin, ip });
+      expectProblem(res, 400, 'invalid_request');
+    },
+  );
 
   it('when origin is missing, then 400 origin_required; when it is not an origin, then 400 invalid_request', async () => {
     const auth = { Authorization: `Bearer ${broker.apiKey}` };
-    expectProblem(await request(broker.url).post('/api/auth/claim').set(auth).send({}), 400, 'origin_required');
-    for (const bad of ['javascript:alert(1)', 'https://a.example/path', 'app.example.com', 'https://user:pw@a.example']) {
+    expectProblem(
+      await request(broker.url).post('/api/auth/claim').set(auth).send({}),
+      400,
+      'origin_required',
+    );
+    for (const bad of [
+      'javascript:alert(1)',
+      'https://a.example/path',
+      'app.example.com',
+      'https://user:pw@a.example',
+    ]) {
       expectProblem(
         await request(broker.url).post('/api/auth/claim').set(auth).send({ origin: bad }),
         400,
@@ -227,7 +234,9 @@ describe('POST /api/auth/claim', () => {
 
 describe('GET /api/upstream-token', () => {
   it('when the API key is valid, then the cached upstream token is answered in RFC 6749 shape', async () => {
-    const res = await request(broker.url).get('/api/upstream-token').set('Authorization', `Bearer ${broker.apiKey}`);
+    const res = await request(broker.url)
+      .get('/api/upstream-token')
+      .set('Authorization', `Bearer ${broker.apiKey}`);
     expect(res.status).toBe(200);
     registerSecret('upstream token', res.body.access_token);
     expect(res.headers['cache-control']).toBe('no-store');
@@ -310,7 +319,11 @@ describe('request logs', () => {
     const lines = broker.logs.lines().filter((line) => line.msg === 'request');
     expect(lines.length).toBeGreaterThan(10);
     const claim = lines.find((line) => line.path === '/api/auth/claim');
-    expect(claim).toMatchObject({ method: 'POST', status: expect.any(Number), durationMs: expect.any(Number) });
+    expect(claim).toMatchObject({
+      method: 'POST',
+      status: expect.any(Number),
+      durationMs: expect.any(Number),
+    });
     for (const line of lines) {
       expect(Object.keys(line)).not.toContain('headers');
       expect(String(line.path)).not.toContain('?');

@@ -19,9 +19,17 @@ async function freePort(): Promise<number> {
 describe('npm start', () => {
   it('when started with no configuration, then it serves the dev upstream, mints tokens, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port) };
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      PORT: String(port),
+    };
     // The same command the README gives, minus npm's own wrapper (so the signal reaches the server).
-    const child = spawn(process.execPath, [join(root, 'scripts/start.mjs')], { cwd: root, env, stdio: 'pipe' });
+    const child = spawn(process.execPath, [join(root, 'scripts/start.mjs')], {
+      cwd: root,
+      env,
+      stdio: 'pipe',
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -34,7 +42,8 @@ describe('npm start', () => {
     try {
       const deadline = Date.now() + 90_000;
       while (!stdout.includes('token-broker listening')) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`did not start:\n${stderr}\n${stdout}`);
+        if (Date.now() > deadline || child.exitCode !== null)
+          throw new Error(`did not start:\n${stderr}\n${stdout}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       const apiKey = /dev API key[^:]*: (\S+)/.exec(stderr)?.[1];
@@ -55,9 +64,14 @@ describe('npm start', () => {
         headers: { Origin: `http://localhost:${port}`, Authorization: `Bearer ${token}` },
       });
       expect(proxied.status).toBe(200);
-      const upstream = await fetch(`${base}/api/upstream-token`, { headers: { Authorization: `Bearer ${apiKey}` } });
+      const upstream = await fetch(`${base}/api/upstream-token`, {
+        headers: { Authorization: `Bearer ${apiKey}` },
+      });
       expect(upstream.status).toBe(200);
-      registerSecret('smoke upstream token', ((await upstream.json()) as { access_token: string }).access_token);
+      registerSecret(
+        'smoke upstream token',
+        ((await upstream.json()) as { access_token: string }).access_token,
+      );
       const page = await fetch(`${base}/`);
       expect(page.status).toBe(200);
       expect(await page.text()).toContain('demo.js');
