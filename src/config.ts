@@ -103,7 +103,7 @@ export const envSchema = z.object({
       }),
     ),
   ),
-  CLIENT_TOKEN_TTL: int(10, 86_400, 900),
+  CLIENT_TOKEN_TTL: int(1, 86_400, 900),
   CLIENT_TOKEN_BIND_IP: z.preprocess(emptyToUndefined, z.enum(['exact', 'prefix', 'off']).default('exact')),
   CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24),
   CLIENT_TOKEN_IPV6_PREFIX: int(16, 128, 64),

@@ -9,12 +9,22 @@ import { Router } from 'express';
 export function staticRoutes({ publicDir, demo }: { publicDir: string; demo: boolean }): Router {
   const router = Router();
   const files: Record<string, string> = { '/client.js': 'client.js', '/client.d.ts': 'client.d.ts' };
-  if (demo) Object.assign(files, { '/': 'index.html', '/demo.js': 'demo.js', '/demo.css': 'demo.css' });
+  if (demo) {
+    Object.assign(files, {
+      '/': 'index.html',
+      '/demo.js': 'demo.js',
+      '/demo.css': 'demo.css',
+      '/favicon.svg': 'favicon.svg',
+    });
+  }
   for (const [route, file] of Object.entries(files)) {
     router.get(route, (_req, res, next) => {
       res.setHeader('Access-Control-Allow-Origin', '*');
       res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
       res.setHeader('Cache-Control', 'no-cache');
+      // The demo page's proxy calls are same-origin GETs, which carry no `Origin` (Fetch standard), so the
+      // proxy reads the page's origin from `Referer`; helmet's default `no-referrer` would remove it.
+      if (file === 'index.html') res.setHeader('Referrer-Policy', 'same-origin');
       res.sendFile(join(publicDir, file), { dotfiles: 'deny' }, (error) => {
         if (error) next(error);
       });
