@@ -220,8 +220,8 @@ describe('the browser helper in Chromium', () => {
     const result = await page.evaluate(async () => {
       const statuses: number[] = [];
       const tokens = new Set<string>();
-      const until = performance.now() + 10_000;
-      while (performance.now() < until) {
+      // 40 calls 250 ms apart span at least 10 s however slow the machine is.
+      for (let call = 0; call < 40; call++) {
         const response = await window.client.fetch('/hello');
         statuses.push(response.status);
         await response.body?.cancel();
@@ -232,7 +232,7 @@ describe('the browser helper in Chromium', () => {
       return { statuses, tokens: [...tokens], events: window.events };
     });
     for (const token of result.tokens) registerSecret('short-lived client token', token);
-    expect(result.statuses.length).toBeGreaterThanOrEqual(30);
+    expect(result.statuses.length).toBe(40);
     expect(result.statuses.every((status) => status === 200)).toBe(true);
     expect(result.tokens.length).toBeGreaterThanOrEqual(3);
     // Renewed ahead of expiry, never after a refusal.
