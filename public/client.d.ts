@@ -8,6 +8,7 @@ export type BrokerErrorCode =
   | 'origin_mismatch'
   | 'ip_mismatch'
   | 'token_revoked'
+  | 'invalid_dpop_proof'
   | 'not_found'
   | 'method_not_allowed'
   | 'payload_too_large'
@@ -29,8 +30,10 @@ export type RenewableCode = 'invalid_client_token' | 'ip_mismatch' | 'token_revo
 
 /** The token held in memory. Times are milliseconds since the epoch, on the local clock. */
 export interface TokenInfo {
-  /** The client token (a JWT): send it as `Authorization: Bearer`. */
+  /** The client token (a JWT): send it as `Authorization: <tokenType> <token>`. */
   readonly token: string;
+  /** `DPoP` when the broker bound the token to this client's DPoP key: every use needs a proof by it. */
+  readonly tokenType: 'Bearer' | 'DPoP';
   /** Lifetime in seconds, as the broker answered it. */
   readonly expiresIn: number;
   /** When the token was requested; expiry is counted from here, not from the server's clock. */
@@ -52,8 +55,11 @@ export type BrokerClientEvent =
   | { readonly type: 'cleared' }
   /** The token endpoint answered 429 or 503; the client waits `retryAfter` seconds and asks once more. */
   | { readonly type: 'wait'; readonly status: number; readonly code: string; readonly retryAfter: number }
-  /** The proxy refused the token; the call is sent once more with a new token. */
-  | { readonly type: 'retry'; readonly code: RenewableCode; readonly url: string }
+  /**
+   * The proxy refused the token (the call is sent once more with a new token) or its DPoP proof
+   * (`invalid_dpop_proof`: once more with the same token and a fresh proof).
+   */
+  | { readonly type: 'retry'; readonly code: RenewableCode | 'invalid_dpop_proof'; readonly url: string }
   /** A background renewal failed; the next call tries again. */
   | { readonly type: 'error'; readonly error: BrokerClientError };
 
@@ -82,6 +88,24 @@ export interface BrokerClientOptions {
   autoRefresh?: boolean;
   /** Called synchronously for each {@link BrokerClientEvent}; a throwing listener is reported, not propagated. */
   onEvent?: (event: BrokerClientEvent) => void;
+  /**
+   * Bind the token to a non-extractable ECDSA P-256 key made with WebCrypto (RFC 9449 DPoP): the token
+   * request and every proxy call carry a proof signed by it, and the token is sent as
+   * `Authorization: DPoP`. A copied token is then useless without the key. Needs a secure context
+   * (https or localhost). Default false.
+   */
+  dpop?: boolean;
+}
+
+/** Signs DPoP proofs (RFC 9449 §4.2) with a key that cannot leave WebCrypto. */
+export interface DpopSigner {
+  /**
+   * A compact `dpop+jwt` (ES256) for one request: `htm` the method, `htu` the absolute URL without
+   * query or fragment, a fresh `jti`, `iat` now, and `ath` when an access token is given.
+   */
+  proof(method: string, url: string, accessToken?: string): Promise<string>;
+  /** The public key as it appears in the proofs (`kty`, `crv`, `x`, `y`). */
+  publicJwk(): Promise<JsonWebKey>;
 }
 
 export interface BrokerClient {
@@ -94,10 +118,11 @@ export interface BrokerClient {
   refresh(): Promise<string>;
   /**
    * `fetch` through the broker's proxy: `path` (with or without a leading `/`, query string allowed) is
-   * appended to `baseUrl + proxyPath`, and `Authorization: Bearer <token>` replaces any caller's
-   * `Authorization`; other headers are kept. When the broker refuses the token with a
-   * {@link RenewableCode}, the call is retried once with a new token if its body is replayable (none,
-   * string, Blob, BufferSource, URLSearchParams, FormData; not a ReadableStream). Other answers,
+   * appended to `baseUrl + proxyPath`, and `Authorization: Bearer <token>` (or `DPoP <token>` plus a
+   * `DPoP` proof, for a DPoP-bound token) replaces any caller's `Authorization`; other headers are kept.
+   * When the broker refuses the token with a {@link RenewableCode}, the call is retried once with a new
+   * token if its body is replayable (none, string, Blob, BufferSource, URLSearchParams, FormData; not a
+   * ReadableStream); after `invalid_dpop_proof`, once with a fresh proof. Other answers,
    * including 429/503 from the proxy, are returned as they are. Rejects with {@link BrokerClientError}
    * when no token can be had, and like `fetch` on network errors.
    */
@@ -127,6 +152,9 @@ export class BrokerClientError extends Error {
 
 /** 20 % of the lifetime, at least 1 s and at most 30 s. */
 export function defaultRefreshMargin(expiresIn: number): number;
+
+/** A DPoP signer with its own key pair, made on first use and kept in memory only. */
+export function createDpopSigner(options?: { now?: () => number; crypto?: Crypto }): DpopSigner;
 
 /** Creates a client for one broker; each client holds its own token in memory. */
 export function createBrokerClient(options?: BrokerClientOptions): BrokerClient;

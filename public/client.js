@@ -12,6 +12,12 @@
 /** Proxy refusals that a new token can fix. `origin_mismatch` is not one: a new token is bound to the same origin. */
 const RENEWABLE_CODES = new Set(['invalid_client_token', 'ip_mismatch', 'token_revoked']);
 
+/** A refused DPoP proof: the call is sent once more with the same token and a fresh proof. */
+const PROOF_REFUSED = 'invalid_dpop_proof';
+
+/** fetch upper-cases these methods only (Fetch standard, "normalize a method"); a proof must name what is sent. */
+const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
+
 /** Statuses where the token endpoint asks us to come back later (RFC 6585 §4, RFC 9110 §15.6.4). */
 const BUSY_STATUSES = new Set([429, 503]);
 
@@ -57,6 +63,8 @@ export function defaultRefreshMargin(expiresIn) {
  * `ReadableStream` body is consumed by the first attempt, so that refusal is returned to the caller
  * (the token is still dropped, so the next call uses a new one).
  *
+ * With `dpop: true` the token is bound to a key the page cannot export (RFC 9449): see {@link createDpopSigner}.
+ *
  * @param {import('./client.js').BrokerClientOptions} [options]
  * @returns {import('./client.js').BrokerClient}
  */
@@ -71,8 +79,10 @@ export function createBrokerClient(options = {}) {
     maxRetryAfter = 30,
     autoRefresh = true,
     onEvent,
+    dpop = false,
   } = options;
   if (typeof fetchImpl !== 'function') throw new TypeError('createBrokerClient needs a fetch implementation');
+  const signer = dpop ? createDpopSigner({ now }) : undefined;
 
   const root = baseUrl.replace(/\/+$/, '');
   const tokenUrl = root + tokenPath;
@@ -149,6 +159,7 @@ export function createBrokerClient(options = {}) {
       const response = await sendTokenRequest();
       if (response.ok) return parseToken(response, sentAt);
       const error = await toClientError(response);
+      if (error.code === PROOF_REFUSED && attempt === 0) continue;
       const wait = error.retryAfter;
       if (attempt > 0 || !BUSY_STATUSES.has(response.status) || wait === undefined || wait > maxRetryAfter) {
         throw error;
@@ -159,10 +170,13 @@ export function createBrokerClient(options = {}) {
   }
 
   async function sendTokenRequest() {
+    /** @type {Record<string, string>} */
+    const headers = { accept: 'application/json' };
+    if (signer) headers.dpop = await signer.proof('POST', tokenUrl);
     try {
       // POST, because browsers send `Origin` on every POST but not on a same-origin GET, and a page
       // served with `Referrer-Policy: no-referrer` would then send neither (origin_required).
-      return await fetchImpl(tokenUrl, { method: 'POST', headers: { accept: 'application/json' } });
+      return await fetchImpl(tokenUrl, { method: 'POST', headers });
     } catch (cause) {
       throw new BrokerClientError('network_error', { detail: 'The broker could not be reached', cause });
     }
@@ -186,6 +200,8 @@ export function createBrokerClient(options = {}) {
     const margin = Math.min((Math.max(seconds, 0) || 0) * 1000, lifetime / 2);
     return Object.freeze({
       token,
+      // A broker that ignored our proof answers a bearer token, which is then used as one.
+      tokenType: body.tokenType === 'DPoP' ? 'DPoP' : 'Bearer',
       expiresIn,
       obtainedAt: sentAt,
       renewAt: sentAt + lifetime - margin,
@@ -212,32 +228,51 @@ export function createBrokerClient(options = {}) {
   }
 
   /** A token the broker still accepts, or a new one. */
-  async function currentToken(reasonWhenMissing) {
-    if (current && now() < current.renewAt) return current.token;
+  async function currentInfo(reasonWhenMissing) {
+    if (current && now() < current.renewAt) return current;
     const stale = current;
     try {
-      return (await obtain(stale ? 'renewal' : reasonWhenMissing)).token;
+      return await obtain(stale ? 'renewal' : reasonWhenMissing);
     } catch (error) {
       // While the token endpoint fails, a token that has not expired yet is still worth using.
-      if (stale && current === stale && now() < stale.expiresAt) return stale.token;
+      if (stale && current === stale && now() < stale.expiresAt) return stale;
       throw error;
     }
   }
 
+  /** `Authorization` for the token, plus a proof for this very call when the token is DPoP-bound. */
+  async function authorize(init, info, url) {
+    const headers = new Headers(init.headers);
+    if (info.tokenType === 'DPoP' && signer) {
+      const method = String(init.method ?? 'GET');
+      const upper = method.toUpperCase();
+      headers.set('authorization', `DPoP ${info.token}`);
+      headers.set(
+        'dpop',
+        await signer.proof(NORMALIZED_METHODS.has(upper) ? upper : method, url, info.token),
+      );
+    } else {
+      headers.set('authorization', `Bearer ${info.token}`);
+    }
+    return { ...init, headers };
+  }
+
   async function brokerFetch(path, init = {}) {
     const url = `${proxyRoot}/${String(path).replace(/^\/+/, '')}`;
-    const token = await currentToken('initial');
-    const response = await fetchImpl(url, withToken(init, token));
-    const code = await renewableRefusal(response);
+    const info = await currentInfo('initial');
+    const response = await fetchImpl(url, await authorize(init, info, url));
+    const code = await retryableRefusal(response);
     if (code === undefined) return response;
-    drop(token);
+    // A refused proof says nothing against the token: only a fresh proof is needed.
+    if (code !== PROOF_REFUSED) drop(info.token);
     if (!isReplayable(init.body)) return response;
     emit({ type: 'retry', code, url });
     response.body?.cancel().catch(() => {});
-    const retryToken = await currentToken('rejected');
-    const retried = await fetchImpl(url, withToken(init, retryToken));
+    const retryInfo = code === PROOF_REFUSED ? info : await currentInfo('rejected');
+    const retried = await fetchImpl(url, await authorize(init, retryInfo, url));
     // Once only: a second refusal goes to the caller, and the next call starts with a new token.
-    if ((await renewableRefusal(retried)) !== undefined) drop(retryToken);
+    const again = await retryableRefusal(retried);
+    if (again !== undefined && again !== PROOF_REFUSED) drop(retryInfo.token);
     return retried;
   }
 
@@ -249,7 +284,7 @@ export function createBrokerClient(options = {}) {
   }
 
   return {
-    getToken: () => currentToken('initial'),
+    getToken: async () => (await currentInfo('initial')).token,
     refresh: async () => (await obtain('refresh')).token,
     fetch: brokerFetch,
     tokenInfo: () => current,
@@ -264,11 +299,12 @@ export function createBrokerClient(options = {}) {
   };
 }
 
-/** The broker's refusal code when the proxy refused the token itself (not the upstream API). */
-async function renewableRefusal(response) {
+/** The broker's refusal code when the proxy refused the token or its proof (not the upstream API). */
+async function retryableRefusal(response) {
   if (response.status !== 401 && response.status !== 403) return undefined;
   const problem = await readProblem(response.clone());
-  return problem && RENEWABLE_CODES.has(problem.code) ? problem.code : undefined;
+  if (!problem) return undefined;
+  return RENEWABLE_CODES.has(problem.code) || problem.code === PROOF_REFUSED ? problem.code : undefined;
 }
 
 /**
@@ -295,10 +331,74 @@ function parseRetryAfter(value, nowMs) {
   return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - nowMs) / 1000));
 }
 
-function withToken(init, token) {
-  const headers = new Headers(init.headers);
-  headers.set('authorization', `Bearer ${token}`);
-  return { ...init, headers };
+/**
+ * Makes DPoP proofs (RFC 9449 §4.2) with an ECDSA P-256 key that WebCrypto creates non-extractable: page
+ * scripts can have it sign, but nothing can read it out, so a token bound to it is useless anywhere
+ * else. The key lives in this object only: a reload makes a new key and the helper fetches a new token.
+ * (IndexedDB could keep the CryptoKey across reloads, still non-extractable; for tokens that live
+ * minutes it is not worth keeping key material on disk.) The broker issues no `DPoP-Nonce`, so none is sent.
+ *
+ * @param {{ now?: () => number, crypto?: Crypto }} [options]
+ * @returns {import('./client.js').DpopSigner}
+ */
+export function createDpopSigner({ now = () => Date.now(), crypto = globalThis.crypto } = {}) {
+  if (!crypto?.subtle)
+    throw new TypeError('DPoP needs WebCrypto: serve the page over https or from localhost');
+  const encoder = new TextEncoder();
+  /** @type {Promise<{ privateKey: CryptoKey, jwk: JsonWebKey }> | undefined} */
+  let keys;
+
+  function keyPair() {
+    keys ??= (async () => {
+      const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+      // A public key is always exportable; only its public members go into the proofs.
+      const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', pair.publicKey);
+      return { privateKey: pair.privateKey, jwk: { kty, crv, x, y } };
+    })().catch((error) => {
+      keys = undefined;
+      throw error;
+    });
+    return keys;
+  }
+
+  const encodeJson = (value) => base64url(encoder.encode(JSON.stringify(value)));
+
+  return {
+    publicJwk: async () => ({ ...(await keyPair()).jwk }),
+    async proof(method, url, accessToken) {
+      const { privateKey, jwk } = await keyPair();
+      // `htu` is the absolute URL without query and fragment (RFC 9449 §4.2).
+      const htu = new URL(url, globalThis.document?.baseURI ?? globalThis.location?.href);
+      htu.search = '';
+      htu.hash = '';
+      const payload = {
+        jti: base64url(crypto.getRandomValues(new Uint8Array(16))),
+        htm: method,
+        htu: htu.href,
+        iat: Math.floor(now() / 1000),
+      };
+      if (accessToken !== undefined) {
+        payload.ath = base64url(
+          new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(accessToken))),
+        );
+      }
+      const input = `${encodeJson({ typ: 'dpop+jwt', alg: 'ES256', jwk })}.${encodeJson(payload)}`;
+      // WebCrypto's ECDSA signature is r || s, exactly what JWS ES256 wants (RFC 7518 §3.4).
+      const signature = await crypto.subtle.sign(
+        { name: 'ECDSA', hash: 'SHA-256' },
+        privateKey,
+        encoder.encode(input),
+      );
+      return `${input}.${base64url(new Uint8Array(signature))}`;
+    },
+  };
+}
+
+/** @param {Uint8Array} bytes */
+function base64url(bytes) {
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 /** Whether fetch can send this body a second time (a stream is read once). */

@@ -1,10 +1,19 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { normalizeOrigin, parseOriginPattern } from './origins.js';
+import { parseEncryptionKey } from './store/encryption.js';
+import { parseTrustEntry } from './trustProxy.js';
+import { type ClientKey, parseClientKey } from './upstream/clientAssertion.js';
+import { parseTokenQuota, type TokenQuota } from './upstream/quota.js';
 
 /** Settings whose value is a secret: they may come from `NAME_FILE`, and are never echoed in errors. */
-export const secretSettings = ['SIGNING_KEYS', 'BROKER_API_KEYS', 'UPSTREAM_CLIENT_SECRET'] as const;
+export const secretSettings = [
+  'SIGNING_KEYS',
+  'BROKER_API_KEYS',
+  'UPSTREAM_CLIENT_SECRET',
+  'UPSTREAM_CLIENT_KEY',
+  'CACHE_ENCRYPTION_KEY',
+] as const;
 
 const emptyToUndefined = (value: unknown) =>
   typeof value === 'string' && value.trim() === '' ? undefined : value;
@@ -12,6 +21,38 @@ const optionalString = z.preprocess(emptyToUndefined, z.string().trim().optional
 const optionalUrl = z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/ }).optional());
 const int = (min: number, max: number, fallback: number) =>
   z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
+/** A request budget per client IP: `limit` requests per `windowMs`. */
+export interface RateLimitRule {
+  limit: number;
+  windowMs: number;
+}
+
+const windowUnits: Record<string, number> = { second: 1_000, minute: 60_000, hour: 3_600_000 };
+
+/** `<n>/second`, `<n>/minute`, `<n>/hour` (e.g. `60/minute`), or `off`. */
+const rateLimit = (fallback: string) =>
+  z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .default(fallback)
+      .transform((value, ctx): RateLimitRule | undefined => {
+        const trimmed = value.trim().toLowerCase();
+        if (trimmed === 'off') return undefined;
+        const match = /^(\d{1,9})\s*\/\s*(second|minute|hour)$/.exec(trimmed);
+        const limit = Number(match?.[1]);
+        const windowMs = windowUnits[match?.[2] ?? ''];
+        if (!match || !(limit > 0) || windowMs === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'must be <n>/second, <n>/minute, <n>/hour (n ≥ 1) or off',
+          });
+          return z.NEVER;
+        }
+        return { limit, windowMs };
+      }),
+  );
+
 const list = z.preprocess(
   (value) =>
     typeof value === 'string'
@@ -45,18 +86,14 @@ const trustProxy = z.preprocess(
         return z.NEVER;
       }
       if (/^\d+$/.test(trimmed)) return Number(trimmed);
-      const entries = trimmed.split(',').map((entry) => entry.trim());
-      for (const entry of entries) {
-        const [address, bits] = entry.split('/');
-        const named = ['loopback', 'linklocal', 'uniquelocal'].includes(entry);
-        const bitsOk = bits === undefined || /^\d{1,3}$/.test(bits);
-        if (!named && !(address && isIP(address) && bitsOk)) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `"${entry}" is not an IP address, CIDR or loopback/linklocal/uniquelocal`,
-          });
+      const entries: string[] = [];
+      for (const raw of trimmed.split(',')) {
+        const parsed = parseTrustEntry(raw);
+        if (parsed.problem !== undefined) {
+          ctx.addIssue({ code: 'custom', message: parsed.problem });
           return z.NEVER;
         }
+        entries.push(parsed.entry);
       }
       return entries;
     }),
@@ -105,6 +142,7 @@ export const envSchema = z.object({
   ),
   CLIENT_TOKEN_TTL: int(1, 86_400, 900),
   CLIENT_TOKEN_BIND_IP: z.preprocess(emptyToUndefined, z.enum(['exact', 'prefix', 'off']).default('exact')),
+  CLIENT_TOKEN_BINDING: z.preprocess(emptyToUndefined, z.enum(['none', 'dpop']).default('none')),
   CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24),
   CLIENT_TOKEN_IPV6_PREFIX: int(16, 128, 64),
   CLIENT_TOKEN_ISSUER: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker')),
@@ -121,7 +159,39 @@ export const envSchema = z.object({
   UPSTREAM_PROFILE: z.preprocess(emptyToUndefined, z.enum(['rfc6749', 'json', 'bloq']).default('rfc6749')),
   UPSTREAM_AUTH_METHOD: z.preprocess(
     emptyToUndefined,
-    z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
+    z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
+  ),
+  UPSTREAM_CLIENT_KEY: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value, ctx) => {
+        const key = parseClientKey(value);
+        if (typeof key === 'string') {
+          ctx.addIssue({ code: 'custom', message: key });
+          return z.NEVER;
+        }
+        return key;
+      })
+      .optional(),
+  ),
+  UPSTREAM_CLIENT_ASSERTION_AUDIENCE: z.preprocess(
+    emptyToUndefined,
+    z.enum(['token_endpoint', 'issuer']).default('token_endpoint'),
+  ),
+  UPSTREAM_TOKEN_QUOTA: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value, ctx) => {
+        const quota = parseTokenQuota(value);
+        if (typeof quota === 'string') {
+          ctx.addIssue({ code: 'custom', message: quota });
+          return z.NEVER;
+        }
+        return quota;
+      })
+      .optional(),
   ),
   UPSTREAM_AUDIENCE: optionalString,
   UPSTREAM_SCOPE: optionalString,
@@ -132,8 +202,35 @@ export const envSchema = z.object({
   UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000),
   PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536),
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_KEY_PREFIX: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 letters, digits or : _ . -')
+      .default('token-broker:'),
+  ),
+  REDIS_LOCK_TTL_MS: int(200, 120_000, 10_000),
+  CACHE_ENCRYPTION_KEY: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value, ctx) => {
+        const key = parseEncryptionKey(value);
+        if (!key) {
+          ctx.addIssue({ code: 'custom', message: 'must be 32 random bytes as 64 hex digits or base64' });
+          return z.NEVER;
+        }
+        return key;
+      })
+      .optional(),
+  ),
+  RATE_LIMIT_CLIENT_TOKEN: rateLimit('60/minute'),
+  RATE_LIMIT_CLAIM: rateLimit('600/minute'),
+  RATE_LIMIT_API_KEY_FAILURES: rateLimit('10/minute'),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
+  METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65_535).optional()),
+  METRICS_REQUIRE_API_KEY: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -155,6 +252,12 @@ export interface UpstreamConfig {
   apiTimeoutMs: number;
   /** Request bodies up to this size are buffered so a 401 from the API can be retried with them. */
   maxReplayBytes: number;
+  /** The imported private key of `private_key_jwt`; set when `authMethod` is `private_key_jwt`. */
+  clientKey?: ClientKey | undefined;
+  /** `aud` of the client assertions: the token endpoint (the default) or the issuer. */
+  clientAssertionAudience?: Env['UPSTREAM_CLIENT_ASSERTION_AUDIENCE'];
+  /** Budget of requests to the token endpoint (`UPSTREAM_TOKEN_QUOTA`); undefined: no governor. */
+  tokenQuota?: TokenQuota | undefined;
 }
 
 export interface Config {
@@ -175,14 +278,38 @@ export interface Config {
     audience: string;
     clockToleranceSeconds: number;
   };
+  /**
+   * `dpop`: `/api/client-token` requires a DPoP proof and binds every token it mints to the proof's key
+   * (RFC 9449); `none`: a proof is optional (a token requested with one is bound all the same).
+   */
+  clientTokenBinding: Env['CLIENT_TOKEN_BINDING'];
   /** A private JWK Set; undefined means "make an ephemeral key" (refused in production). */
   signingKeys: { keys: Record<string, unknown>[] } | undefined;
   apiKeys: string[];
   /** Undefined outside production means "start the dev upstream"; in production it is a start-up error. */
   upstream: UpstreamConfig | undefined;
   redisUrl: string | undefined;
+  /** Settings of the shared Redis; used only when `redisUrl` is set. */
+  redis: {
+    keyPrefix: string;
+    lockTtlMs: number;
+    /** 32 bytes for AES-256-GCM; always set when `redisUrl` is. */
+    encryptionKey: Buffer | undefined;
+  };
+  /** Per-IP limits; undefined turns a limit off. */
+  rateLimits: {
+    clientToken: RateLimitRule | undefined;
+    claim: RateLimitRule | undefined;
+    apiKeyFailures: RateLimitRule | undefined;
+  };
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
+  metrics: {
+    /** Serve `/metrics` on this port only (and not on the main one); undefined: on the main port. */
+    port: number | undefined;
+    /** Ask scrapers for a broker API key (`Authorization: Bearer`). */
+    requireApiKey: boolean;
+  };
 }
 
 /** Every problem found in the environment, one line each; `message` lists them all. */
@@ -193,6 +320,38 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
     this.problems = problems;
   }
+}
+
+/** How the broker authenticates to the token endpoint: a client secret, or a private key (RFC 7523). */
+function clientAuthProblems(e: Env): string[] {
+  const problems: string[] = [];
+  if (e.UPSTREAM_AUTH_METHOD !== 'private_key_jwt') {
+    if (!e.UPSTREAM_CLIENT_SECRET) {
+      problems.push(
+        'UPSTREAM_CLIENT_SECRET: required when an upstream is configured (or UPSTREAM_CLIENT_SECRET_FILE)',
+      );
+    }
+    if (e.UPSTREAM_CLIENT_KEY) {
+      problems.push(
+        'UPSTREAM_CLIENT_KEY: only used with UPSTREAM_AUTH_METHOD=private_key_jwt; set it or drop the key',
+      );
+    }
+    return problems;
+  }
+  if (!e.UPSTREAM_CLIENT_KEY) {
+    problems.push(
+      'UPSTREAM_CLIENT_KEY: required with UPSTREAM_AUTH_METHOD=private_key_jwt (a private JWK, or UPSTREAM_CLIENT_KEY_FILE)',
+    );
+  }
+  if (e.UPSTREAM_PROFILE === 'bloq') {
+    problems.push(
+      'UPSTREAM_AUTH_METHOD: private_key_jwt is not possible with UPSTREAM_PROFILE=bloq (its body has no client assertion); use rfc6749 or json',
+    );
+  }
+  if (e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE === 'issuer' && !e.UPSTREAM_ISSUER) {
+    problems.push('UPSTREAM_CLIENT_ASSERTION_AUDIENCE: "issuer" needs UPSTREAM_ISSUER');
+  }
+  return problems;
 }
 
 export interface LoadConfigOptions {
@@ -244,6 +403,7 @@ export function loadConfig(
     'UPSTREAM_TOKEN_URL',
     'UPSTREAM_CLIENT_ID',
     'UPSTREAM_CLIENT_SECRET',
+    'UPSTREAM_CLIENT_KEY',
     'UPSTREAM_API_URL',
   ] as const;
   const anyUpstream = upstreamVars.some((name) => e[name] !== undefined);
@@ -257,11 +417,7 @@ export function loadConfig(
       );
     }
     if (!e.UPSTREAM_CLIENT_ID) problems.push('UPSTREAM_CLIENT_ID: required when an upstream is configured');
-    if (!e.UPSTREAM_CLIENT_SECRET) {
-      problems.push(
-        'UPSTREAM_CLIENT_SECRET: required when an upstream is configured (or UPSTREAM_CLIENT_SECRET_FILE)',
-      );
-    }
+    problems.push(...clientAuthProblems(e));
     upstream = {
       issuer: e.UPSTREAM_ISSUER,
       tokenUrl: e.UPSTREAM_TOKEN_URL,
@@ -277,10 +433,27 @@ export function loadConfig(
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
       apiTimeoutMs: e.UPSTREAM_API_TIMEOUT_MS,
       maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
+      clientKey: e.UPSTREAM_CLIENT_KEY,
+      clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
+      tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
     };
+  }
+  // Required outside production too: replicas must share the key, and a silent "no encryption" mode in
+  // development is the one that ends up in production.
+  if (e.REDIS_URL && !e.CACHE_ENCRYPTION_KEY) {
+    problems.push(
+      'CACHE_ENCRYPTION_KEY: required when REDIS_URL is set (32 random bytes, e.g. `openssl rand -base64 32`; or CACHE_ENCRYPTION_KEY_FILE)',
+    );
   }
   if (production && !e.SIGNING_KEYS) {
     problems.push('SIGNING_KEYS: required in production (a private JWK Set, or SIGNING_KEYS_FILE)');
+  }
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT === e.PORT) {
+    problems.push('METRICS_PORT: must differ from PORT (leave it empty to serve /metrics on PORT)');
+  }
+  // Without the dev upstream no key is generated later, so every scrape would be refused.
+  if (e.METRICS_REQUIRE_API_KEY === 'true' && upstream && e.BROKER_API_KEYS.length === 0) {
+    problems.push('METRICS_REQUIRE_API_KEY: needs BROKER_API_KEYS (or BROKER_API_KEYS_FILE)');
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -301,11 +474,23 @@ export function loadConfig(
       audience: e.CLIENT_TOKEN_AUDIENCE,
       clockToleranceSeconds: e.CLIENT_TOKEN_CLOCK_TOLERANCE,
     },
+    clientTokenBinding: e.CLIENT_TOKEN_BINDING,
     signingKeys: e.SIGNING_KEYS as Config['signingKeys'],
     apiKeys: e.BROKER_API_KEYS,
     upstream,
     redisUrl: e.REDIS_URL,
+    redis: {
+      keyPrefix: e.REDIS_KEY_PREFIX,
+      lockTtlMs: e.REDIS_LOCK_TTL_MS,
+      encryptionKey: e.CACHE_ENCRYPTION_KEY,
+    },
+    rateLimits: {
+      clientToken: e.RATE_LIMIT_CLIENT_TOKEN,
+      claim: e.RATE_LIMIT_CLAIM,
+      apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
+    },
     maxBodyBytes: e.MAX_BODY_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    metrics: { port: e.METRICS_PORT, requireApiKey: e.METRICS_REQUIRE_API_KEY === 'true' },
   };
 }

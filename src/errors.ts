@@ -11,6 +11,7 @@ export const errorCatalog = {
   origin_mismatch: { status: 403, title: 'The client token was issued for another origin' },
   ip_mismatch: { status: 403, title: 'The client token was issued for another network address' },
   token_revoked: { status: 401, title: 'The client token has been revoked' },
+  invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing, invalid or replayed' },
   not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed on this route' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
@@ -29,6 +30,11 @@ export interface BrokerErrorOptions {
   detail?: string;
   /** Extra response headers (`Retry-After`, `WWW-Authenticate`). */
   headers?: Record<string, string>;
+  /**
+   * Replaces the catalog status where a spec gives one code two statuses: `invalid_dpop_proof` is 400
+   * at the token endpoint (RFC 9449 §5) and 401 at a resource (RFC 9449 §7.1).
+   */
+  status?: number;
   cause?: unknown;
 }
 
@@ -44,7 +50,7 @@ export class BrokerError extends Error {
     super(options.detail ?? errorCatalog[code].title, { cause: options.cause });
     this.name = 'BrokerError';
     this.code = code;
-    this.status = errorCatalog[code].status;
+    this.status = options.status ?? errorCatalog[code].status;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
     this.expose = this.status < 500 || code !== 'internal_error';

@@ -38,8 +38,23 @@ async function main(): Promise<void> {
   });
   const { port } = server.address() as AddressInfo;
   logger.info({ port, host: config.host, production: config.production }, 'token-broker listening');
+  const { metricsApp } = broker;
+  if (metricsApp) {
+    // Not drained on shutdown: scrapes keep answering while the main port drains, and exit ends them.
+    const metricsServer = createServer(metricsApp);
+    await new Promise<void>((resolve, reject) => {
+      metricsServer.once('error', reject);
+      metricsServer.listen(config.metrics.port, config.host, resolve);
+    });
+    logger.info({ port: (metricsServer.address() as AddressInfo).port }, 'metrics listening');
+  }
 
   let stopping = false;
+  // While draining, every answer closes its connection (RFC 9112 §9.6): a keep-alive client moves to
+  // another replica instead of reusing this socket and holding the drain open until the timeout.
+  server.prependListener('request', (_req, res) => {
+    if (stopping) res.setHeader('Connection', 'close');
+  });
   const shutdown = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
@@ -52,13 +67,18 @@ async function main(): Promise<void> {
       server.closeAllConnections();
     }, config.shutdownTimeoutMs);
     force.unref();
+    // A connection whose answer was already under way when the signal came stays open (keep-alive) once
+    // that answer is done; closing the idle ones until `close` completes lets the drain end promptly.
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    sweep.unref();
     server.close(async () => {
       clearTimeout(force);
+      clearInterval(sweep);
       await broker.close();
       await closeDevUpstream?.();
       logger.info('stopped');
-      logger.flush();
-      process.exit(0);
+      // The destination is asynchronous: exit only once the last lines are written.
+      logger.flush(() => process.exit(0));
     });
     // Idle keep-alive sockets would otherwise hold `close` open until they time out.
     server.closeIdleConnections();

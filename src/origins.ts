@@ -57,6 +57,13 @@ export function parseOriginPattern(entry: string): OriginPattern | undefined {
   return origin ? { kind: 'exact', origin } : undefined;
 }
 
+/**
+ * What a wildcard may stand for: one or more DNS labels (RFC 1123 §2.1 letters, digits, hyphens; the
+ * underscore browsers also accept). WHATWG URL lets `*`, `!` or `$` through in a host, so without this
+ * `https://*.example.com` itself, or `https://$.example.com`, would pass as a subdomain.
+ */
+const hostLabels = /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$/;
+
 export interface OriginPolicy {
   /** Whether a (normalised) origin may obtain client tokens. `null` is never allowed. */
   isAllowed(origin: string): boolean;
@@ -83,7 +90,7 @@ export function createOriginPolicy(entries: readonly string[]): OriginPolicy {
           url.protocol === pattern.protocol &&
           url.port === pattern.port &&
           url.hostname.endsWith(pattern.suffix) &&
-          url.hostname.length > pattern.suffix.length,
+          hostLabels.test(url.hostname.slice(0, -pattern.suffix.length)),
       );
     },
   };

@@ -57,6 +57,11 @@ function memoryAdapter(store: Map<string, Stored>, model: string) {
 export interface AuthServerOptions {
   /** Extra client registrations (oidc-provider client metadata), next to the two generated clients. */
   clients?: Record<string, unknown>[];
+  /**
+   * Clients that authenticate with `private_key_jwt` (RFC 7523 §2.2), each registered with the public
+   * JWK Set of its key, for the client credentials grant.
+   */
+  privateKeyJwtClients?: { clientId: string; jwks: { keys: Record<string, unknown>[] } }[];
   /** Seconds; the `expires_in` of client credentials tokens. */
   accessTokenTtl?: number;
   logger?: Logger;
@@ -131,8 +136,20 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
         redirect_uris: [],
         scope,
       })),
+      ...(options.privateKeyJwtClients ?? []).map((registration) => ({
+        client_id: registration.clientId,
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: registration.jwks,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope,
+      })),
       ...(options.clients ?? []),
     ],
+    // Spelled out although they are the defaults: the tests of private_key_jwt rely on them.
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA'] },
     scopes: [scope],
     ttl: { ClientCredentials: accessTokenTtl },
     features: {

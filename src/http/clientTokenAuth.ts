@@ -1,4 +1,6 @@
 import type { RequestHandler } from 'express';
+import { type DpopProofVerifier, dpopChallenge } from '../dpop/proof.js';
+import { requestUrl } from '../dpop/requestUrl.js';
 import { BrokerError } from '../errors.js';
 import { ipMatches } from '../ip.js';
 import { requestOrigin } from '../origins.js';
@@ -6,16 +8,28 @@ import type { ClientTokens } from '../signing/clientTokens.js';
 import { bearerToken } from './apiKeyAuth.js';
 import { callerIp } from './callerIp.js';
 
+/** `Authorization: DPoP <token>` (RFC 9449 §7.1); the scheme is case-insensitive (RFC 9110 §11.1). */
+const dpopScheme = /^DPoP[ ]+([^\s]+)\s*$/i;
+
 /**
  * Admits a request only with a valid client token used from where it was issued: the token's
  * signature, lifetime and revocation (clientTokens.verify), then the browser-written origin, then the
  * caller's address. Each failure has its own code, so the browser helper knows whether a new token can
- * help (`ip_mismatch` after a network change) or not (`origin_mismatch`).
+ * help (`ip_mismatch` after a network change) or not (`origin_mismatch`). A token bound to a DPoP key
+ * (`cnf.jkt`) also needs a fresh proof by that key for this very request (RFC 9449 §7.1).
  */
-export function verifyClientToken({ clientTokens }: { clientTokens: ClientTokens }): RequestHandler {
+export function verifyClientToken({
+  clientTokens,
+  dpop,
+}: {
+  clientTokens: ClientTokens;
+  dpop: DpopProofVerifier;
+}): RequestHandler {
   return async (req, res, next) => {
     const header = req.headers['x-client-token'];
-    const token = bearerToken(req) ?? (typeof header === 'string' ? header.trim() : undefined);
+    const bearer = bearerToken(req);
+    const dpopToken = dpopScheme.exec(req.headers.authorization ?? '')?.[1];
+    const token = bearer ?? dpopToken ?? (typeof header === 'string' ? header.trim() : undefined);
     if (!token) {
       throw new BrokerError('invalid_client_token', {
         detail: 'send the client token as Authorization: Bearer <token> or x-client-token',
@@ -24,6 +38,22 @@ export function verifyClientToken({ clientTokens }: { clientTokens: ClientTokens
       });
     }
     const claims = await clientTokens.verify(token);
+    const jkt = claims.cnf?.jkt;
+    if (jkt !== undefined || dpopToken !== undefined) {
+      const refuse = (detail: string) =>
+        new BrokerError('invalid_dpop_proof', { detail, headers: { 'WWW-Authenticate': dpopChallenge } });
+      // As a bearer token, a bound token would be usable without the key: it is refused (RFC 9449 §7.2).
+      if (bearer !== undefined) throw refuse('a DPoP-bound token is sent as Authorization: DPoP <token>');
+      if (jkt === undefined) throw refuse('this token is not bound to a DPoP key; send it as Bearer');
+      await dpop.verify({
+        proof: req.get('dpop'),
+        method: req.method,
+        url: requestUrl(req),
+        endpoint: 'resource',
+        accessToken: token,
+        jkt,
+      });
+    }
     const origin = requestOrigin(req.headers);
     if (origin !== claims.origin) {
       throw new BrokerError('origin_mismatch', {

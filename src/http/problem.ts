@@ -31,6 +31,8 @@ export function problemFor(error: BrokerError, instance?: string): Problem {
 export function sendProblem(res: Response, error: BrokerError): void {
   for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
   res.setHeader('Cache-Control', 'no-store');
+  // Read by the request metrics, which count answers by code.
+  res.locals.problemCode = error.code;
   res
     .status(error.status)
     .type('application/problem+json')
@@ -65,8 +67,9 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     const brokerError = toBrokerError(error);
     const log = (res.locals.log as Logger | undefined) ?? logger;
     if (brokerError.status >= 500) {
-      const level =
-        brokerError.code === 'upstream_rejected' || brokerError.code === 'internal_error' ? 'error' : 'warn';
+      // `upstream_rejected` is logged at error level by the token cache, once per interval
+      // (failureStreak.ts); repeating it for every waiting request would bury that line in a flood.
+      const level = brokerError.code === 'internal_error' ? 'error' : 'warn';
       log[level]({ err: brokerError.cause ?? brokerError, code: brokerError.code }, brokerError.message);
     }
     if (res.headersSent) {

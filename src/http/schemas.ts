@@ -21,7 +21,8 @@ export const claimRequest = z.object({
 
 export const clientTokenResponse = z.object({
   token: z.string(),
-  tokenType: z.literal('Bearer'),
+  /** `DPoP` when the token is bound to the key of the request's DPoP proof (RFC 9449 §5). */
+  tokenType: z.enum(['Bearer', 'DPoP']),
   expiresIn: z.number().int().positive(),
   expiresAt: z.iso.datetime(),
 });
@@ -50,6 +51,57 @@ export const problemResponse = z.object({
   detail: z.string().optional(),
   instance: z.string().optional(),
 });
+
+/** `GET /healthz`. */
+export const healthResponse = z.object({ status: z.literal('ok') });
+
+/** `GET /readyz`: 200 when an upstream token is held or obtainable, 503 with the refusal's code otherwise. */
+export const readinessResponse = z.union([
+  z.object({
+    status: z.literal('ready'),
+    upstream: z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
+  }),
+  z.object({
+    status: z.literal('not_ready'),
+    upstream: z.object({ token: z.literal('unavailable'), code: z.string() }),
+  }),
+]);
+
+/** `GET /.well-known/jwks.json` (RFC 7517 §5): public keys only, so no private members. */
+export const jwksResponse = z.object({
+  keys: z.array(
+    z.looseObject({
+      kty: z.string(),
+      kid: z.string(),
+      alg: z.string().optional(),
+      use: z.string().optional(),
+      crv: z.string().optional(),
+      x: z.string().optional(),
+      y: z.string().optional(),
+    }),
+  ),
+});
+
+/**
+ * `POST /api/client-token/introspect` (RFC 7662 §2.2): `{active:false}` and nothing else for any token
+ * that is not currently valid; the claims of a valid one.
+ */
+export const introspectionResponse = z.union([
+  z.strictObject({ active: z.literal(false) }),
+  z.object({
+    active: z.literal(true),
+    token_type: z.literal('Bearer'),
+    iss: z.string(),
+    aud: z.string(),
+    sub: z.string(),
+    origin: z.string(),
+    ip: z.string().optional(),
+    ip_prefix: z.number().int().optional(),
+    iat: z.number().int(),
+    exp: z.number().int(),
+    jti: z.string(),
+  }),
+]);
 
 export type ClaimRequest = z.infer<typeof claimRequest>;
 export type ClientTokenResponse = z.infer<typeof clientTokenResponse>;

@@ -1,8 +1,15 @@
 import type { Response } from 'express';
 
-/** Token answers must never be stored by a browser or a shared cache (RFC 6749 §5.1). */
+/**
+ * Token answers must never be stored by a browser or a shared cache (RFC 6749 §5.1). Written with
+ * `res.end`: `res.send` would look up the content type, ETag settings and request freshness, none of
+ * which a `no-store` answer uses. (Node drops the body of an answer to HEAD itself.)
+ */
 export function sendToken(res: Response, body: object): void {
+  const json = JSON.stringify(body);
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Pragma', 'no-cache');
-  res.type('application/json').send(JSON.stringify(body));
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(json));
+  res.end(json);
 }

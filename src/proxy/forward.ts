@@ -2,10 +2,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, Pool } from 'undici';
+import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { TokenCache } from '../upstream/types.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { createRenewalGate } from './renewalGate.js';
 import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
 import { parseApiUrl, upstreamTarget } from './targetUrl.js';
 import { DeadlineError, errorCode, failureBeforeHeaders } from './upstreamFailure.js';
@@ -38,6 +40,14 @@ export interface ProxyForwarderOptions {
   maxReplayBytes?: number;
   /** Sends the requests; by default a keep-alive `Pool` to the API's origin that `close()` closes. */
   dispatcher?: Dispatcher;
+  /** Times the renewal cool-down; the system clock by default. */
+  clock?: Clock;
+  /**
+   * After a 401 made the broker drop an upstream token, a 401 to another token within this time is passed
+   * through without renewing (default 5 s): an API that refuses every token costs one token request per
+   * cool-down, not one per proxied request (see renewalGate.ts).
+   */
+  renewalCooldownMs?: number;
 }
 
 /** What the app knows about one proxied request once the client token was verified. */
@@ -90,6 +100,10 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
   const { cache, timeouts: limits } = options;
   const base = parseApiUrl(options.apiUrl);
   const maxReplayBytes = options.maxReplayBytes ?? 64 * 1024;
+  const renewals = createRenewalGate({
+    clock: options.clock ?? systemClock,
+    cooldownMs: options.renewalCooldownMs ?? 5_000,
+  });
   const ownPool = options.dispatcher
     ? undefined
     : new Pool(base.origin, {
@@ -144,16 +158,21 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       response = await send(token.accessToken, body);
       let retried = false;
       if (response.statusCode === 401) {
-        // The API refused a token we believed valid: drop it, unless another request already replaced it.
-        await cache.invalidate(token.accessToken);
+        const refused = token.accessToken;
+        // The API refused a token we believed valid: drop it, unless another request already replaced it
+        // or the API refused another token moments ago (then it refuses tokens, not this one).
+        if (renewals.mayInvalidate(refused)) await cache.invalidate(refused);
         if (body.replayable) {
-          await response.body.dump();
           token = await cache.get();
-          response = await send(token.accessToken, body);
-          retried = true;
-          if (response.statusCode === 401) {
-            // Not invalidated again: an API that refuses every token must not make us renew on each request.
-            log.warn({ upstreamPath: target.pathname }, 'the API refused a freshly renewed token');
+          // Sending the refused token again would only earn the same 401: that one is the answer.
+          if (token.accessToken !== refused) {
+            await response.body.dump();
+            response = await send(token.accessToken, body);
+            retried = true;
+            if (response.statusCode === 401) {
+              // Not invalidated again: an API that refuses every token must not make us renew on each request.
+              log.warn({ upstreamPath: target.pathname }, 'the API refused a freshly renewed token');
+            }
           }
         }
       }

@@ -18,16 +18,18 @@ const hopByHop = new Set([
 ]);
 
 /**
- * Request fields the API never sees: our client's credentials (`authorization`, `x-client-token`) and
- * cookies belong to the broker, not the API; `host` is set for the API's origin; `origin` and `referer`
- * name the web app, which the API has no use for and which would let it track the app's pages; a client's
- * own `forwarded` could spoof what we assert in `x-forwarded-*`; and `expect` is answered by the broker's
- * own server (undici cannot send it). `content-length` is set by the forwarder from the body it sends.
+ * Request fields the API never sees: our client's credentials (`authorization`, `x-client-token`, and
+ * the `dpop` proof of possession, RFC 9449) and cookies belong to the broker, not the API; `host` is set
+ * for the API's origin; `origin` and `referer` name the web app, which the API has no use for and which
+ * would let it track the app's pages; a client's own `forwarded` could spoof what we assert in
+ * `x-forwarded-*`; and `expect` is answered by the broker's own server (undici cannot send it).
+ * `content-length` is set by the forwarder from the body it sends.
  */
 const notSentUp = new Set([
   'host',
   'authorization',
   'x-client-token',
+  'dpop',
   'cookie',
   'origin',
   'referer',

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { BrokerError } from '../errors.js';
 import { canonicalIp } from '../ip.js';
+import { createCompactSigner } from './compactSigner.js';
 import type { SigningKeys } from './keys.js';
 import type { RevocationList } from './revocations.js';
 
@@ -20,6 +21,8 @@ export const maxClientTokenLength = 4096;
 
 const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const jtiPattern = /^[A-Za-z0-9_-]{22}$/;
+/** An RFC 7638 SHA-256 JWK thumbprint, base64url: 43 characters. */
+const jktPattern = /^[A-Za-z0-9_-]{43}$/;
 
 /**
  * The claims of a client token as they travel (RFC 7519 §4). `ip` is the caller's canonical address
@@ -39,6 +42,8 @@ const payloadSchema = z.object({
   iat: z.number(),
   exp: z.number(),
   jti: z.string().regex(jtiPattern),
+  /** The key the token is bound to (RFC 9449 §6.1): a proof signed by it must come with every use. */
+  cnf: z.object({ jkt: z.string().regex(jktPattern) }).optional(),
 });
 
 export type ClientTokenClaims = Omit<z.infer<typeof payloadSchema>, 'ip_prefix'> & { ipPrefix?: number };
@@ -50,6 +55,8 @@ export interface MintInput {
   ip?: string | undefined;
   /** Bind to the /ipPrefix network around `ip` rather than to `ip` alone. */
   ipPrefix?: number | undefined;
+  /** Bind to the DPoP key with this RFC 7638 thumbprint (`cnf.jkt`, RFC 9449 §6.1). */
+  jkt?: string | undefined;
 }
 
 export interface MintedClientToken {
@@ -84,7 +91,8 @@ const required = ['exp', 'iat', 'jti', 'sub', 'origin'];
 
 export function createClientTokens({ keys, config, clock, revocations }: ClientTokensOptions): ClientTokens {
   const { signer } = keys;
-  const header = Object.freeze({ alg: signer.alg, kid: signer.kid, typ: clientTokenType });
+  // The header never changes: encoded once, not per token.
+  const signToken = createCompactSigner(signer, { kid: signer.kid, typ: clientTokenType });
   const tolerance = config.clockToleranceSeconds;
 
   /** The reason goes to the log through `cause`; it names a check, never token content. */
@@ -96,14 +104,15 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
     });
 
   return {
-    async mint({ sub, origin, ip, ipPrefix }) {
+    async mint({ sub, origin, ip, ipPrefix, jkt }) {
       if (ip !== undefined && canonicalIp(ip) !== ip)
         throw new TypeError('mint: ip must be a canonical address');
       if (ipPrefix !== undefined && ip === undefined) throw new TypeError('mint: ipPrefix needs ip');
+      if (jkt !== undefined && !jktPattern.test(jkt)) throw new TypeError('mint: jkt must be a thumbprint');
       const iat = Math.floor(clock.now() / 1000);
       const exp = iat + config.ttlSeconds;
       const jti = randomBytes(16).toString('base64url');
-      const token = await new SignJWT({
+      const token = await signToken({
         iss: config.issuer,
         aud: config.audience,
         sub,
@@ -113,9 +122,8 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
         iat,
         exp,
         jti,
-      })
-        .setProtectedHeader(header)
-        .sign(signer.key);
+        ...(jkt !== undefined ? { cnf: { jkt } } : {}),
+      });
       return { token, jti, iat, exp, expiresIn: config.ttlSeconds };
     },
 

@@ -12,6 +12,11 @@ export interface CacheKeyInput {
   resource: string | undefined;
   /** Only its fingerprint enters the key: a rotated secret must never be served a token of the old one. */
   secret: string;
+  /**
+   * With `private_key_jwt`: the RFC 7638 thumbprint of the client key, which then enters the key instead
+   * of the secret, so a rotated key likewise never gets a token obtained with the old one.
+   */
+  clientKeyThumbprint?: string | undefined;
 }
 
 function sha256Hex(domain: string, input: string): string {
@@ -39,8 +44,8 @@ export function tokenFingerprint(accessToken: string): string {
 
 /**
  * The store key for one upstream token. The whole tuple is hashed, so a key name reveals neither the
- * client, the endpoint nor anything about the secret; the secret's fingerprint is part of the tuple,
- * so rotating the secret changes the key.
+ * client, the endpoint nor anything about the secret; the secret's fingerprint (or the client key's
+ * thumbprint) is part of the tuple, so rotating the credential changes the key.
  */
 export function cacheKey(input: CacheKeyInput): string {
   const tuple = JSON.stringify([
@@ -51,7 +56,7 @@ export function cacheKey(input: CacheKeyInput): string {
     normalizeScope(input.scope),
     input.audience ?? null,
     input.resource ?? null,
-    secretFingerprint(input.secret),
+    input.clientKeyThumbprint ? `jwk:${input.clientKeyThumbprint}` : secretFingerprint(input.secret),
   ]);
   return `upstream-token:${sha256Hex('cache-key/v1', tuple).slice(0, 32)}`;
 }

@@ -7,7 +7,11 @@ export interface UpstreamBreaker {
   execute<T>(call: () => Promise<T>): Promise<T>;
   /** Ms until the breaker lets a probe through; 0 when closed or ready to probe. */
   openForMs(): number;
+  /** `open` while calls are refused, `half_open` once the next call would be a probe. */
+  state(): BreakerState;
 }
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
 
 /**
  * cockatiel counts consecutive failures and runs the closed/open/half-open state machine, but measures
@@ -26,11 +30,18 @@ export function createUpstreamBreaker({
 }): UpstreamBreaker {
   const policy = circuitBreaker(handleAll, { halfOpenAfter: 0, breaker: new ConsecutiveBreaker(threshold) });
   let openUntil = 0;
+  let broken = false;
   policy.onBreak(() => {
     openUntil = clock.now() + openMs;
+    broken = true;
   });
+  policy.onReset(() => {
+    broken = false;
+  });
+  const openForMs = () => Math.max(0, openUntil - clock.now());
   return {
     execute: (call) => policy.execute(() => call()),
-    openForMs: () => Math.max(0, openUntil - clock.now()),
+    openForMs,
+    state: () => (openForMs() > 0 ? 'open' : broken ? 'half_open' : 'closed'),
   };
 }

@@ -3,13 +3,15 @@ import type { UpstreamConfig } from '../config.js';
 import { UpstreamError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createMemoryStore } from '../store/memoryStore.js';
-import type { KeyValueStore } from '../store/types.js';
+import type { FleetLock, KeyValueStore } from '../store/types.js';
 import { cacheKey, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
+import { renewAcrossFleet } from './fleetRenewal.js';
+import { type QuotaGovernor, QuotaRefusal } from './quota.js';
 import { defaultRenewalPolicy, isFresh, type RenewalPolicy, renewalTime } from './renewalPolicy.js';
 import { createTokenStore } from './tokenStore.js';
-import type { TokenCache, TokenClient, UpstreamToken } from './types.js';
+import type { TokenCache, TokenCacheEvent, TokenClient, UpstreamToken } from './types.js';
 
 /** Runs `callback` after `ms` without keeping the process alive; returns a function that cancels it. */
 export type Scheduler = (callback: () => void, ms: number) => () => void;
@@ -27,7 +29,7 @@ export interface TokenCacheOptions {
   client: TokenClient;
   config: Pick<
     UpstreamConfig,
-    'clientId' | 'clientSecret' | 'profile' | 'authMethod' | 'audience' | 'scope' | 'resource'
+    'clientId' | 'clientSecret' | 'clientKey' | 'profile' | 'authMethod' | 'audience' | 'scope' | 'resource'
   >;
   clock: Clock;
   logger: Logger;
@@ -37,7 +39,17 @@ export interface TokenCacheOptions {
   random?: () => number;
   schedule?: Scheduler;
   policy?: Partial<RenewalPolicy>;
+  /** The fleet-wide renewal lock (Redis); without it, single flight is per process. */
+  lock?: FleetLock;
+  /** How long to wait for another replica's renewal before giving up; 15 s by default. */
+  lockWaitMs?: number;
+  /** Told what each `get()` did (metrics); must not throw. */
+  onEvent?: (event: TokenCacheEvent) => void;
+  /** Asked before every upstream request (`UPSTREAM_TOKEN_QUOTA`); without it, requests are not budgeted. */
+  quota?: QuotaGovernor;
 }
+
+const defaultLockWaitMs = 15_000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -48,6 +60,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const { client, config, clock, random = Math.random, schedule = unrefScheduler } = options;
+  const onEvent = options.onEvent ?? (() => undefined);
   const policy: RenewalPolicy = { ...defaultRenewalPolicy, ...options.policy };
   const logger = options.logger.child({ component: 'tokenCache' });
   const store = options.store ?? createMemoryStore({ clock });
@@ -82,6 +95,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       audience: config.audience,
       resource: config.resource,
       secret: config.clientSecret,
+      clientKeyThumbprint: config.clientKey?.thumbprint,
     });
     return key;
   }
@@ -106,24 +120,62 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     try {
       const storeKey = await resolveKey();
       const stored = await tokenStore.load(storeKey);
-      const now = clock.now();
-      if (
-        isValid(stored, now) &&
-        stored.accessToken !== invalidated &&
-        (isFresh(stored, now, policy) || !isValid(current, now))
-      ) {
-        return adopt(stored, 'store');
-      }
-      const token = adopt(await breaker.execute(fetchFromUpstream), 'upstream');
-      await tokenStore.save(storeKey, token);
-      return token;
+      if (usable(stored)) return adopt(stored, 'store');
+      // Past the shared store, before the upstream: with Redis, one replica asks and the others wait.
+      const renewed = await renewAcrossFleet({
+        lock: options.lock,
+        name: storeKey,
+        reload: async () => {
+          const again = await tokenStore.load(storeKey);
+          return usable(again) ? again : undefined;
+        },
+        fetch: async (fence) => {
+          await admit();
+          const token = await breaker.execute(fetchFromUpstream);
+          await tokenStore.save(storeKey, token, fence);
+          return token;
+        },
+        logger,
+        waitMs: options.lockWaitMs ?? defaultLockWaitMs,
+        random,
+      });
+      return adopt(renewed.value, renewed.source);
     } catch (error) {
+      if (error instanceof QuotaRefusal) return quotaRefused(error);
       const held = isValid(current, clock.now()) ? current : undefined;
       const refusal = streak.record(error, held?.expiresAt);
       // While a token is held, retry in the background as soon as the backoff allows.
       if (held) scheduleAt(streak.retryAt());
       throw refusal;
     }
+  }
+
+  /** Asks the quota governor, if any, before a request goes out: early while a valid token is held. */
+  async function admit(): Promise<void> {
+    const decision = await options.quota?.allow(isValid(current, clock.now()) ? 'early' : 'needed');
+    if (decision && !decision.allowed) throw decision.refusal;
+  }
+
+  /**
+   * Not an upstream failure, so no backoff and no breaker: a held token is served until it expires or
+   * the window resets, whichever comes first; callers without one get 503 with `Retry-After`.
+   */
+  function quotaRefused(refusal: QuotaRefusal): UpstreamToken {
+    const held = isValid(current, clock.now()) ? current : undefined;
+    if (!held) throw refusal.brokerError;
+    renewAt = Math.min(refusal.resetsAt, held.expiresAt);
+    scheduleAt(renewAt);
+    return held;
+  }
+
+  /** A stored token worth adopting: valid, not the one the API refused, and fresh unless ours has expired. */
+  function usable(stored: UpstreamToken | undefined): stored is UpstreamToken {
+    const now = clock.now();
+    return (
+      isValid(stored, now) &&
+      stored.accessToken !== invalidated &&
+      (isFresh(stored, now, policy) || !isValid(current, now))
+    );
   }
 
   function adopt(token: UpstreamToken, source: 'store' | 'upstream'): UpstreamToken {
@@ -153,6 +205,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
 
   function renewInBackground(): void {
     if (flight || clock.now() < streak.retryAt()) return;
+    onEvent('background_renewal');
     // The streak has logged the failure and the retry is armed; nobody waits on this promise.
     startFlight().catch(() => undefined);
   }
@@ -178,9 +231,11 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     get() {
       const now = clock.now();
       if (isValid(current, now)) {
+        onEvent('hit');
         if (now >= renewAt) renewInBackground();
         return Promise.resolve(current);
       }
+      onEvent('miss');
       if (flight) return flight;
       if (now < streak.retryAt()) return Promise.reject(streak.refusal());
       return startFlight();
@@ -204,6 +259,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         hasToken: valid,
         expiresAt: valid ? current?.expiresAt : undefined,
         lastError: streak.lastError(),
+        breaker: breaker.state(),
       };
     },
     close() {

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { UpstreamConfig } from '../config.js';
 import { UpstreamError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { createClientAssertionSigner } from './clientAssertion.js';
 import { createDiscovery } from './discovery.js';
 import { resolveExpiresAt } from './jwtExpiry.js';
 import { buildTokenRequest, type Grant, oauthErrorSchema, tokenAnswerSchema } from './profiles.js';
@@ -128,6 +129,28 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     return discovery ? discovery.tokenEndpoint() : Promise.resolve(tokenUrl as string);
   }
 
+  const { clientKey } = config;
+  if (config.authMethod === 'private_key_jwt' && !clientKey) {
+    throw new TypeError('createTokenClient: private_key_jwt needs config.clientKey');
+  }
+  const assertionAudience = config.clientAssertionAudience === 'issuer' ? issuer : undefined;
+  if (config.clientAssertionAudience === 'issuer' && !assertionAudience) {
+    throw new TypeError('createTokenClient: an issuer audience for client assertions needs config.issuer');
+  }
+  const signer =
+    config.authMethod === 'private_key_jwt' && clientKey
+      ? createClientAssertionSigner({ clientKey, clientId: config.clientId, clock })
+      : undefined;
+
+  /**
+   * A new assertion for every request, so a retry never replays a `jti` the server has already seen.
+   * `aud` is the token endpoint (RFC 7523 §3 item 3) unless the server wants its issuer identifier.
+   */
+  function clientAssertion(endpoint: string): Promise<string> | undefined {
+    if (!signer) return undefined;
+    return signer.sign(assertionAudience ?? endpoint);
+  }
+
   function interpret(answer: Answer, grant: Grant): UpstreamToken {
     const now = clock.now();
     const json = parseJson(answer.body);
@@ -175,7 +198,7 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
 
   async function run(grant: Grant): Promise<UpstreamToken> {
     const endpoint = await tokenEndpoint();
-    const wire = buildTokenRequest(config, grant);
+    const wire = buildTokenRequest(config, grant, await clientAssertion(endpoint));
     const started = performance.now();
     let status: number | undefined;
     let outcome = 'ok';

@@ -20,8 +20,11 @@ const storedTokenSchema = z.object({
  */
 export interface TokenStore {
   load(key: string): Promise<UpstreamToken | undefined>;
-  /** Keeps the token for the rest of its lifetime. */
-  save(key: string, token: UpstreamToken): Promise<void>;
+  /**
+   * Keeps the token for the rest of its lifetime. With a `fence` (the fleet lock's lease), the write is
+   * refused when a newer lease was granted meanwhile, so a stale holder cannot replace a newer token.
+   */
+  save(key: string, token: UpstreamToken, fence?: number): Promise<void>;
   /** Deletes the stored token only if it is still `accessToken`, so a newer one survives. */
   removeIf(key: string, accessToken: string): Promise<void>;
 }
@@ -43,7 +46,10 @@ export function createTokenStore({
       logger.warn({ err: error }, 'token store read failed; asking the upstream instead');
       return undefined;
     }
-    if (raw === undefined) return undefined;
+    return raw === undefined ? undefined : parse(raw);
+  }
+
+  function parse(raw: string): UpstreamToken | undefined {
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
@@ -61,21 +67,35 @@ export function createTokenStore({
 
   return {
     load,
-    async save(key, token) {
+    async save(key, token, fence) {
       const ttlMs = token.expiresAt - clock.now();
       if (ttlMs <= 0) return;
       try {
-        await store.set(key, JSON.stringify(token), ttlMs);
+        if (fence === undefined || !store.setFenced) {
+          await store.set(key, JSON.stringify(token), ttlMs);
+        } else if (!(await store.setFenced(key, JSON.stringify(token), ttlMs, fence))) {
+          logger.warn(
+            { fence },
+            'a newer renewal lease exists; its token is kept in the store, not this one',
+          );
+        }
       } catch (error) {
         logger.warn({ err: error }, 'token store write failed; the token is kept in memory only');
       }
     },
     async removeIf(key, accessToken) {
-      // Read-then-delete is not atomic; a shared store must make this a compare-and-delete.
-      const stored = await load(key);
-      if (stored?.accessToken !== accessToken) return;
+      let raw: string | undefined;
       try {
-        await store.delete(key);
+        raw = await store.get(key);
+      } catch (error) {
+        logger.warn({ err: error }, 'token store read failed; the refused token expires there by itself');
+        return;
+      }
+      if (raw === undefined || parse(raw)?.accessToken !== accessToken) return;
+      try {
+        // A shared store compares and deletes atomically: a token another replica wrote in between survives.
+        if (store.deleteIf) await store.deleteIf(key, raw);
+        else await store.delete(key);
       } catch (error) {
         logger.warn({ err: error }, 'token store delete failed');
       }

@@ -1,3 +1,5 @@
+import type { BreakerState } from './circuitBreaker.js';
+
 /** An access token obtained from the upstream authorization server. Never sent to a browser. */
 export interface UpstreamToken {
   accessToken: string;
@@ -29,7 +31,15 @@ export interface TokenCacheStatus {
   expiresAt: number | undefined;
   /** The last renewal failure, cleared by a success. */
   lastError: { error: string; at: number } | undefined;
+  /** The circuit breaker in front of the token endpoint; absent for a cache without one. */
+  breaker?: BreakerState;
 }
+
+/**
+ * For metrics: `get()` answered from memory (`hit`) or made its caller wait for the store or the upstream
+ * (`miss`); a renewal started while a valid token is held, so nobody waits on it (`background_renewal`).
+ */
+export type TokenCacheEvent = 'hit' | 'miss' | 'background_renewal';
 
 /** Hands out a valid upstream token; one upstream request per renewal however many callers wait. */
 export interface TokenCache {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   mkdtempSync,
@@ -212,6 +213,7 @@ describe('token-broker check-config', () => {
     const dir = tempDir();
     const signingKeys = await generate('EdDSA');
     const privatePart = registerSecret('cli signing key d', signingKeys.keys[0]?.d as string);
+    const cacheKey = registerSecret('cli cache encryption key', randomBytes(32).toString('base64'));
     writeFileSync(join(dir, 'signing-keys.json'), JSON.stringify(signingKeys));
     writeFileSync(join(dir, 'client-secret'), `${clientSecret}\n`);
     writeFileSync(
@@ -221,6 +223,7 @@ describe('token-broker check-config', () => {
         'UPSTREAM_PROFILE=json',
         'ALLOWED_ORIGINS=https://app.example.com,https://*.example.org',
         'REDIS_URL=redis://:redis-password-in-url@127.0.0.1:6379',
+        `CACHE_ENCRYPTION_KEY=${cacheKey}`,
       ].join('\n'),
     );
     const result = await cli(['check-config'], {
@@ -243,7 +246,7 @@ describe('token-broker check-config', () => {
     expect(result.stdout).toMatch(/signing keys:\s+1 /);
     expect(result.stdout).toMatch(/api keys:\s+1/);
     expect(result.stdout).toMatch(/redis:\s+yes/);
-    for (const secret of [clientSecret, apiKey, privatePart, 'redis-password-in-url']) {
+    for (const secret of [clientSecret, apiKey, privatePart, cacheKey, 'redis-password-in-url']) {
       expect(result.stdout).not.toContain(secret);
     }
   });

@@ -9,6 +9,7 @@ import { BrokerError } from '../../src/errors.js';
 import { type ClientTokens, createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys, type SigningKeys } from '../../src/signing/keys.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
+import { ed25519, encode, forge, hmac, type RawSigner } from '../support/jwtForgery.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 
 const config: Config['clientToken'] = {
@@ -33,35 +34,6 @@ const goodClaims = {
   exp: now + 900,
   jti: 'AAAAAAAAAAAAAAAAAAAAAA',
 };
-
-const encode = (text: string) => base64url.encode(new TextEncoder().encode(text));
-
-type RawSigner = (input: Uint8Array<ArrayBuffer>) => Promise<ArrayBuffer>;
-
-/** Builds a compact JWS from raw JSON text, so tests can write what jose would never produce (`1e309`). */
-async function forge(header: object | string, claims: object | string, sign: RawSigner): Promise<string> {
-  const head = encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const body = encode(typeof claims === 'string' ? claims : JSON.stringify(claims));
-  const signature = await sign(new TextEncoder().encode(`${head}.${body}`));
-  return `${head}.${body}.${base64url.encode(new Uint8Array(signature))}`;
-}
-
-const ed25519 =
-  (key: CryptoKey): RawSigner =>
-  (input) =>
-    crypto.subtle.sign('Ed25519', key, input);
-const hmac =
-  (secret: Uint8Array): RawSigner =>
-  async (input) => {
-    const key = await crypto.subtle.importKey(
-      'raw',
-      new Uint8Array(secret),
-      { name: 'HMAC', hash: 'SHA-256' },
-      false,
-      ['sign'],
-    );
-    return crypto.subtle.sign('HMAC', key, input);
-  };
 
 let keys: SigningKeys;
 let tokens: ClientTokens;

@@ -1,5 +1,7 @@
 import { Router } from 'express';
 import type { Config } from '../../config.js';
+import type { DpopProofVerifier } from '../../dpop/proof.js';
+import { requestUrl } from '../../dpop/requestUrl.js';
 import { BrokerError } from '../../errors.js';
 import { bindingFor } from '../../ip.js';
 import { type OriginPolicy, requestOrigin } from '../../origins.js';
@@ -12,13 +14,14 @@ export interface ClientTokenRouteDeps {
   config: Config;
   originPolicy: OriginPolicy;
   clientTokens: ClientTokens;
+  dpop: DpopProofVerifier;
 }
 
 /**
  * `GET`/`POST /api/client-token`: the Miso-style route a page calls from its own origin. The origin
  * comes from the browser (`Origin`, else `Referer`); the token is bound to it and to the caller's IP.
  */
-export function clientTokenRoute({ config, originPolicy, clientTokens }: ClientTokenRouteDeps): Router {
+export function clientTokenRoute({ config, originPolicy, clientTokens, dpop }: ClientTokenRouteDeps): Router {
   const router = Router();
   router.all('/api/client-token', async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'POST') {
@@ -32,10 +35,16 @@ export function clientTokenRoute({ config, originPolicy, clientTokens }: ClientT
       throw new BrokerError('origin_not_allowed', { detail: `${origin} is not in ALLOWED_ORIGINS` });
     }
     const binding = bindingFor(config.clientToken.bindIp, callerIp(req), config.clientToken);
-    const minted = await clientTokens.mint({ sub: origin, origin, ...binding });
+    // A proof binds the token to its key (RFC 9449 §5); with CLIENT_TOKEN_BINDING=dpop one is required.
+    const proof = req.get('dpop');
+    const jkt =
+      proof !== undefined || config.clientTokenBinding === 'dpop'
+        ? (await dpop.verify({ proof, method: req.method, url: requestUrl(req), endpoint: 'token' })).jkt
+        : undefined;
+    const minted = await clientTokens.mint({ sub: origin, origin, ...binding, jkt });
     const body: ClientTokenResponse = {
       token: minted.token,
-      tokenType: 'Bearer',
+      tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
       expiresIn: minted.expiresIn,
       expiresAt: new Date(minted.exp * 1000).toISOString(),
     };

@@ -1,11 +1,14 @@
 import { Router } from 'express';
 import type { Clock } from '../../clock.js';
 import { BrokerError } from '../../errors.js';
+import type { RedisStatus } from '../../store/redisConnection.js';
 import type { TokenCache } from '../../upstream/types.js';
 
 export interface HealthRouteDeps {
   cache: TokenCache;
   clock: Clock;
+  /** With Redis: `degraded` while it is unreachable (still ready: requests are served from local state). */
+  redisStatus?: () => RedisStatus;
 }
 
 /**
@@ -13,7 +16,7 @@ export interface HealthRouteDeps {
  * (readiness: send me traffic). Readiness asks the cache, which answers from memory when a token is held
  * and otherwise makes the one upstream request everyone would wait for anyway.
  */
-export function healthRoutes({ cache, clock }: HealthRouteDeps): Router {
+export function healthRoutes({ cache, clock, redisStatus }: HealthRouteDeps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -21,10 +24,12 @@ export function healthRoutes({ cache, clock }: HealthRouteDeps): Router {
   });
   router.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
+    const shared = redisStatus ? { redis: redisStatus() } : {};
     try {
       const token = await cache.get();
       res.json({
         status: 'ready',
+        ...shared,
         upstream: {
           token: 'held',
           expiresIn: Math.max(0, Math.floor((token.expiresAt - clock.now()) / 1000)),
@@ -32,7 +37,7 @@ export function healthRoutes({ cache, clock }: HealthRouteDeps): Router {
       });
     } catch (error) {
       const code = error instanceof BrokerError ? error.code : 'internal_error';
-      res.status(503).json({ status: 'not_ready', upstream: { token: 'unavailable', code } });
+      res.status(503).json({ status: 'not_ready', ...shared, upstream: { token: 'unavailable', code } });
     }
   });
   return router;

@@ -1,0 +1,418 @@
+/**
+ * `npm run bench`: builds the broker, starts real processes on 127.0.0.1, drives them with autocannon
+ * and compares each scenario with its baseline measured in the same run (rounds alternate, so drift of
+ * the machine hits both sides alike). Prints a table and PASS/FAIL per target, writes
+ * bench/results.json, and exits non-zero when a target is missed.
+ *
+ * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (50),
+ * BENCH_SOAK_REQUESTS (1,000,000), BENCH_ONLY (a comma list of ab,c,d,e), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles to
+ * bench/profiles/; see bench/profile-top.mjs).
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
+import { measure, soak } from './lib/load.mjs';
+import { rssBytes, startBroker, startScript, stop } from './lib/processes.mjs';
+import {
+  formatMarkdownTable,
+  formatTable,
+  growthPercent,
+  median,
+  ratio,
+  summarise,
+  target,
+} from './lib/stats.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const benchDir = fileURLToPath(new URL('.', import.meta.url));
+const mainPath = `${root}dist/main.js`;
+
+const settings = {
+  rounds: positiveInt('BENCH_ROUNDS', 3),
+  durationSeconds: positiveInt('BENCH_DURATION', 5),
+  connections: positiveInt('BENCH_CONNECTIONS', 50),
+  soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 1_000_000),
+  cpuProfile: process.env.BENCH_CPU_PROF === '1',
+  only: new Set((process.env.BENCH_ONLY ?? 'ab,c,d,e').split(',').map((name) => name.trim())),
+};
+const origin = 'http://app.bench.test';
+const apiKey = `bench-${randomBytes(18).toString('base64url')}`;
+const children = [];
+
+function positiveInt(name, fallback) {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`${name} must be a positive integer`);
+  return parsed;
+}
+
+function log(message) {
+  process.stderr.write(`${message}\n`);
+}
+
+function build() {
+  if (process.env.BENCH_SKIP_BUILD === '1') return;
+  log('building dist/ ...');
+  const tsc = spawnSync(
+    process.execPath,
+    [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
+  // tsc emits despite type errors; a tree mid-edit can still be measured, but say so.
+  if (tsc.status !== 0) log('warning: tsc reported errors; measuring what it emitted');
+  if (!existsSync(mainPath)) throw new Error('dist/main.js is missing after the build');
+}
+
+/** A one-key private JWK Set for each algorithm the broker signs with. */
+async function signingKeySet(alg) {
+  if (alg === 'HS256') {
+    const jwk = { kty: 'oct', k: randomBytes(32).toString('base64url') };
+    return { keys: [{ ...jwk, kid: await calculateJwkThumbprint(jwk), alg }] };
+  }
+  const { privateKey } = await generateKeyPair(alg, {
+    extractable: true,
+    ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}),
+  });
+  const jwk = await exportJWK(privateKey);
+  return { keys: [{ ...jwk, alg, use: 'sig' }] };
+}
+
+async function launchBroker(alg, upstream, extraEnv = {}) {
+  const profileDir = `${benchDir}profiles`;
+  if (settings.cpuProfile) await mkdir(profileDir, { recursive: true });
+  const broker = await startBroker(
+    mainPath,
+    {
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'info',
+      ALLOWED_ORIGINS: origin,
+      CLIENT_TOKEN_TTL: '3600',
+      // Every bench request comes from 127.0.0.1: a limit that never trips keeps the limiter's cost in the
+      // measure without refusing the load.
+      RATE_LIMIT_CLIENT_TOKEN: '999999999/second',
+      SIGNING_KEYS: JSON.stringify(await signingKeySet(alg)),
+      BROKER_API_KEYS: apiKey,
+      UPSTREAM_TOKEN_URL: `${upstream.url}/oauth/token`,
+      UPSTREAM_CLIENT_ID: 'bench-client',
+      UPSTREAM_CLIENT_SECRET: randomBytes(24).toString('base64url'),
+      UPSTREAM_API_URL: `${upstream.url}/api`,
+      ...extraEnv,
+    },
+    {
+      nodeArgs: settings.cpuProfile
+        ? [
+            '--cpu-prof',
+            `--cpu-prof-dir=${profileDir}`,
+            `--cpu-prof-name=broker-${alg}-${Date.now()}.cpuprofile`,
+          ]
+        : [],
+    },
+  );
+  children.push(broker.child);
+  return broker;
+}
+
+async function launchScript(name, env) {
+  const server = await startScript(`${benchDir}servers/${name}.mjs`, env);
+  children.push(server.child);
+  return server;
+}
+
+/** Runs every case once per round, in the same order each round, and returns the rows. */
+async function alternate(cases) {
+  for (const item of cases) await measure({ ...item.load, durationSeconds: 1 });
+  const rounds = new Map(cases.map((item) => [item.name, []]));
+  for (let round = 1; round <= settings.rounds; round += 1) {
+    for (const item of cases) {
+      const result = await measure({ ...item.load, durationSeconds: settings.durationSeconds });
+      rounds.get(item.name).push(result);
+      log(
+        `  round ${round} ${item.name}: ${Math.round(result.requestsPerSecond)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, CPU ${result.cpuMicrosPerRequest} µs/req (loop ${result.loopMicrosPerRequest}), errors ${result.errors}`,
+      );
+    }
+  }
+  return cases.map((item) => summarise(item.name, rounds.get(item.name)));
+}
+
+const loadDefaults = () => ({ connections: settings.connections });
+const clientTokenLoad = ({ url, child }) => ({
+  ...loadDefaults(),
+  pid: child.pid,
+  url: `${url}/api/client-token`,
+  method: 'POST',
+  headers: { origin },
+});
+
+async function post(url, headers) {
+  const response = await fetch(url, { method: 'POST', headers });
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+  return response.text();
+}
+
+async function scenarioAB(upstream) {
+  log('A/B: bare Express vs POST /api/client-token (EdDSA, ES256, HS256)');
+  const brokers = {};
+  for (const alg of ['EdDSA', 'ES256', 'HS256']) brokers[alg] = await launchBroker(alg, upstream);
+  // The baseline answers a body of the same size as a real EdDSA answer.
+  const sample = await post(`${brokers.EdDSA.url}/api/client-token`, { origin });
+  const baseline = await launchScript('baseline', { BENCH_BODY: sample });
+  const rows = await alternate([
+    { name: 'A  express baseline', load: clientTokenLoad(baseline) },
+    ...Object.entries(brokers).map(([alg, broker]) => ({
+      name: `B  client-token ${alg}`,
+      load: clientTokenLoad(broker),
+    })),
+  ]);
+  for (const broker of Object.values(brokers)) await stop(broker.child);
+  await stop(baseline.child);
+  const [a, ...b] = rows;
+  for (const row of rows) row.ratio = ratio(row, a);
+  const eddsa = b.find((row) => row.name.endsWith('EdDSA'));
+  return {
+    rows,
+    bodyBytes: Buffer.byteLength(sample),
+    targets: [
+      target('B(EdDSA)/A req/s', eddsa.ratio, '>=', 0.85),
+      target(
+        'A/B errors',
+        rows.reduce((sum, row) => sum + row.errors, 0),
+        '==',
+        0,
+      ),
+    ],
+  };
+}
+
+async function scenarioC(upstream) {
+  log('C: /api/proxy vs the API called directly');
+  const broker = await launchBroker('EdDSA', upstream);
+  try {
+    const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
+    const proxyHeaders = { origin, authorization: `Bearer ${token}` };
+    const probe = await fetch(`${broker.url}/api/proxy/items`, { headers: proxyHeaders });
+    if (probe.status === 404) {
+      log('SKIPPED: proxy route not present');
+      return { skipped: 'proxy route not present', rows: [], targets: [] };
+    }
+    if (!probe.ok) throw new Error(`the proxy probe answered ${probe.status}: ${await probe.text()}`);
+    const direct = {
+      url: `${upstream.url}/api/items`,
+      headers: { authorization: `Bearer ${upstream.accessToken}` },
+      pid: upstream.child.pid,
+    };
+    const proxied = { url: `${broker.url}/api/proxy/items`, headers: proxyHeaders, pid: broker.child.pid };
+    const loaded = await alternate([
+      { name: 'C  API direct', load: { ...loadDefaults(), ...direct } },
+      { name: 'C  API via /api/proxy', load: { ...loadDefaults(), ...proxied } },
+    ]);
+    // Added latency is measured with one caller at a time: under saturation p50 is queueing time,
+    // which the throughput ratio already tells.
+    const single = await alternate([
+      { name: 'C1 API direct, 1 caller', load: { connections: 1, ...direct } },
+      { name: 'C1 API via /api/proxy, 1 caller', load: { connections: 1, ...proxied } },
+    ]);
+    for (const pair of [loaded, single]) for (const row of pair) row.ratio = ratio(row, pair[0]);
+    const addedMs = Math.round((single[1].p50Ms - single[0].p50Ms) * 100) / 100;
+    return {
+      rows: [...loaded, ...single],
+      addedP50Ms: addedMs,
+      targets: [
+        target('C proxy/direct req/s', loaded[1].ratio, '>=', 0.8),
+        target('C p50 added (ms, 1 caller)', addedMs, '<=', 1),
+        target(
+          'C errors',
+          [...loaded, ...single].reduce((sum, row) => sum + row.errors, 0),
+          '==',
+          0,
+        ),
+      ],
+    };
+  } finally {
+    await stop(broker.child);
+  }
+}
+
+/** One GET on its own connection, so every caller is a separate client waiting at once. */
+function getOnNewConnection(url, headers) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function scenarioD() {
+  const callers = 1000;
+  log(`D: ${callers} concurrent callers of /api/upstream-token on a cold cache`);
+  // The token endpoint answers late, so the callers overlap one flight.
+  const upstream = await launchScript('upstream', { BENCH_TOKEN_DELAY_MS: '500' });
+  const broker = await launchBroker('EdDSA', upstream);
+  try {
+    const started = performance.now();
+    const statuses = await Promise.all(
+      Array.from({ length: callers }, () =>
+        getOnNewConnection(`${broker.url}/api/upstream-token`, { authorization: `Bearer ${apiKey}` }),
+      ),
+    );
+    const elapsedMs = Math.round(performance.now() - started);
+    const { tokenRequests } = await (await fetch(`${upstream.url}/stats`)).json();
+    const ok = statuses.filter((status) => status === 200).length;
+    log(`  ${ok}/${callers} answered 200 in ${elapsedMs} ms; upstream token requests: ${tokenRequests}`);
+    return {
+      callers,
+      answered200: ok,
+      elapsedMs,
+      upstreamTokenRequests: tokenRequests,
+      targets: [
+        target('D upstream token requests', tokenRequests, '==', 1),
+        target('D callers answered 200', ok, '==', callers),
+      ],
+    };
+  } finally {
+    await stop(broker.child);
+    await stop(upstream.child);
+  }
+}
+
+async function scenarioE(upstream) {
+  const amount = settings.soakRequests;
+  log(`E: soak of ${amount.toLocaleString('en')} requests on /api/client-token`);
+  const broker = await launchBroker('EdDSA', upstream);
+  try {
+    const pid = broker.child.pid;
+    const start = await rssBytes(pid);
+    // RSS swings with every garbage collection: it is sampled twice a second, and "middle" and "end" are
+    // the medians of the samples taken over 40-60 % and 90-100 % of the requests, not single readings.
+    const samples = [];
+    let done = 0;
+    let nextReport = amount / 10;
+    const sampler = setInterval(() => {
+      rssBytes(pid).then((rss) => samples.push({ done, rssBytes: rss }));
+    }, 500);
+    const started = performance.now();
+    const result = await soak({
+      ...clientTokenLoad(broker),
+      amount,
+      onProgress(count) {
+        done = count;
+        if (count < nextReport) return;
+        nextReport += amount / 10;
+        rssBytes(pid).then((rss) => log(`  ${count.toLocaleString('en')} requests, RSS ${mib(rss)} MiB`));
+      },
+    });
+    clearInterval(sampler);
+    const seconds = (performance.now() - started) / 1000;
+    samples.push({ done: result.total, rssBytes: await rssBytes(pid) });
+    const window = (from, to) =>
+      median(
+        samples
+          .filter((sample) => sample.done >= from * amount && sample.done <= to * amount)
+          .map((sample) => sample.rssBytes),
+      );
+    const middle = window(0.4, 0.6);
+    const end = window(0.9, 1);
+    const growth = growthPercent(middle, end);
+    return {
+      requests: result.total,
+      errors: result.errors,
+      requestsPerSecond: Math.round(result.total / seconds),
+      rssMiB: { start: mib(start), middle: mib(middle), end: mib(end) },
+      growthMiddleToEndPercent: growth,
+      samples,
+      targets: [
+        target('E soak requests', result.total, '>=', amount),
+        target('E RSS growth middle->end (%)', growth, '<', 10),
+        target('E errors', result.errors, '==', 0),
+      ],
+    };
+  } finally {
+    await stop(broker.child);
+  }
+}
+
+const mib = (bytes) => Math.round((bytes / 1024 / 1024) * 10) / 10;
+
+async function main() {
+  build();
+  log(
+    `settings: ${settings.rounds} rounds x ${settings.durationSeconds} s, ${settings.connections} connections, node ${process.version}`,
+  );
+  const upstream = await launchScript('upstream', {});
+  const skipped = (reason) => ({ skipped: reason, rows: [], targets: [] });
+  const notSelected = skipped('not selected by BENCH_ONLY');
+  const ab = settings.only.has('ab') ? await scenarioAB(upstream) : notSelected;
+  const c = settings.only.has('c') ? await scenarioC(upstream) : notSelected;
+  const d = settings.only.has('d') ? await scenarioD() : notSelected;
+  const e = settings.only.has('e') ? await scenarioE(upstream) : notSelected;
+  await stop(upstream.child);
+
+  const rows = [...ab.rows, ...c.rows].map((row) => ({
+    scenario: row.name,
+    'req/s': row.requestsPerSecond,
+    'p50 ms': row.p50Ms,
+    'p99 ms': row.p99Ms,
+    'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
+    'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
+    ratio: row.ratio.toFixed(2),
+    errors: row.errors,
+  }));
+  const targets = [...ab.targets, ...c.targets, ...d.targets, ...e.targets];
+  process.stdout.write(`\n${formatTable(rows)}\n`);
+  if (ab.skipped) process.stdout.write(`A/B SKIPPED: ${ab.skipped}\n`);
+  if (c.skipped) process.stdout.write(`C  SKIPPED: ${c.skipped}\n`);
+  process.stdout.write(
+    d.skipped
+      ? `D  SKIPPED: ${d.skipped}\n`
+      : `D  ${d.callers} concurrent callers, cold cache: ${d.upstreamTokenRequests} upstream token request(s)\n`,
+  );
+  process.stdout.write(
+    e.skipped
+      ? `E  SKIPPED: ${e.skipped}\n\n`
+      : `E  ${e.requests.toLocaleString('en')} requests at ${e.requestsPerSecond} req/s: RSS start ${e.rssMiB.start} MiB, middle ${e.rssMiB.middle} MiB, end ${e.rssMiB.end} MiB (${e.growthMiddleToEndPercent} % middle->end)\n\n`,
+  );
+  for (const item of targets) {
+    process.stdout.write(
+      `${item.passed ? 'PASS' : 'FAIL'}  ${item.name}: ${item.actual} (target ${item.op} ${item.limit})\n`,
+    );
+  }
+  await writeFile(
+    `${benchDir}results.json`,
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        settings: { ...settings, only: [...settings.only] },
+        markdownTable: formatMarkdownTable(rows),
+        ab,
+        c,
+        d,
+        e,
+        targets,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  process.stdout.write('\nwrote bench/results.json\n');
+  process.exitCode = targets.every((item) => item.passed) ? 0 : 1;
+}
+
+main()
+  .catch((error) => {
+    console.error(error);
+    process.exitCode = 2;
+  })
+  .finally(async () => {
+    for (const child of children) await stop(child);
+  });

@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import {
+  type ClientRateLimitInfo,
+  ipKeyGenerator,
+  MemoryStore,
+  rateLimit,
+  type Store,
+} from 'express-rate-limit';
+import type { Redis } from 'ioredis';
+import { type RedisReply, RedisStore } from 'rate-limit-redis';
+import type { Config, RateLimitRule } from '../config.js';
+import { BrokerError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { RedisStatus } from '../store/redisConnection.js';
+import { callerIp } from './callerIp.js';
+
+/** One middleware per limited route family; each passes everything when its limit is `off`. */
+export interface RateLimits {
+  /** `/api/client-token`, per IP. */
+  clientToken: RequestHandler;
+  /** `/api/auth/claim`, per IP. */
+  claim: RequestHandler;
+  /** Failed API-key attempts (answers 401) on the API-key routes, per IP; successes are not counted. */
+  apiKeyFailures: RequestHandler;
+}
+
+export interface RateLimitsOptions {
+  rules: Config['rateLimits'];
+  logger: Logger;
+  /** Counters shared by the fleet when set; in process memory otherwise. */
+  redis?: { client: Redis; prefix: string; status: () => RedisStatus } | undefined;
+}
+
+const pass: RequestHandler = (_req, _res, next) => next();
+
+/**
+ * Per-IP request limits with express-rate-limit, counted in Redis (rate-limit-redis) when the fleet shares
+ * one, so N replicas enforce one budget rather than N. Answers `429 rate_limited` as problem+json with
+ * `Retry-After` (RFC 6585 §4) and the IETF `RateLimit`/`RateLimit-Policy` headers (draft-ietf-httpapi-
+ * ratelimit-headers-08). While Redis is away the limiter fails open: a request is never refused because
+ * the counter could not be reached; the outage is what gets logged, not each uncounted request.
+ * @see https://www.rfc-editor.org/rfc/rfc6585#section-4
+ * @see https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
+ */
+export function createRateLimits({ rules, logger: parentLogger, redis }: RateLimitsOptions): RateLimits {
+  const logger = parentLogger.child({ component: 'rateLimits' });
+  const limiterLogger = {
+    // Store errors while Redis is known to be down are expected: one line per transition is logged elsewhere.
+    error: (error: unknown, message?: string) =>
+      redis?.status() === 'degraded'
+        ? logger.debug({ err: error }, message ?? 'rate limiter error')
+        : logger.warn({ err: error }, message ?? 'rate limiter error'),
+    warn: (error: unknown, message?: string) =>
+      logger.warn({ err: error }, message ?? 'rate limiter warning'),
+  };
+
+  const storeFor = (name: string): Store =>
+    redis
+      ? new RedisStore({ prefix: `${redis.prefix}rl:${name}:`, sendCommand: commandSender(redis.client) })
+      : new MemoryStore();
+
+  const refusal = (rule: RateLimitRule, retryAfter: unknown, detail: string) =>
+    new BrokerError('rate_limited', {
+      detail,
+      headers: { 'Retry-After': String(retryAfter ?? Math.ceil(rule.windowMs / 1000)) },
+    });
+
+  function requestLimiter(name: string, rule: RateLimitRule | undefined): RequestHandler {
+    if (!rule) return pass;
+    return rateLimit({
+      windowMs: rule.windowMs,
+      limit: rule.limit,
+      standardHeaders: 'draft-8',
+      legacyHeaders: false,
+      identifier: name,
+      keyGenerator: (req) => ipKeyGenerator(callerIp(req)),
+      passOnStoreError: true,
+      logger: limiterLogger,
+      store: storeFor(name),
+      handler: (_req, res, next) => {
+        next(
+          refusal(rule, res.getHeader('Retry-After'), 'too many requests from this address; try again later'),
+        );
+      },
+    });
+  }
+
+  /**
+   * Counts only answers 401 (a wrong or missing API key), after they are sent, and refuses an address
+   * once its failures reach the limit. express-rate-limit's `skipSuccessfulRequests` would count every
+   * request first and take successes back later, so a burst of valid requests would trip the limit.
+   */
+  function failureLimiter(name: string, rule: RateLimitRule | undefined): RequestHandler {
+    if (!rule) return pass;
+    const store = storeFor(name);
+    void Promise.resolve(
+      store.init?.({ windowMs: rule.windowMs } as Parameters<NonNullable<Store['init']>>[0]),
+    ).catch((error: unknown) => limiterLogger.error(error, 'rate limiter store initialisation failed'));
+    return async (req, res, next) => {
+      const key = ipKeyGenerator(callerIp(req));
+      let info: ClientRateLimitInfo | undefined;
+      try {
+        info = await store.get?.(key);
+      } catch (error) {
+        limiterLogger.error(error, 'rate limiter store unreachable; allowing the request uncounted');
+      }
+      if (info && info.totalHits >= rule.limit) {
+        const windowSeconds = Math.ceil(rule.windowMs / 1000);
+        const resetSeconds = info.resetTime
+          ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000))
+          : windowSeconds;
+        res.setHeader('RateLimit', `"${name}"; r=0; t=${resetSeconds}`);
+        res.setHeader('RateLimit-Policy', `"${name}"; q=${rule.limit}; w=${windowSeconds}`);
+        next(
+          refusal(rule, resetSeconds, 'too many failed API-key attempts from this address; try again later'),
+        );
+        return;
+      }
+      res.once('finish', () => {
+        if (res.statusCode !== 401) return;
+        Promise.resolve(store.increment(key)).catch((error: unknown) =>
+          limiterLogger.error(error, 'rate limiter store unreachable'),
+        );
+      });
+      next();
+    };
+  }
+
+  return {
+    clientToken: requestLimiter('client-token', rules.clientToken),
+    claim: requestLimiter('claim', rules.claim),
+    apiKeyFailures: failureLimiter('api-key-failures', rules.apiKeyFailures),
+  };
+}
+
+/**
+ * rate-limit-redis loads its scripts once, when the limiter is built, and keeps the promise: a failure
+ * then (Redis not yet reachable) would disable the limiter for good. `SCRIPT LOAD` answers the script's
+ * SHA-1, so it is computed here instead when Redis is away; `EVALSHA` then gets `NOSCRIPT` once Redis is
+ * back, and the store loads the script again.
+ */
+function commandSender(client: Redis) {
+  return async (...args: string[]): Promise<RedisReply> => {
+    const [command = '', ...rest] = args;
+    try {
+      return (await client.call(command, ...rest)) as RedisReply;
+    } catch (error) {
+      const script = rest[1];
+      if (command.toUpperCase() === 'SCRIPT' && rest[0]?.toUpperCase() === 'LOAD' && script !== undefined) {
+        return createHash('sha1').update(script).digest('hex');
+      }
+      throw error;
+    }
+  };
+}

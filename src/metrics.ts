@@ -1,0 +1,222 @@
+import { performance } from 'node:perf_hooks';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Clock } from './clock.js';
+import { type ErrorCode, UpstreamError } from './errors.js';
+import type { BreakerState } from './upstream/circuitBreaker.js';
+import type { QuotaStatus } from './upstream/quota.js';
+import type { TokenCacheEvent, TokenCacheStatus, TokenClient } from './upstream/types.js';
+
+/** Which route minted a client token. */
+export type MintRoute = 'client-token' | 'claim';
+
+/** `issued`, or the problem `code` the route answered instead. */
+export type MintOutcome = 'issued' | ErrorCode;
+
+/** `valid`, or why a client token presented to the proxy was refused. */
+export type VerificationOutcome =
+  | 'valid'
+  | Extract<
+      ErrorCode,
+      'invalid_client_token' | 'invalid_dpop_proof' | 'origin_mismatch' | 'ip_mismatch' | 'token_revoked'
+    >;
+
+export type UpstreamGrant = 'client_credentials' | 'refresh_token';
+
+/** Bounded on purpose: an upstream's `error` string is free text and must not become a label value. */
+export type UpstreamOutcome =
+  | 'success'
+  | 'rejected'
+  | 'invalid_grant'
+  | 'timeout'
+  | 'network'
+  | 'invalid_response'
+  | 'http_error'
+  | 'error';
+
+export interface Metrics {
+  /** Holds every metric below plus Node's process metrics; `/metrics` serialises it. */
+  registry: Registry;
+  clientTokens: Counter<'route' | 'outcome'>;
+  verifications: Counter<'outcome'>;
+  upstreamRequests: Histogram<'grant' | 'outcome'>;
+  cacheEvents: Counter<'event'>;
+  proxyRequests: Histogram<'method' | 'status'>;
+  redisDegraded: Gauge;
+  recordMint(route: MintRoute, outcome: MintOutcome): void;
+  recordVerification(outcome: VerificationOutcome): void;
+  /** One answer of `/api/proxy/*`: the broker's status (the API's, or a problem), and how long it took. */
+  observeProxyRequest(request: { method: string; status: number; seconds: number }): void;
+  recordCacheEvent(event: TokenCacheEvent): void;
+  /** For the Redis store: `true` while it has fallen back to memory (or otherwise cannot reach Redis). */
+  setRedisDegraded(degraded: boolean): void;
+  /** The cache whose `status()` the expiry and breaker gauges read at each scrape. */
+  observeCache(status: () => TokenCacheStatus): void;
+  /** With `UPSTREAM_TOKEN_QUOTA`: registers the budget gauges, read from `status()` at each scrape. */
+  observeQuota(status: () => QuotaStatus): void;
+}
+
+export interface MetricsOptions {
+  clock: Clock;
+  /** A fresh registry by default; never prom-client's global one, so two brokers in a process stay apart. */
+  registry?: Registry;
+}
+
+const prefix = 'token_broker_';
+/** Token endpoints answer in tens of milliseconds; a slow one in seconds; timeouts cap at UPSTREAM_TIMEOUT_MS. */
+const upstreamBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Proxied calls include the API's own time and streamed bodies, so the range runs longer. */
+const proxyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const breakerStates: readonly BreakerState[] = ['closed', 'open', 'half_open'];
+/** RFC 9110 §9 methods plus PATCH; anything else is `other`, so a client cannot mint label values. */
+const knownMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
+ * Builds the broker's Prometheus metrics on their own registry. State lives here, not in prom-client's
+ * global default registry, so tests and several brokers in one process never see each other's numbers.
+ */
+export function createMetrics({ clock, registry = new Registry() }: MetricsOptions): Metrics {
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  let cacheStatus: (() => TokenCacheStatus) | undefined;
+
+  const clientTokens = new Counter({
+    name: `${prefix}client_tokens_total`,
+    help: 'Client token requests by route (client-token, claim) and outcome (issued or the problem code)',
+    labelNames: ['route', 'outcome'] as const,
+    registers,
+  });
+  const verifications = new Counter({
+    name: `${prefix}client_token_verifications_total`,
+    help: 'Client tokens presented to /api/proxy/* by outcome (valid or the problem code)',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const upstreamRequests = new Histogram({
+    name: `${prefix}upstream_token_request_duration_seconds`,
+    help: 'Requests to the upstream token endpoint by grant and outcome, and their latency',
+    labelNames: ['grant', 'outcome'] as const,
+    buckets: upstreamBuckets,
+    registers,
+  });
+  const cacheEvents = new Counter({
+    name: `${prefix}token_cache_events_total`,
+    help: 'Upstream token cache: hit (answered from memory), miss (caller waited), background_renewal',
+    labelNames: ['event'] as const,
+    registers,
+  });
+  const proxyRequests = new Histogram({
+    name: `${prefix}proxy_request_duration_seconds`,
+    help: 'Answers of /api/proxy/* by method and status, and their latency until the last byte',
+    labelNames: ['method', 'status'] as const,
+    buckets: proxyBuckets,
+    registers,
+  });
+  const redisDegraded = new Gauge({
+    name: `${prefix}redis_degraded`,
+    help: '1 while the Redis store cannot be used and the broker runs on its memory fallback',
+    registers,
+  });
+  new Gauge({
+    name: `${prefix}upstream_token_expires_in_seconds`,
+    help: 'Seconds until the cached upstream token expires; 0 when none is held',
+    registers,
+    collect() {
+      const status = cacheStatus?.();
+      const expiresAt = status?.hasToken ? status.expiresAt : undefined;
+      this.set(expiresAt === undefined ? 0 : Math.max(0, (expiresAt - clock.now()) / 1000));
+    },
+  });
+  new Gauge({
+    name: `${prefix}upstream_breaker_state`,
+    help: 'Circuit breaker in front of the token endpoint: 1 for the current state (closed, open, half_open)',
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      const current = cacheStatus?.().breaker ?? 'closed';
+      for (const state of breakerStates) this.set({ state }, state === current ? 1 : 0);
+    },
+  });
+  redisDegraded.set(0);
+
+  return {
+    registry,
+    clientTokens,
+    verifications,
+    upstreamRequests,
+    cacheEvents,
+    proxyRequests,
+    redisDegraded,
+    recordMint: (route, outcome) => clientTokens.inc({ route, outcome }),
+    recordVerification: (outcome) => verifications.inc({ outcome }),
+    observeProxyRequest({ method, status, seconds }) {
+      const label = knownMethods.has(method) ? method : 'other';
+      proxyRequests.observe({ method: label, status: String(status) }, seconds);
+    },
+    recordCacheEvent: (event) => cacheEvents.inc({ event }),
+    setRedisDegraded: (degraded) => redisDegraded.set(degraded ? 1 : 0),
+    observeCache(status) {
+      cacheStatus = status;
+    },
+    // Registered only with a quota: an absent gauge says "no governor", a zero would say "budget spent".
+    observeQuota(status) {
+      new Gauge({
+        name: `${prefix}upstream_token_quota_remaining`,
+        help: 'Upstream token requests left in the current quota window (UPSTREAM_TOKEN_QUOTA)',
+        registers,
+        collect() {
+          const { limit, used } = status();
+          this.set(limit - used);
+        },
+      });
+      new Gauge({
+        name: `${prefix}upstream_token_quota_resets_in_seconds`,
+        help: 'Seconds until the current quota window ends and the budget is whole again',
+        registers,
+        collect() {
+          this.set(Math.max(0, (status().resetsAt - clock.now()) / 1000));
+        },
+      });
+    },
+  };
+}
+
+/** Maps a token client failure to a bounded label value. */
+export function upstreamOutcome(error: unknown): UpstreamOutcome {
+  if (!(error instanceof UpstreamError)) return 'error';
+  if (error.isConfigurationError) return 'rejected';
+  if (error.error.startsWith('http_')) return 'http_error';
+  switch (error.error) {
+    case 'invalid_grant':
+    case 'timeout':
+    case 'network':
+    case 'invalid_response':
+      return error.error;
+    default:
+      return 'error';
+  }
+}
+
+/**
+ * Wraps a token client so every grant is counted and timed, leaving the client and the cache unaware of
+ * metrics. Latency is wall time (`performance.now()`), not the injected clock, which tests may freeze.
+ */
+export function instrumentTokenClient(client: TokenClient, metrics: Metrics): TokenClient {
+  async function timed<T>(grant: UpstreamGrant, call: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const observe = (outcome: UpstreamOutcome) =>
+      metrics.upstreamRequests.observe({ grant, outcome }, (performance.now() - started) / 1000);
+    try {
+      const result = await call();
+      observe('success');
+      return result;
+    } catch (error) {
+      observe(upstreamOutcome(error));
+      throw error;
+    }
+  }
+  return {
+    clientCredentials: () => timed('client_credentials', () => client.clientCredentials()),
+    refresh: (refreshToken) => timed('refresh_token', () => client.refresh(refreshToken)),
+    tokenEndpoint: () => client.tokenEndpoint(),
+  };
+}

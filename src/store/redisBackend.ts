@@ -1,0 +1,63 @@
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { RevocationList } from '../signing/revocations.js';
+import { createValueCipher } from './encryption.js';
+import { createRedisConnections, type RedisConnections, type RedisStatus } from './redisConnection.js';
+import { createRedisLock } from './redisLock.js';
+import { createRedisRevocations, type FleetRevocationList } from './redisRevocations.js';
+import { createRedisStore } from './redisStore.js';
+import type { FleetLock, KeyValueStore } from './types.js';
+
+/** Everything a replica shares with the fleet through one Redis. */
+export interface RedisBackend {
+  connections: RedisConnections;
+  prefix: string;
+  /** Encrypted token store. */
+  store: KeyValueStore;
+  /** The fleet-wide renewal lock. */
+  lock: FleetLock;
+  lockTtlMs: number;
+  /** Wraps the local revocation mirror so it follows (and feeds) the fleet's revocations. */
+  shareRevocations(local: RevocationList, clockToleranceSeconds: number): FleetRevocationList;
+  status(): RedisStatus;
+  close(): Promise<void>;
+}
+
+export interface ConnectRedisOptions {
+  url: string;
+  settings: Config['redis'];
+  clock: Clock;
+  logger: Logger;
+  /** How long start-up waits for Redis before carrying on in degraded mode. */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Connects to Redis and builds the shared parts. Start-up waits briefly for the connection, so the first
+ * requests already share the fleet's token; a Redis that is down does not stop the broker from starting.
+ */
+export async function connectRedis({
+  url,
+  settings,
+  clock,
+  logger,
+  connectTimeoutMs = 3_000,
+}: ConnectRedisOptions): Promise<RedisBackend> {
+  if (!settings.encryptionKey) throw new Error('CACHE_ENCRYPTION_KEY is required with REDIS_URL');
+  const connections = createRedisConnections({ url, logger });
+  await connections.ready(connectTimeoutMs);
+  const prefix = settings.keyPrefix;
+  const cipher = createValueCipher(settings.encryptionKey);
+  return {
+    connections,
+    prefix,
+    store: createRedisStore({ client: connections.client, prefix, cipher }),
+    lock: createRedisLock({ client: connections.client, prefix, logger, ttlMs: settings.lockTtlMs }),
+    lockTtlMs: settings.lockTtlMs,
+    shareRevocations: (local, clockToleranceSeconds) =>
+      createRedisRevocations({ redis: connections, prefix, local, clock, logger, clockToleranceSeconds }),
+    status: connections.status,
+    close: connections.close,
+  };
+}

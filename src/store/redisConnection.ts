@@ -1,0 +1,122 @@
+import { Redis } from 'ioredis';
+import type { Logger } from '../logger.js';
+
+/** `ok` while every Redis connection is ready; `degraded` while any is not (local state only). */
+export type RedisStatus = 'ok' | 'degraded';
+
+export interface RedisConnections {
+  /** Commands: the token store, the lock, revocations, rate-limit counters. */
+  client: Redis;
+  /** Pub/sub only: a subscribed connection may not run other commands. */
+  subscriber: Redis;
+  status(): RedisStatus;
+  /** Called on every ok/degraded transition (metrics); returns a function that unsubscribes. */
+  onStatusChange(listener: (status: RedisStatus) => void): () => void;
+  /** Resolves once both connections are ready, or after `timeoutMs` (start-up then continues degraded). */
+  ready(timeoutMs: number): Promise<RedisStatus>;
+  close(): Promise<void>;
+}
+
+export interface RedisConnectionOptions {
+  url: string;
+  logger: Logger;
+  /** Longest pause between reconnection attempts. */
+  maxReconnectDelayMs?: number;
+  /** A command that gets no answer in this time fails, so a black-holed Redis cannot stall a request. */
+  commandTimeoutMs?: number;
+}
+
+/**
+ * Two ioredis connections tuned to fail fast: while Redis is away, commands error at once instead of
+ * queueing (`enableOfflineQueue: false`), each is retried at most once, and the broker carries on from
+ * local state (degraded mode). ioredis reconnects by itself; every transition is logged once.
+ */
+export function createRedisConnections({
+  url,
+  logger: parentLogger,
+  maxReconnectDelayMs = 1_000,
+  commandTimeoutMs = 1_000,
+}: RedisConnectionOptions): RedisConnections {
+  const logger = parentLogger.child({ component: 'redis' });
+  const options = {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: 2_000,
+    // Capped, so a Redis that comes back is found within `maxReconnectDelayMs`.
+    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelayMs),
+    // A replica-promoted or read-only Redis answers READONLY: reconnect to find the writable one.
+    reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
+  };
+  const client = new Redis(url, { ...options, connectionName: 'token-broker' });
+  const subscriber = new Redis(url, { ...options, connectionName: 'token-broker-sub' });
+  const listeners = new Set<(status: RedisStatus) => void>();
+  let current: RedisStatus = 'degraded';
+  let everReady = false;
+  let closing = false;
+
+  function update(): void {
+    if (closing) return;
+    const next: RedisStatus = client.status === 'ready' && subscriber.status === 'ready' ? 'ok' : 'degraded';
+    if (next === current) return;
+    current = next;
+    if (next === 'ok') {
+      logger.info(everReady ? 'redis is back: sharing state with the fleet again' : 'redis connected');
+      everReady = true;
+    } else {
+      logger.warn('redis unreachable: degraded mode, serving from local state until it returns');
+    }
+    for (const listener of listeners) listener(next);
+  }
+
+  for (const connection of [client, subscriber]) {
+    connection.on('ready', update);
+    connection.on('close', update);
+    connection.on('end', update);
+    // Without a listener, ioredis reports errors as unhandled; the transition is what gets logged.
+    connection.on('error', (error: Error) => {
+      logger.debug({ err: error }, 'redis connection error');
+      update();
+    });
+  }
+
+  return {
+    client,
+    subscriber,
+    status: () => current,
+    onStatusChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    ready(timeoutMs) {
+      if (current === 'ok') return Promise.resolve(current);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          listeners.delete(onChange);
+          if (current !== 'ok' && !everReady)
+            logger.warn({ timeoutMs }, 'redis not reachable at start-up: starting in degraded mode');
+          resolve(current);
+        }, timeoutMs);
+        timer.unref();
+        const onChange = (status: RedisStatus) => {
+          if (status !== 'ok') return;
+          clearTimeout(timer);
+          listeners.delete(onChange);
+          resolve(status);
+        };
+        listeners.add(onChange);
+      });
+    },
+    async close() {
+      closing = true;
+      listeners.clear();
+      await Promise.all(
+        [client, subscriber].map((connection) =>
+          connection.status === 'ready'
+            ? connection.quit().catch(() => connection.disconnect())
+            : connection.disconnect(),
+        ),
+      );
+    },
+  };
+}

@@ -1,0 +1,80 @@
+import { UpstreamError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { FleetLock } from '../store/types.js';
+
+export interface FleetRenewalOptions<T> {
+  /** Absent for a single instance: then this is a plain `fetch`. */
+  lock: FleetLock | undefined;
+  /** The lock's name: the store key of the token, so each cache key renews on its own. */
+  name: string;
+  /** A usable value another replica has stored meanwhile, if any. */
+  reload: () => Promise<T | undefined>;
+  /** Asks the upstream and stores the result, fenced by the lease when there is one. */
+  fetch: (fence: number | undefined) => Promise<T>;
+  logger: Logger;
+  /** How long a replica waits for another's renewal before giving up (a healthy holder is done well before). */
+  waitMs: number;
+  /** Mean pause between looks at the store while waiting; each pause is jittered by ±50 %. */
+  pollMs?: number;
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const realSleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+
+/**
+ * Fleet-wide single flight: the replica that takes the lock asks the upstream; the others poll the
+ * shared store (jittered, so they do not poll in lockstep) until the token appears, or take the lock
+ * themselves once it is free (the holder failed, or died and its lease lapsed). With the lock service
+ * unreachable, the replica renews on its own: one request per replica beats no token at all.
+ */
+export async function renewAcrossFleet<T>(
+  options: FleetRenewalOptions<T>,
+): Promise<{ value: T; source: 'store' | 'upstream' }> {
+  const {
+    lock,
+    name,
+    reload,
+    fetch,
+    logger,
+    waitMs,
+    pollMs = 50,
+    random = Math.random,
+    sleep = realSleep,
+  } = options;
+  if (!lock) return { value: await fetch(undefined), source: 'upstream' };
+  // Counted in pauses, not read from a clock: bounded even under a clock that tests hold still.
+  let waited = 0;
+  for (;;) {
+    let lease: Awaited<ReturnType<FleetLock['tryAcquire']>>;
+    try {
+      lease = await lock.tryAcquire(name);
+    } catch (error) {
+      logger.debug({ err: error }, 'renewal lock unreachable; renewing without it');
+      return { value: await fetch(undefined), source: 'upstream' };
+    }
+    if (lease) {
+      try {
+        // Another replica may have renewed between our look at the store and our lease.
+        const renewed = await reload();
+        if (renewed !== undefined) return { value: renewed, source: 'store' };
+        return { value: await fetch(lease.fence), source: 'upstream' };
+      } finally {
+        await lease.release();
+      }
+    }
+    if (waited >= waitMs) {
+      throw new UpstreamError('timeout', {
+        description: `another replica held the renewal lock for more than ${waitMs} ms`,
+      });
+    }
+    const pause = pollMs * (0.5 + random());
+    await sleep(pause);
+    waited += pause;
+    const renewed = await reload();
+    if (renewed !== undefined) return { value: renewed, source: 'store' };
+  }
+}

@@ -1,0 +1,272 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { generateSigningKey } from '../../src/cli/jwks.js';
+import { registerSecret } from '../support/logs.js';
+import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
+
+/**
+ * No Docker engine runs here, so this replays the runtime stage of the Dockerfile in a temporary
+ * directory: the production install from the lock file, the compiled `dist/`, `public/` and `bin/`, then
+ * `node dist/main.js` with a production configuration against a real authorization server.
+ */
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const packageJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
+
+interface Run {
+  code: number | null;
+  output: string;
+}
+
+function run(
+  command: string,
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+/** A port nobody listens on right now: bound on port 0, read, released. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function jsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return jsFiles(path);
+    return entry.name.endsWith('.js') ? [path] : [];
+  });
+}
+
+/** The part of package-lock.json this test reads. */
+interface LockFile {
+  packages: Record<string, { dev?: boolean }>;
+}
+
+/** `lodash/fp` → `lodash`, `@scope/pkg/sub` → `@scope/pkg`. */
+const packageName = (specifier: string) =>
+  specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
+
+describe('the Docker image steps, replayed in a temporary directory', () => {
+  let dir: string;
+  let auth: TestAuthServer;
+  let broker: ChildProcess | undefined;
+  let url: string;
+  let metricsUrl: string;
+  let env: NodeJS.ProcessEnv;
+  let logs = '';
+  let exited: Promise<number | null>;
+  const apiKey = registerSecret('image broker api key', `image-${randomBytes(24).toString('base64url')}`);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'token-broker-image-'));
+    // COPY package.json package-lock.json ./ && RUN npm ci --omit=dev
+    cpSync(join(root, 'package.json'), join(dir, 'package.json'));
+    cpSync(join(root, 'package-lock.json'), join(dir, 'package-lock.json'));
+    const install = await run(
+      'npm',
+      ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'],
+      dir,
+    );
+    expect(install.code, install.output).toBe(0);
+    // The build stage's `npm run build`, written straight into the runtime directory.
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    const build = await run(
+      process.execPath,
+      [
+        tsc,
+        '-p',
+        'tsconfig.build.json',
+        '--outDir',
+        join(dir, 'dist'),
+        '--declaration',
+        'false',
+        '--sourceMap',
+        'false',
+      ],
+      root,
+    );
+    expect(build.code, build.output).toBe(0);
+    cpSync(join(root, 'public'), join(dir, 'public'), { recursive: true });
+    cpSync(join(root, 'bin'), join(dir, 'bin'), { recursive: true });
+
+    auth = await startTestAuthServer();
+    const signingKeys = JSON.stringify({ keys: [await generateSigningKey('EdDSA')] });
+    registerSecret('image signing keys', signingKeys);
+    const port = await freePort();
+    const metricsPort = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    metricsUrl = `http://127.0.0.1:${metricsPort}`;
+    // Only what the image's environment would hold: no NODE_OPTIONS, no loaders, no NODE_PATH.
+    env = {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      LOG_LEVEL: 'info',
+      SIGNING_KEYS: signingKeys,
+      BROKER_API_KEYS: apiKey,
+      ALLOWED_ORIGINS: 'https://app.example.com',
+      UPSTREAM_TOKEN_URL: auth.tokenUrl,
+      UPSTREAM_CLIENT_ID: auth.clientId,
+      UPSTREAM_CLIENT_SECRET: auth.clientSecret,
+      UPSTREAM_RESOURCE: auth.resource,
+      UPSTREAM_SCOPE: auth.scope,
+    };
+    // CMD ["node", "dist/main.js"]; with METRICS_PORT set, the metrics listener is the last to start.
+    const child = spawn(process.execPath, ['dist/main.js'], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    broker = child;
+    exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    const collect = (chunk: Buffer) => {
+      logs += chunk.toString('utf8');
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    const started = await Promise.race([
+      new Promise<boolean>((resolve) => {
+        const check = () =>
+          logs.includes('"msg":"metrics listening"') ? resolve(true) : setTimeout(check, 50);
+        check();
+      }),
+      exited.then(() => false),
+    ]);
+    expect(started, logs).toBe(true);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (broker && broker.exitCode === null) {
+      broker.kill('SIGKILL');
+      await exited;
+    }
+    // The broker's log lines join the run's secret-leak scan.
+    if (logs)
+      appendFileSync(join(inject('leakDir'), 'logs.ndjson'), logs.endsWith('\n') ? logs : `${logs}\n`);
+    await auth?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('when the production install is done, then no dev-only package is in node_modules and every dependency is', () => {
+    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8')) as LockFile;
+    const devOnly = Object.entries(lock.packages).filter(([path, entry]) => path && entry.dev === true);
+    expect(devOnly.length).toBeGreaterThan(50);
+    expect(devOnly.map(([path]) => path).filter((path) => existsSync(join(dir, path)))).toEqual([]);
+    const present = (name: string) => existsSync(join(dir, 'node_modules', name, 'package.json'));
+    expect(Object.keys(packageJson.dependencies).filter((name) => !present(name))).toEqual([]);
+    expect(
+      ['oidc-provider', 'vitest', 'tsx', 'typescript', 'supertest', '@biomejs/biome'].filter(present),
+    ).toEqual([]);
+  });
+
+  it('when the compiled code is read, then every package it imports statically is a production dependency', () => {
+    const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
+    const imported = new Map<string, string>();
+    for (const file of jsFiles(join(dir, 'dist'))) {
+      const source = readFileSync(file, 'utf8');
+      const specifiers = [
+        ...source.matchAll(/^\s*(?:import|export)\b[^'"]*?\bfrom\s*['"]([^'"]+)['"]/gm),
+        ...source.matchAll(/^\s*import\s*['"]([^'"]+)['"]/gm),
+        ...source.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g),
+      ].map((match) => match[1] ?? '');
+      for (const specifier of specifiers) {
+        if (specifier.startsWith('.') || builtins.has(specifier)) continue;
+        imported.set(packageName(specifier), relative(dir, file));
+      }
+    }
+    expect(imported.size).toBeGreaterThan(5);
+    const notProduction = [...imported].filter(([name]) => !(name in packageJson.dependencies));
+    expect(notProduction).toEqual([]);
+  });
+
+  it('when started with a production configuration, then it listens in production mode without the dev upstream', () => {
+    const listening = logs
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((line) => line.msg === 'token-broker listening');
+    expect(listening).toMatchObject({ production: true, host: '127.0.0.1' });
+    expect(logs).not.toMatch(/dev upstream|dev API key|unsupported runtime/i);
+  });
+
+  it('when probed, then /healthz is ok and /readyz is ready with an upstream token', async () => {
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', upstream: { token: 'held' } });
+    expect(auth.tokenRequests()).toBe(1);
+  });
+
+  it('when a backend claims a token, then it verifies against the published JWKS', async () => {
+    const res = await fetch(`${url}/api/auth/claim`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ origin: 'https://app.example.com', ip: '203.0.113.7' }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { token: string; expiresIn: number };
+    registerSecret('image claimed token', body.token);
+    const { payload } = await jwtVerify(
+      body.token,
+      createRemoteJWKSet(new URL(`${url}/.well-known/jwks.json`)),
+    );
+    expect(payload).toMatchObject({ origin: 'https://app.example.com', ip: '203.0.113.7' });
+  });
+
+  it('when METRICS_PORT is set, then Prometheus scrapes that port and the traffic port has no /metrics', async () => {
+    const scrape = await fetch(`${metricsUrl}/metrics`);
+    expect(scrape.status).toBe(200);
+    const text = await scrape.text();
+    expect(text).toMatch(/^token_broker_client_tokens_total\{route="claim",outcome="issued"\} 1$/m);
+    expect(text).toMatch(/^process_cpu_user_seconds_total /m);
+    expect((await fetch(`${url}/metrics`)).status).toBe(404);
+  });
+
+  it('when the CLI of the image checks the same environment, then it finds no problem', async () => {
+    const check = await run(process.execPath, ['bin/token-broker.js', 'check-config'], dir, env);
+    expect(check.code, check.output).toBe(0);
+  });
+
+  it('when sent SIGTERM, then it drains and exits 0', async () => {
+    broker?.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(logs).toContain('"msg":"stopped"');
+  });
+});

@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createManualClock } from '../../src/clock.js';
+import type { Config } from '../../src/config.js';
+import { BrokerError } from '../../src/errors.js';
+import { createClientTokens } from '../../src/signing/clientTokens.js';
+import { loadSigningKeys } from '../../src/signing/keys.js';
+import { createRevocationList, revocationKey } from '../../src/signing/revocations.js';
+import type { KeyValueStore } from '../../src/store/types.js';
+import { type ApiServer, startEchoApi } from '../support/apiServers.js';
+import { signatureSpellings } from '../support/jwtForgery.js';
+import { captureLogs, registerSecret } from '../support/logs.js';
+import { type BrokerUnderTest, expectNoSecrets, startBrokerUnderTest } from './brokerHarness.js';
+
+/**
+ * A compact JWS can be spelled in more than one way: the last base64url character of the signature has
+ * spare low bits (RFC 4648 §3.5) that jose's decoder ignores, so up to 16 strings carry one signature.
+ * Revocation must therefore be keyed by `jti` (RFC 7519 §4.1.7), never by the token string.
+ */
+
+const config: Config['clientToken'] = {
+  ttlSeconds: 900,
+  bindIp: 'exact',
+  ipv4Prefix: 24,
+  ipv6Prefix: 64,
+  issuer: 'urn:token-broker',
+  audience: 'urn:token-broker:proxy',
+  clockToleranceSeconds: 5,
+};
+const origin = 'https://app.example.com';
+
+async function privateJwk(alg: 'EdDSA' | 'ES256' | 'HS256'): Promise<Record<string, unknown>> {
+  if (alg === 'HS256') {
+    const k = registerSecret('jti test HS256 secret', randomBytes(32).toString('base64url'));
+    return { kty: 'oct', k, kid: 'hs' };
+  }
+  const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  registerSecret(`jti test ${alg} key`, jwk.d ?? '');
+  return { ...jwk, kid: alg };
+}
+
+/** A store that keeps what it is given, so the test can see under which key a revocation was written. */
+function keptStore(): KeyValueStore & { keys(): string[]; values(): string[] } {
+  const entries = new Map<string, string>();
+  return {
+    get: async (key) => entries.get(key),
+    set: async (key, value) => {
+      entries.set(key, value);
+    },
+    delete: async (key) => {
+      entries.delete(key);
+    },
+    close: async () => {},
+    keys: () => [...entries.keys()],
+    values: () => [...entries.values()],
+  };
+}
+
+const refusalOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (caught: unknown) => (caught instanceof BrokerError ? caught.code : caught),
+  );
+
+describe('client tokens: one signature, several spellings', () => {
+  it.each([
+    ['EdDSA', 15],
+    ['ES256', 15],
+    ['HS256', 3],
+  ] as const)(
+    'when a %s token is respelled in its spare signature bits, then every spelling verifies as the same jti, and revoking that jti refuses all of them',
+    async (alg, expectedSpellings) => {
+      const { logger } = captureLogs();
+      const clock = createManualClock();
+      const store = keptStore();
+      const revocations = createRevocationList({ clock, store, clockToleranceSeconds: 5 });
+      const keys = await loadSigningKeys({
+        jwks: { keys: [await privateJwk(alg)] },
+        production: true,
+        logger,
+      });
+      const tokens = createClientTokens({ keys, config, clock, revocations });
+      const minted = await tokens.mint({ sub: origin, origin });
+      registerSecret('jti test client token', minted.token);
+      const spellings = signatureSpellings(minted.token);
+      expect(spellings).toHaveLength(expectedSpellings);
+      expect(new Set([minted.token, ...spellings]).size).toBe(expectedSpellings + 1);
+
+      // jose decodes base64url leniently: each spelling is a valid token. A revocation list keyed by the
+      // token string would miss every one of them.
+      for (const spelling of spellings) {
+        await expect(tokens.verify(spelling)).resolves.toMatchObject({ jti: minted.jti });
+      }
+
+      await revocations.revoke(minted.jti, minted.exp);
+      for (const spelling of [minted.token, ...spellings]) {
+        expect(await refusalOf(tokens.verify(spelling))).toBe('token_revoked');
+      }
+      // What was stored (and would be shared with other replicas) names the jti, never the token.
+      expect(store.keys()).toEqual([revocationKey(minted.jti)]);
+      expect(JSON.stringify([store.keys(), store.values()])).not.toContain(minted.token.split('.')[2]);
+      revocations.close();
+    },
+  );
+});
+
+describe('through the broker: revoking one spelling revokes the token', () => {
+  let api: ApiServer;
+  let harness: BrokerUnderTest;
+  /** Every spelling sent; none may appear in a log line. */
+  const sent: string[] = [];
+
+  beforeAll(async () => {
+    api = await startEchoApi();
+    harness = await startBrokerUnderTest({ env: { UPSTREAM_API_URL: `${api.origin}/` } });
+  });
+
+  afterAll(async () => {
+    await harness?.close();
+    await api?.close();
+  });
+
+  const mint = async () => {
+    const minted = await harness.request({ path: '/api/client-token', headers: { origin } });
+    expect(minted.status).toBe(200);
+    return registerSecret('jti test minted token', (JSON.parse(minted.body) as { token: string }).token);
+  };
+  const proxied = (token: string) =>
+    harness.request({ path: '/api/proxy/data', headers: { origin, 'x-client-token': token } });
+  const backend = (path: string, token: string) =>
+    harness.request({
+      method: 'POST',
+      path,
+      headers: {
+        authorization: `Bearer ${harness.apiKey}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ token }).toString(),
+    });
+
+  it.each([
+    ['another spelling is revoked', (spellings: string[]) => spellings[7] as string],
+    ['the minted spelling is revoked', (_: string[], token: string) => token],
+  ])('when %s, then neither the minted token nor any respelling reaches the API again', async (_, pick) => {
+    const token = await mint();
+    const spellings = signatureSpellings(token).map((spelling) =>
+      registerSecret('jti test respelling', spelling),
+    );
+    expect(spellings).toHaveLength(15);
+    sent.push(token, ...spellings);
+    const respelled = spellings[3] as string;
+    // Before the revocation a respelled token works like the original (the lenient decoder).
+    expect((await proxied(respelled)).status).toBe(200);
+    expect(JSON.parse((await backend('/api/client-token/introspect', respelled)).body)).toMatchObject({
+      active: true,
+    });
+
+    const revoked = await backend('/api/client-token/revoke', pick(spellings, token));
+    expect(revoked.status).toBe(200);
+
+    const before = api.requests.length;
+    for (const spelling of [token, ...spellings]) {
+      const answer = await proxied(spelling);
+      expect(answer.status).toBe(401);
+      expect(JSON.parse(answer.body)).toMatchObject({ code: 'token_revoked' });
+      expectNoSecrets(answer.body, [...harness.secrets(), spelling]);
+      const introspected = await backend('/api/client-token/introspect', spelling);
+      expect(JSON.parse(introspected.body)).toEqual({ active: false });
+    }
+    expect(api.requests.length).toBe(before);
+  });
+
+  it('when the revocations are done, then no log line holds a token', () => {
+    expect(sent).toHaveLength(32);
+    expectNoSecrets(JSON.stringify(harness.logs.lines()), [...harness.secrets(), ...sent], 'log');
+    const revokes = harness.logs.lines().filter((line) => line.path === '/api/client-token/revoke');
+    expect(revokes).toHaveLength(2);
+  });
+});
