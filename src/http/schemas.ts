@@ -90,7 +90,8 @@ export const introspectionResponse = z.union([
   z.strictObject({ active: z.literal(false) }),
   z.object({
     active: z.literal(true),
-    token_type: z.literal('Bearer'),
+    /** `DPoP` for a token bound to a DPoP key (RFC 9449 §6.2), whose thumbprint is in `cnf.jkt`. */
+    token_type: z.enum(['Bearer', 'DPoP']),
     iss: z.string(),
     aud: z.string(),
     sub: z.string(),
@@ -100,6 +101,7 @@ export const introspectionResponse = z.union([
     iat: z.number().int(),
     exp: z.number().int(),
     jti: z.string(),
+    cnf: z.object({ jkt: z.string() }).optional(),
   }),
 ]);
 

@@ -82,6 +82,20 @@ describe('DPoP-bound client tokens at /api/client-token', () => {
     }
   });
 
+  it('when a DPoP-bound token is introspected, then it is active with token_type DPoP and its cnf.jkt', async () => {
+    const key = await proofKey();
+    const token = await dpopToken(broker, key);
+    const response = await fetch(`${broker.url}/api/client-token/introspect`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${broker.apiKey}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ token }),
+    });
+    expect(await response.json()).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt: key.jkt } });
+  });
+
   it('when binding is none, then a request without a proof gets a Bearer token and one with a proof a DPoP token', async () => {
     const plain = await startDpopBroker({ CLIENT_TOKEN_BINDING: 'none' }, { auth: broker.auth });
     try {

@@ -78,6 +78,8 @@ export interface DpopBroker {
   auth: TestAuthServer;
   /** The protected API behind `/api/proxy`: it accepts only the auth server's access tokens. */
   api: ApiServer;
+  /** The broker API key, for introspection and revocation. */
+  apiKey: string;
   logs: CapturedLogger;
   close(): Promise<void>;
 }
@@ -111,6 +113,7 @@ export async function startDpopBroker(
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const apiKey = registerSecret('broker api key', `key-${randomBytes(24).toString('base64url')}`);
   const config = loadConfig({
     NODE_ENV: 'test',
     UPSTREAM_TOKEN_URL: auth.tokenUrl,
@@ -119,7 +122,7 @@ export async function startDpopBroker(
     UPSTREAM_RESOURCE: auth.resource,
     UPSTREAM_SCOPE: auth.scope,
     UPSTREAM_API_URL: `${api.origin}/`,
-    BROKER_API_KEYS: registerSecret('broker api key', `key-${randomBytes(24).toString('base64url')}`),
+    BROKER_API_KEYS: apiKey,
     ALLOWED_ORIGINS: appOrigin,
     CLIENT_TOKEN_BINDING: 'dpop',
     ...env,
@@ -132,6 +135,7 @@ export async function startDpopBroker(
     broker,
     auth,
     api,
+    apiKey,
     logs,
     async close() {
       server.closeAllConnections();

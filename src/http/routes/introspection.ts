@@ -39,7 +39,7 @@ export function introspectionRoutes({ apiKeys, clientTokens, revocations }: Intr
       const { ipPrefix, ...rest } = claims;
       sendToken(res, {
         active: true,
-        token_type: 'Bearer',
+        token_type: claims.cnf ? 'DPoP' : 'Bearer',
         ...rest,
         ...(ipPrefix ? { ip_prefix: ipPrefix } : {}),
       });
