@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeJwt } from 'jose';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoApi, startDemoApi } from '../../src/dev/demoApi.js';
+import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
 import { call, type ListeningBroker, startListeningBroker, waitFor } from './harness.js';
@@ -77,23 +75,10 @@ let pageC: OriginServer;
 let broker: ListeningBroker;
 let shortLived: ListeningBroker;
 let context: BrowserContext;
-let profileDir: string;
+let browser: LaunchedChromium;
 
 beforeAll(async () => {
-  profileDir = mkdtempSync(join(tmpdir(), 'token-broker-chromium-'));
-  const launching = chromium.launchPersistentContext(profileDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const launching = launchChromium();
   auth = await startTestAuthServer();
   demoApi = await startDemoApi({ issuer: auth.issuer, jwksUri: auth.jwksUri, audience: auth.resource });
   [pageA, pageB, pageC] = await Promise.all([startOriginServer(), startOriginServer(), startOriginServer()]);
@@ -109,15 +94,15 @@ beforeAll(async () => {
     auth,
     env: { ...env, ALLOWED_ORIGINS: pageA.origin, CLIENT_TOKEN_TTL: '3' },
   });
-  context = await launching;
+  browser = await launching;
+  context = browser.context;
 });
 
 afterAll(async () => {
-  await context?.close();
+  await browser?.close();
   await Promise.all([broker?.close(), shortLived?.close()]);
   await Promise.all([pageA, pageB, pageC, demoApi].map((server) => server?.close()));
   await auth?.close();
-  rmSync(profileDir, { recursive: true, force: true });
 });
 
 /** A fresh tab on `origin`'s page, with the helper loaded from `target` and ready. */

@@ -1,11 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
 import { registerSecret } from '../support/logs.js';
 import { ath, type DpopBroker, makeProof, proofKey, startDpopBroker } from './support.js';
 
@@ -36,23 +34,10 @@ let pageServer: Server;
 let pageOrigin: string;
 let broker: DpopBroker;
 let context: BrowserContext;
-let profileDir: string;
+let browser: LaunchedChromium;
 
 beforeAll(async () => {
-  profileDir = mkdtempSync(join(tmpdir(), 'token-broker-dpop-chromium-'));
-  const launching = chromium.launchPersistentContext(profileDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const launching = launchChromium();
   pageServer = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     res.end(originPage);
@@ -60,15 +45,15 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
   pageOrigin = `http://127.0.0.1:${(pageServer.address() as AddressInfo).port}`;
   broker = await startDpopBroker({ ALLOWED_ORIGINS: pageOrigin });
-  context = await launching;
+  browser = await launching;
+  context = browser.context;
 });
 
 afterAll(async () => {
-  await context?.close();
+  await browser?.close();
   await broker?.close();
   pageServer?.closeAllConnections();
   await new Promise((resolve) => pageServer?.close(resolve));
-  rmSync(profileDir, { recursive: true, force: true });
 });
 
 /** A tab on the web app's page, with the helper loaded and every request to the broker recorded. */
