@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { config as loadDotenv } from 'dotenv';
 import { createBroker } from './broker.js';
 import { systemClock } from './clock.js';
@@ -67,12 +67,24 @@ async function main(): Promise<void> {
       server.closeAllConnections();
     }, config.shutdownTimeoutMs);
     force.unref();
-    // A connection whose answer was already under way when the signal came stays open (keep-alive) once
-    // that answer is done; closing the idle ones until `close` completes lets the drain end promptly.
-    const sweep = setInterval(() => server.closeIdleConnections(), 50);
-    sweep.unref();
-    server.close(async () => {
+    // A keep-alive socket that looks idle may already carry the client's next request, unread: closing it
+    // at once would cut that request (RFC 9112 §9.3.1's race). So stop listening without touching open
+    // sockets (http.Server#close would close idle ones at once), give busy clients a moment to send on
+    // them, each answer now saying `Connection: close`, and only then close what is still idle, until
+    // `close` completes.
+    let sweep: NodeJS.Timeout | undefined;
+    const grace = setTimeout(
+      () => {
+        server.closeIdleConnections();
+        sweep = setInterval(() => server.closeIdleConnections(), 50);
+        sweep.unref();
+      },
+      Math.min(idleGraceMs, config.shutdownTimeoutMs),
+    );
+    grace.unref();
+    net.Server.prototype.close.call(server, async () => {
       clearTimeout(force);
+      clearTimeout(grace);
       clearInterval(sweep);
       await broker.close();
       await closeDevUpstream?.();
@@ -80,12 +92,13 @@ async function main(): Promise<void> {
       // The destination is asynchronous: exit only once the last lines are written.
       logger.flush(() => process.exit(0));
     });
-    // Idle keep-alive sockets would otherwise hold `close` open until they time out.
-    server.closeIdleConnections();
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 }
+
+/** How long keep-alive sockets idle at SIGTERM stay open for a request already on its way. */
+const idleGraceMs = 1_000;
 
 function parseOrExit(env: Record<string, string | undefined>): Config {
   try {
