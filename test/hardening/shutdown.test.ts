@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from '../support/freePort.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, reply, startFakeTokenServer } from '../support/oauthServers.js';
 
@@ -14,14 +15,6 @@ const tsxLoader = join(root, 'node_modules/tsx/dist/loader.mjs');
 const origin = 'https://app.example.com';
 /** How long the token endpoint takes, so `/readyz` is still in flight when SIGTERM arrives. */
 const slowUpstreamMs = 1_200;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** What happened to one load-generator request. */
 type Outcome =

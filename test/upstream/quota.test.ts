@@ -13,8 +13,9 @@ import {
   quotaWindow,
   type TokenQuota,
 } from '../../src/upstream/quota.js';
-import { createTokenCache, type Scheduler } from '../../src/upstream/tokenCache.js';
+import { createTokenCache } from '../../src/upstream/tokenCache.js';
 import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
+import { createFakeTimers } from '../support/fakeTimers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 
 const hour = 3_600_000;
@@ -58,30 +59,10 @@ function fakeClient(clock: ManualClock, lifetimeMs = hour) {
   return { client, calls };
 }
 
-/** Timers on the manual clock, fired by `advance`. */
-function fakeTimers(clock: ManualClock) {
-  const pending = new Set<{ at: number; callback: () => void }>();
-  const schedule: Scheduler = (callback, ms) => {
-    const timer = { at: clock.now() + ms, callback };
-    pending.add(timer);
-    return () => pending.delete(timer);
-  };
-  async function advance(ms: number): Promise<void> {
-    clock.advance(ms);
-    for (const timer of [...pending].sort((a, b) => a.at - b.at)) {
-      if (timer.at > clock.now()) continue;
-      pending.delete(timer);
-      timer.callback();
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  return { schedule, advance };
-}
-
 function replica(clock: ManualClock, quota: QuotaGovernor, lifetimeMs = hour) {
   const logs = captureLogs();
   const fake = fakeClient(clock, lifetimeMs);
-  const timers = fakeTimers(clock);
+  const timers = createFakeTimers(clock);
   const cache = createTokenCache({
     client: fake.client,
     config,

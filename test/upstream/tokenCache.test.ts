@@ -5,8 +5,9 @@ import { BrokerError, UpstreamError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/store/memoryStore.js';
 import type { KeyValueStore } from '../../src/store/types.js';
 import { cacheKey } from '../../src/upstream/cacheKey.js';
-import { createTokenCache, type Scheduler, type TokenCacheOptions } from '../../src/upstream/tokenCache.js';
+import { createTokenCache, type TokenCacheOptions } from '../../src/upstream/tokenCache.js';
 import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
+import { createFakeTimers } from '../support/fakeTimers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 
 const hour = 3_600_000;
@@ -85,26 +86,6 @@ function createFakeClient(clock: ManualClock, { lifetimeMs = hour, refreshTokens
   };
   const total = () => calls.clientCredentials + calls.refresh.length;
   return { client, calls, control, minted, total };
-}
-
-/** Timers on the manual clock: `advance` moves the clock and fires whatever fell due. */
-function createFakeTimers(clock: ManualClock) {
-  const pending = new Set<{ at: number; callback: () => void }>();
-  const schedule: Scheduler = (callback, ms) => {
-    const timer = { at: clock.now() + ms, callback };
-    pending.add(timer);
-    return () => pending.delete(timer);
-  };
-  async function advance(ms: number): Promise<void> {
-    clock.advance(ms);
-    for (const timer of [...pending].sort((a, b) => a.at - b.at)) {
-      if (timer.at > clock.now()) continue;
-      pending.delete(timer);
-      timer.callback();
-    }
-    await flush();
-  }
-  return { schedule, advance, pending: () => pending.size };
 }
 
 interface SetupOptions {
