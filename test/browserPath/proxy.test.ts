@@ -6,6 +6,7 @@ import { createManualClock } from '../../src/clock.js';
 import {
   type ApiServer,
   closedPort,
+  downloadHashed,
   patternChunk,
   type RecordedRequest,
   startEchoApi,
@@ -493,31 +494,18 @@ describe('streaming through the app', () => {
     const token = await browserToken(broker);
     const { hostname, port } = new URL(broker.url);
     let producedWhenFirstSeen = -1;
-    const received = await new Promise<{ bytes: number; sha: string }>((resolve, reject) => {
-      const req = request({
+    const received = await downloadHashed(
+      {
         host: hostname,
         port,
         path: '/api/proxy/download',
-        agent: false,
         headers: { authorization: `Bearer ${token}`, origin: appOrigin, 'x-forwarded-for': browserIp },
-      });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        const hash = createHash('sha256');
-        let bytes = 0;
-        res.on('data', (chunk: Buffer) => {
-          if (bytes === 0) {
-            producedWhenFirstSeen = api.produced();
-            clientSawFirst();
-          }
-          bytes += chunk.length;
-          hash.update(chunk);
-        });
-        res.on('end', () => resolve({ bytes, sha: hash.digest('hex') }));
-        res.on('error', reject);
-      });
-      req.end();
-    });
+      },
+      () => {
+        producedWhenFirstSeen = api.produced();
+        clientSawFirst();
+      },
+    );
     expect(producedWhenFirstSeen).toBeGreaterThan(0);
     expect(producedWhenFirstSeen).toBeLessThan(total);
     expect(received).toEqual({ bytes: total, sha: expectedSha });

@@ -8,6 +8,7 @@ import type { TokenCache, UpstreamToken } from '../../src/upstream/types.js';
 import {
   type ApiServer,
   closedPort,
+  downloadHashed,
   patternChunk,
   startApiServer,
   startDripApi,
@@ -501,25 +502,13 @@ describe('streaming', () => {
     );
     const proxy = await startProxy(api);
     let producedWhenFirstSeen = -1;
-    const { received, sha } = await new Promise<{ received: number; sha: string }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: proxy.port, path: '/api/proxy/download', agent: false });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        const hash = createHash('sha256');
-        let received = 0;
-        res.on('data', (chunk: Buffer) => {
-          if (received === 0) {
-            producedWhenFirstSeen = api.produced();
-            clientSawFirst();
-          }
-          received += chunk.length;
-          hash.update(chunk);
-        });
-        res.on('end', () => resolve({ received, sha: hash.digest('hex') }));
-        res.on('error', reject);
-      });
-      req.end();
-    });
+    const { bytes: received, sha } = await downloadHashed(
+      { host: '127.0.0.1', port: proxy.port, path: '/api/proxy/download' },
+      () => {
+        producedWhenFirstSeen = api.produced();
+        clientSawFirst();
+      },
+    );
     expect(producedWhenFirstSeen).toBeGreaterThan(0);
     expect(producedWhenFirstSeen).toBeLessThan(total);
     expect(received).toBe(total);

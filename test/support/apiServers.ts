@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type RequestOptions,
+  request,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** What a fake API saw of one request. */
@@ -240,4 +247,30 @@ export async function closedPort(): Promise<number> {
   const server = await startApiServer((_req, res) => res.end());
   await server.close();
   return server.port;
+}
+
+/**
+ * GETs `options` (on its own connection) and hashes the answer as it streams in, calling `onFirstChunk`
+ * when the first bytes arrive: the moment a streaming test compares with how much the API had produced.
+ */
+export function downloadHashed(
+  options: RequestOptions,
+  onFirstChunk: () => void,
+): Promise<{ bytes: number; sha: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...options, agent: false });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (bytes === 0) onFirstChunk();
+        bytes += chunk.length;
+        hash.update(chunk);
+      });
+      res.on('end', () => resolve({ bytes, sha: hash.digest('hex') }));
+      res.on('error', reject);
+    });
+    req.end();
+  });
 }
