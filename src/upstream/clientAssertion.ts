@@ -39,6 +39,8 @@ const minRsaBits = 2048;
 
 /**
  * RFC 7638 §3.2: the required public members only, in lexicographic order, hashed with SHA-256.
+ * Written out rather than jose's `calculateJwkThumbprint` because that one is async and this runs inside
+ * the synchronous `loadConfig`.
  * @see https://www.rfc-editor.org/rfc/rfc7638#section-3
  */
 function thumbprintOf(key: KeyObject): string {
