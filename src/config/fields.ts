@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { parseTrustEntry } from './trustProxy.js';
+import { parseTrustEntry } from '../trustProxy.js';
 
 /**
  * How the text of one environment variable becomes a value: the building blocks of `envSchema` in
- * config.ts. An empty value counts as unset everywhere, so `NAME=` in a .env file means "the default".
+ * config.ts and its parts. An empty value counts as unset everywhere, so `NAME=` in a .env file means "the default".
  */
 
 export const emptyToUndefined = (value: unknown) =>

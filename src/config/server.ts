@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { normalizeOrigin, parseOriginPattern } from '../origins.js';
+import { emptyToUndefined, int, list, trustProxy } from './fields.js';
+
+/** Where the broker listens, who may call it, and how it reports: the settings of the process itself. */
+export const serverSchema = z.object({
+  NODE_ENV: z.preprocess(
+    emptyToUndefined,
+    z.enum(['development', 'production', 'test']).default('development'),
+  ),
+  PORT: int(0, 65535, 8080),
+  HOST: z.preprocess(emptyToUndefined, z.string().default('0.0.0.0')),
+  TRUST_PROXY: trustProxy,
+  LOG_LEVEL: z.preprocess(
+    emptyToUndefined,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ),
+  ALLOWED_ORIGINS: list.pipe(
+    z.array(
+      z.string().refine((entry) => parseOriginPattern(entry) !== undefined, {
+        error: (issue) =>
+          `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
+      }),
+    ),
+  ),
+  BROKER_API_KEYS: list.pipe(
+    z.array(z.string().min(16, 'each key must be at least 16 characters (or a sha256:<hex> hash)')),
+  ),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
+  METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65_535).optional()),
+  METRICS_REQUIRE_API_KEY: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
+});
+
+export const serverSecrets = ['BROKER_API_KEYS'] as const;
+
+type ServerEnv = z.infer<typeof serverSchema>;
+
+export interface ServerConfig {
+  nodeEnv: ServerEnv['NODE_ENV'];
+  production: boolean;
+  port: number;
+  host: string;
+  trustProxy: false | number | string[];
+  logLevel: ServerEnv['LOG_LEVEL'];
+  /** Normalised exact origins and `https://*.example.com` patterns. */
+  allowedOrigins: string[];
+  apiKeys: string[];
+  shutdownTimeoutMs: number;
+  metrics: {
+    /** Serve `/metrics` on this port only (and not on the main one); undefined: on the main port. */
+    port: number | undefined;
+    /** Ask scrapers for a broker API key (`Authorization: Bearer`). */
+    requireApiKey: boolean;
+  };
+}
+
+export function serverConfig(e: ServerEnv, problems: string[]): ServerConfig {
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT === e.PORT) {
+    problems.push('METRICS_PORT: must differ from PORT (leave it empty to serve /metrics on PORT)');
+  }
+  return {
+    nodeEnv: e.NODE_ENV,
+    production: e.NODE_ENV === 'production',
+    port: e.PORT,
+    host: e.HOST,
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+    allowedOrigins: e.ALLOWED_ORIGINS.map((entry) => normalizeOrigin(entry) ?? entry.toLowerCase()),
+    apiKeys: e.BROKER_API_KEYS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    metrics: { port: e.METRICS_PORT, requireApiKey: e.METRICS_REQUIRE_API_KEY === 'true' },
+  };
+}
