@@ -27,6 +27,38 @@ describe('the built browser helper (dist/browser/, served at /client.js)', () =>
     expect((built.BrokerClientError as typeof source.BrokerClientError).name).toBe('BrokerClientError');
   });
 
+  it('when used with a fetch, then it gets a token, calls the proxy with it and renews it once after a refusal', async () => {
+    const built = (await import(join(clientDir, 'client.js'))) as typeof source;
+    const sent: { url: string; authorization: string | null }[] = [];
+    let minted = 0;
+    const client = built.createBrokerClient({
+      baseUrl: 'https://broker.test/',
+      autoRefresh: false,
+      fetch: async (url, init) => {
+        sent.push({ url, authorization: new Headers(init.headers).get('authorization') });
+        if (url.endsWith('/api/client-token')) {
+          minted += 1;
+          return Response.json({ token: `token-${minted}`, tokenType: 'Bearer', expiresIn: 60 });
+        }
+        if (minted === 1) {
+          return new Response(JSON.stringify({ code: 'invalid_client_token' }), {
+            status: 401,
+            headers: { 'content-type': 'application/problem+json' },
+          });
+        }
+        return Response.json({ ok: true });
+      },
+    });
+    expect((await client.fetch('/things?page=2')).status).toBe(200);
+    expect(sent).toEqual([
+      { url: 'https://broker.test/api/client-token', authorization: null },
+      { url: 'https://broker.test/api/proxy/things?page=2', authorization: 'Bearer token-1' },
+      { url: 'https://broker.test/api/client-token', authorization: null },
+      { url: 'https://broker.test/api/proxy/things?page=2', authorization: 'Bearer token-2' },
+    ]);
+    expect(client.tokenInfo()).toMatchObject({ token: 'token-2', tokenType: 'Bearer', expiresIn: 60 });
+  });
+
   it('when read, then it is one module that imports nothing (dependency-free)', () => {
     const text = code.toString('utf8');
     expect(text).not.toMatch(/\bimport\s*[{*"'(]|\bimport\s+\w+\s+from\b|\brequire\s*\(/);
