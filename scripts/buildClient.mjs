@@ -30,8 +30,15 @@ const stale = () => {
 
 if (!values['if-stale'] || stale()) {
   // Imported only to build: a production install without dev dependencies can still check the age.
-  const { build } = await import('esbuild');
-  const { generateDtsBundle } = await import('dts-bundle-generator');
+  const devDependency = (name) =>
+    import(name).catch(() => {
+      console.error(
+        `The browser helper needs building and ${name} is not installed: run \`npm install\` first`,
+      );
+      process.exit(1);
+    });
+  const { build } = await devDependency('esbuild');
+  const { generateDtsBundle } = await devDependency('dts-bundle-generator');
   const bundle = await build({
     entryPoints: [entry],
     bundle: true,
