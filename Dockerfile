@@ -5,8 +5,10 @@ FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.browser.json ./
+COPY scripts/buildClient.mjs ./scripts/
 COPY src ./src
+# The server into dist/, and the browser helper (/client.js, /client.d.ts) into dist/browser/.
 RUN npm run build
 
 # Runtime stage: production dependencies and the compiled code only, run as the unprivileged "node" user.

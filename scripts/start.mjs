@@ -6,11 +6,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// The browser helper (src/browser/ into dist/browser/) has its own build, which checks its own age.
+const helper = new Set([join(root, 'src', 'browser'), join(root, 'dist', 'browser')]);
 const newest = (dir) =>
   readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
     const path = join(dir, entry.name);
+    if (helper.has(path)) return latest;
     return Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
   }, 0);
+
+const run = (script, args) => {
+  const build = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+};
 
 const entry = join(root, 'dist', 'main.js');
 if (!existsSync(entry) || newest(join(root, 'src')) > newest(join(root, 'dist'))) {
@@ -21,9 +29,7 @@ if (!existsSync(entry) || newest(join(root, 'src')) > newest(join(root, 'dist'))
     );
     process.exit(1);
   }
-  const build = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
-    stdio: 'inherit',
-  });
-  if (build.status !== 0) process.exit(build.status ?? 1);
+  run(tsc, ['-p', join(root, 'tsconfig.build.json')]);
 }
+run(join(root, 'scripts', 'buildClient.mjs'), ['--if-stale']);
 await import(entry);

@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { findLeaks } from './support/leaks.js';
 
@@ -11,10 +13,20 @@ declare module 'vitest' {
 }
 
 /**
+ * The suites serve and load the built browser helper (`dist/browser/`), so it is built first when a
+ * source is newer than it.
+ *
  * Every suite's logs and every secret the suites used land in one folder; when the whole run is
  * over, no log line may contain any of those secrets in any encoding (plain, base64, URL-encoded).
  */
 export default function setup(project: TestProject) {
+  execFileSync(
+    process.execPath,
+    [fileURLToPath(new URL('../scripts/buildClient.mjs', import.meta.url)), '--if-stale'],
+    {
+      stdio: 'inherit',
+    },
+  );
   const dir = mkdtempSync(join(tmpdir(), 'token-broker-leaks-'));
   project.provide('leakDir', dir);
   return () => {

@@ -55,6 +55,8 @@ export interface AppDeps {
 }
 
 export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
+/** The browser helper built by `scripts/buildClient.mjs`; the same folder from `src/http/` and `dist/http/`. */
+export const clientDir = fileURLToPath(new URL('../../dist/browser/', import.meta.url));
 
 /** Builds the broker's Express app. No side effects: nothing listens, nothing starts. */
 export function createApp(deps: AppDeps): Express {
@@ -126,7 +128,7 @@ export function createApp(deps: AppDeps): Express {
       forwardTo(proxy),
     );
   }
-  app.use(staticRoutes({ publicDir, demo: deps.demo ?? false }));
+  app.use(staticRoutes({ publicDir, clientDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);
   app.use(errorHandler(logger));

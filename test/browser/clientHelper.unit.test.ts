@@ -4,7 +4,7 @@ import {
   type BrokerClientEvent,
   type BrokerClientOptions,
   createBrokerClient,
-} from '../../public/client.js';
+} from '../../src/browser/client.js';
 import { createManualClock } from '../../src/clock.js';
 
 interface Call {

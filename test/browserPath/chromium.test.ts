@@ -21,7 +21,7 @@ declare global {
   interface Window {
     ready?: boolean;
     events: PageEvent[];
-    client: import('../../public/client.js').BrokerClient;
+    client: import('../../src/browser/client.js').BrokerClient;
   }
 }
 

@@ -14,7 +14,8 @@ import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvide
 
 /**
  * No Docker engine runs here, so this replays the runtime stage of the Dockerfile in a temporary
- * directory: the production install from the lock file, the compiled `dist/`, `public/` and `bin/`, then
+ * directory: the production install from the lock file, the compiled `dist/` (with the browser helper in
+ * `dist/browser/`), `public/` and `bin/`, then
  * `node dist/main.js` with a production configuration against a real authorization server.
  */
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -107,6 +108,12 @@ describe('the Docker image steps, replayed in a temporary directory', () => {
       root,
     );
     expect(build.code, build.output).toBe(0);
+    const helper = await run(
+      process.execPath,
+      ['scripts/buildClient.mjs', '--outdir', join(dir, 'dist', 'browser')],
+      root,
+    );
+    expect(helper.code, helper.output).toBe(0);
     cpSync(join(root, 'public'), join(dir, 'public'), { recursive: true });
     cpSync(join(root, 'bin'), join(dir, 'bin'), { recursive: true });
 
@@ -220,6 +227,16 @@ describe('the Docker image steps, replayed in a temporary directory', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: 'ready', upstream: { token: 'held' } });
     expect(auth.tokenRequests()).toBe(1);
+  });
+
+  it('when a page loads the browser helper, then the image serves the built module and its declarations', async () => {
+    const helper = await fetch(`${url}/client.js`);
+    expect(helper.status).toBe(200);
+    expect(helper.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await helper.text()).toMatch(/export\s*\{[^}]*\bcreateBrokerClient\b/);
+    const types = await fetch(`${url}/client.d.ts`);
+    expect(types.status).toBe(200);
+    expect(await types.text()).toContain('export declare function createBrokerClient(');
   });
 
   it('when a backend claims a token, then it verifies against the published JWKS', async () => {

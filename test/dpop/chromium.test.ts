@@ -10,7 +10,7 @@ import { ath, type DpopBroker, makeProof, proofKey, startDpopBroker } from './su
 declare global {
   interface Window {
     ready?: boolean;
-    client: import('../../public/client.js').BrokerClient;
+    client: import('../../src/browser/client.js').BrokerClient;
   }
 }
 

@@ -8,7 +8,7 @@ import {
   jwtVerify,
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BrokerClientEvent, createBrokerClient, createDpopSigner } from '../../public/client.js';
+import { type BrokerClientEvent, createBrokerClient, createDpopSigner } from '../../src/browser/client.js';
 import { registerSecret } from '../support/logs.js';
 import { appOrigin, ath, type DpopBroker, startDpopBroker } from './support.js';
 

@@ -313,7 +313,7 @@ describe('an API that refuses every token (401 storm)', () => {
     gate = undefined;
     for (const answer of answers) {
       // The API's own refusal, not the broker's problem+json: the browser helper must not renew its
-      // client token for it (public/client.js renews only on the broker's codes).
+      // client token for it (the browser helper renews only on the broker's codes).
       expect(answer).toEqual({
         status: 401,
         contentType: 'application/json',

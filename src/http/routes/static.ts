@@ -1,31 +1,50 @@
 import { join } from 'node:path';
 import { Router } from 'express';
 
+/** By file name ending; `send` would guess `.d.ts` to be `video/mp2t` (an MPEG transport stream). */
+const contentTypes: ReadonlyArray<readonly [string, string]> = [
+  ['.d.ts', 'text/plain; charset=utf-8'],
+  ['.js', 'text/javascript; charset=utf-8'],
+  ['.html', 'text/html; charset=utf-8'],
+  ['.css', 'text/css; charset=utf-8'],
+  ['.svg', 'image/svg+xml'],
+];
+
 /**
- * The browser helper (`/client.js`, typed by `/client.d.ts`) is served always and to any origin: pages
- * on other origins import it as a module script, which is a CORS request. The demo page is served only
- * with the dev upstream.
+ * The browser helper (`/client.js`, typed by `/client.d.ts`, both built from `src/browser/` into
+ * `clientDir`) is served always and to any origin: pages on other origins import it as a module
+ * script, which is a CORS request. The demo page from `publicDir` is served only with the dev upstream.
  */
-export function staticRoutes({ publicDir, demo }: { publicDir: string; demo: boolean }): Router {
+export function staticRoutes({
+  publicDir,
+  clientDir,
+  demo,
+}: {
+  publicDir: string;
+  clientDir: string;
+  demo: boolean;
+}): Router {
   const router = Router();
-  const files: Record<string, string> = { '/client.js': 'client.js', '/client.d.ts': 'client.d.ts' };
+  const files: Record<string, string> = {
+    '/client.js': join(clientDir, 'client.js'),
+    '/client.d.ts': join(clientDir, 'client.d.ts'),
+  };
   if (demo) {
-    Object.assign(files, {
-      '/': 'index.html',
-      '/demo.js': 'demo.js',
-      '/demo.css': 'demo.css',
-      '/favicon.svg': 'favicon.svg',
-    });
+    for (const file of ['index.html', 'demo.js', 'demo.css', 'favicon.svg']) {
+      files[file === 'index.html' ? '/' : `/${file}`] = join(publicDir, file);
+    }
   }
-  for (const [route, file] of Object.entries(files)) {
+  for (const [route, path] of Object.entries(files)) {
+    const type = contentTypes.find(([ending]) => path.endsWith(ending))?.[1];
     router.get(route, (_req, res, next) => {
       res.setHeader('Access-Control-Allow-Origin', '*');
       res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
       res.setHeader('Cache-Control', 'no-cache');
+      if (type) res.setHeader('Content-Type', type);
       // The demo page's proxy calls are same-origin GETs, which carry no `Origin` (Fetch standard), so the
       // proxy reads the page's origin from `Referer`; helmet's default `no-referrer` would remove it.
-      if (file === 'index.html') res.setHeader('Referrer-Policy', 'same-origin');
-      res.sendFile(join(publicDir, file), { dotfiles: 'deny' }, (error) => {
+      if (route === '/') res.setHeader('Referrer-Policy', 'same-origin');
+      res.sendFile(path, { dotfiles: 'deny' }, (error) => {
         if (error) next(error);
       });
     });

@@ -1,29 +1,4 @@
-/** Codes the broker puts in its RFC 9457 problem answers (DESIGN.md, "Error codes"). */
-export type BrokerErrorCode =
-  | 'invalid_request'
-  | 'origin_required'
-  | 'origin_not_allowed'
-  | 'invalid_api_key'
-  | 'invalid_client_token'
-  | 'origin_mismatch'
-  | 'ip_mismatch'
-  | 'token_revoked'
-  | 'invalid_dpop_proof'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'payload_too_large'
-  | 'unsupported_media_type'
-  | 'rate_limited'
-  | 'upstream_rejected'
-  | 'upstream_unavailable'
-  | 'upstream_timeout'
-  | 'internal_error';
-
-/**
- * Codes of this helper's own: `network_error` (the broker could not be reached), `invalid_response`
- * (a 2xx answer without a token and a lifetime), `http_error` (an error that is not problem+json).
- */
-export type ClientErrorCode = 'network_error' | 'invalid_response' | 'http_error';
+import type { BrokerClientError } from './errors.js';
 
 /** Proxy refusals after which `fetch` drops the token and retries once with a new one. */
 export type RenewableCode = 'invalid_client_token' | 'ip_mismatch' | 'token_revoked';
@@ -63,6 +38,9 @@ export type BrokerClientEvent =
   /** A background renewal failed; the next call tries again. */
   | { readonly type: 'error'; readonly error: BrokerClientError };
 
+/** The `fetch` the client sends its requests with. */
+export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
+
 export interface BrokerClientOptions {
   /** Where the broker is, e.g. `https://broker.example.com`; `''` (default) means this page's origin. */
   baseUrl?: string;
@@ -71,7 +49,7 @@ export interface BrokerClientOptions {
   /** Default `/api/proxy`. */
   proxyPath?: string;
   /** Default `globalThis.fetch`. */
-  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  fetch?: FetchFunction;
   /** Milliseconds since the epoch. Default `Date.now`. */
   now?: () => number;
   /**
@@ -132,29 +110,3 @@ export interface BrokerClient {
   /** The token in memory, or undefined. */
   tokenInfo(): TokenInfo | undefined;
 }
-
-/** A failure of the token endpoint. */
-export class BrokerClientError extends Error {
-  constructor(
-    code: string,
-    options?: { status?: number; detail?: string; retryAfter?: number; message?: string; cause?: unknown },
-  );
-  override readonly name: 'BrokerClientError';
-  /** The broker's problem `code`, or one of this helper's {@link ClientErrorCode}s. */
-  readonly code: BrokerErrorCode | ClientErrorCode | (string & {});
-  /** HTTP status of the answer; 0 when the broker could not be reached. */
-  readonly status: number;
-  /** The problem's `detail`, safe to show. */
-  readonly detail: string | undefined;
-  /** Seconds the broker asked to wait (`Retry-After`), when it said so. */
-  readonly retryAfter: number | undefined;
-}
-
-/** 20 % of the lifetime, at least 1 s and at most 30 s. */
-export function defaultRefreshMargin(expiresIn: number): number;
-
-/** A DPoP signer with its own key pair, made on first use and kept in memory only. */
-export function createDpopSigner(options?: { now?: () => number; crypto?: Crypto }): DpopSigner;
-
-/** Creates a client for one broker; each client holds its own token in memory. */
-export function createBrokerClient(options?: BrokerClientOptions): BrokerClient;
