@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { type IncomingHttpHeaders, request } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
@@ -7,12 +6,14 @@ import {
   type ApiServer,
   closedPort,
   downloadHashed,
-  patternChunk,
+  patternChunks,
   type RecordedRequest,
+  sha256Of,
   startEchoApi,
   startSlowApi,
   startStreamingApi,
   startTokenCheckingApi,
+  uploadPattern,
 } from '../support/apiServers.js';
 import { type BrokerOptions, type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
@@ -122,17 +123,6 @@ function expectProblem(answer: RawAnswer, status: number, code: string): void {
   if (code === 'invalid_client_token' || code === 'token_revoked') {
     expect(answer.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
   }
-}
-
-function sha256(chunks: Iterable<Buffer>): string {
-  const hash = createHash('sha256');
-  for (const chunk of chunks) hash.update(chunk);
-  return hash.digest('hex');
-}
-
-function* patternChunks(totalBytes: number, chunkBytes: number): Generator<Buffer> {
-  for (let offset = 0; offset < totalBytes; offset += chunkBytes)
-    yield patternChunk(offset, Math.min(chunkBytes, totalBytes - offset));
 }
 
 describe('client token verification on /api/proxy', () => {
@@ -424,58 +414,33 @@ describe('401 from the API', () => {
 
 describe('streaming through the app', () => {
   const total = 16 * MiB;
-  const expectedSha = sha256(patternChunks(total, MiB));
+  const expectedSha = sha256Of(patternChunks(total, MiB));
 
   it('when a 16 MiB body is uploaded, then the API gets its first chunk before the browser sent the rest', async () => {
     const api = await use(startEchoApi());
     const broker = await brokerWith({ UPSTREAM_API_URL: api.origin });
     const token = await browserToken(broker);
     const { hostname, port } = new URL(broker.url);
-    const answer = await new Promise<RawAnswer>((resolve, reject) => {
-      const req = request({
+    // A broker that buffered the body (a body parser, a verification step reading it) would never let
+    // the first chunk reach the API before the rest was sent.
+    const answer = await uploadPattern(
+      {
         host: hostname,
         port,
         path: '/api/proxy/upload',
         method: 'PUT',
-        agent: false,
         headers: {
           authorization: `Bearer ${token}`,
           origin: appOrigin,
           'x-forwarded-for': browserIp,
           'content-length': String(total),
         },
-      });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks);
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body,
-            text: () => body.toString(),
-            json: () => JSON.parse(body.toString()) as Record<string, unknown>,
-            ms: 0,
-          });
-        });
-      });
-      const send = async () => {
-        const chunks = patternChunks(total, MiB);
-        req.write(chunks.next().value);
-        // A broker that buffered the body (a body parser, a verification step reading it) would never
-        // let this first chunk reach the API before the rest was sent.
-        await waitFor(() => api.requests[0]?.firstChunkAt !== undefined);
-        for (const chunk of chunks) {
-          if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve));
-        }
-        req.end();
-      };
-      send().catch(reject);
-    });
+      },
+      total,
+      () => waitFor(() => api.requests[0]?.firstChunkAt !== undefined),
+    );
     expect(answer.status).toBe(200);
-    expect(answer.json()).toMatchObject({ bodyBytes: total, bodySha256: expectedSha });
+    expect(JSON.parse(answer.body.toString())).toMatchObject({ bodyBytes: total, bodySha256: expectedSha });
   });
 
   it('when the API sends 16 MiB, then the browser gets the first chunk while the API is still producing', async () => {

@@ -173,6 +173,19 @@ export function patternChunk(offset: number, length: number): Buffer {
   return chunk;
 }
 
+/** The pattern body of `totalBytes`, in chunks of `chunkBytes`. */
+export function* patternChunks(totalBytes: number, chunkBytes: number): Generator<Buffer> {
+  for (let offset = 0; offset < totalBytes; offset += chunkBytes)
+    yield patternChunk(offset, Math.min(chunkBytes, totalBytes - offset));
+}
+
+/** SHA-256 (hex) of the chunks, as the API records `bodySha256`. */
+export function sha256Of(chunks: Iterable<Buffer>): string {
+  const hash = createHash('sha256');
+  for (const chunk of chunks) hash.update(chunk);
+  return hash.digest('hex');
+}
+
 function drainedOrClosed(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
@@ -272,5 +285,37 @@ export function downloadHashed(
       res.on('error', reject);
     });
     req.end();
+  });
+}
+
+/**
+ * Uploads the pattern body of `totalBytes` in 1 MiB chunks with `options` (on its own connection). After
+ * the first chunk it waits for `firstChunkArrived()`: a proxy that buffered the body would never let that
+ * chunk through before the rest was sent. Resolves with the answer once it is complete.
+ */
+export function uploadPattern(
+  options: RequestOptions,
+  totalBytes: number,
+  firstChunkArrived: () => Promise<void>,
+): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...options, agent: false });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    const send = async () => {
+      const chunks = patternChunks(totalBytes, 1024 * 1024);
+      req.write(chunks.next().value);
+      await firstChunkArrived();
+      for (const chunk of chunks) {
+        if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve));
+      }
+      req.end();
+    };
+    send().catch(reject);
   });
 }
