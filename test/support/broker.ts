@@ -3,31 +3,37 @@
  * (loadConfig + createBroker) on a real socket on 127.0.0.1 and answers a handle. A real broker process
  * (`src/main.ts` in a child) is `startBrokerProcess` in ./brokerProcess.ts.
  *
+ *   const broker = await startBroker({ upstream: 'fake', api: 'fixed', env: { CLIENT_TOKEN_TTL: '60' } });
+ *   const answer = await broker.request({ path: '/api/proxy/x', headers: { authorization: `Bearer ${await broker.clientToken()}` } });
+ *
  * What it starts (options):
  * - `upstream`: the token endpoint.
  *   - left out: a real oidc-provider, started here and closed with the broker (`handle.auth`).
- *   - a `TestAuthServer`: that shared provider; the test closes it (`handle.auth`).
- *   - `'fake'`: a scripted node:http token endpoint for upstream faults (`handle.upstream`), answering
- *     with `issueToken` (a fresh registered token each time) until the test calls `upstream.setBehaviour`; short
- *     timeouts (UPSTREAM_TIMEOUT_MS 400), the `fastPolicy` renewal timings and rate limits off.
+ *   - a `TestAuthServer`: that shared provider, which the test closes (`handle.auth`).
+ *   With either, ALLOWED_ORIGINS defaults to `appOrigin` and `https://*.apps.example.com`, logs to info.
+ *   - `'fake'`: a scripted node:http token endpoint for upstream faults (`handle.upstream`): it hands out
+ *     a fresh registered token per request (`issueToken`) until the test calls `upstream.setBehaviour`.
+ *     ALLOWED_ORIGINS defaults to `appOrigin` and `https://*.example.org`, UPSTREAM_TIMEOUT_MS to 400,
+ *     the renewal timings to `fastPolicy`, rate limits to off, logs to debug.
  * - `api`: the protected API behind `/api/proxy` (sets `UPSTREAM_API_URL`; `handle.api`).
- *   - an `ApiServer`: that one; the test closes it.
- *   - `'verifying'`: accepts only the oidc upstream's JWT access tokens, else 401 (started and closed here).
- *   - `'fixed'`: answers 200 `{"ok":true}` to everything (an echo would hand the upstream token back).
+ *   - an `ApiServer`: that one, which the test closes.
+ *   - `'verifying'`: 200 only with the oidc upstream's JWT access tokens, else 401.
+ *   - `'fixed'`: 200 `{"ok":true}` to everything (an echo would hand the upstream token back).
  * - `env`: settings over the defaults; `envFor(url)`: settings that need the broker's own origin (the
  *   socket listens before the config is made).
- * - `clock`, `demo`, `cachePolicy`: passed to createBroker; `logLevel` of the captured logger.
+ * - `clock`, `demo`, `cachePolicy`: passed to createBroker; `logLevel`: the captured logger's level.
  *
  * What it records (handle):
  * - `answers`: every answer the broker wrote on its own socket (method, url, origin, status, problem
- *   `code`), as seen on the wire even when the browser hides it behind CORS.
+ *   `code`), as seen on the wire even when a browser hides it behind CORS.
  * - `logs`: every log line (also appended to the run's leak-check file).
  * - `issued` (fake upstream): every upstream access token handed out; `upstream.requests`: every token
- *   request; `secrets()`: every secret the broker holds or was given.
+ *   request the fake endpoint saw. `auth.tokenRequests()` (oidc upstream) counts them.
+ * - `secrets()`: every secret the broker holds or was given (API key, client secret, issued tokens).
  * - `api.requests` (when `api` is given): every request the API saw.
  *
- * Helpers on the handle: `request()` sends through a keep-alive undici pool and times the answer;
- * `clientToken(origin)` mints (and registers) a client token through `/api/client-token`.
+ * On the handle: `request()` sends through a keep-alive undici pool and times the answer;
+ * `clientToken(origin = appOrigin)` mints (and registers) a client token through `/api/client-token`.
  *
  * Cleanup: started inside a test, the broker closes itself when the test finishes (`onTestFinished`);
  * started in `beforeAll`, close it in `afterAll(() => broker.close())`. `close()` closes everything the
