@@ -1,7 +1,7 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { type ApiServer, startApiServer } from '../support/apiServers.js';
+import { type ApiServer, startFixedApi } from '../support/apiServers.js';
 import { type Answer, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { expectNoSecrets, registerSecret } from '../support/logs.js';
 
@@ -13,12 +13,7 @@ import { expectNoSecrets, registerSecret } from '../support/logs.js';
 let api: ApiServer;
 const brokers: FakeUpstreamBroker[] = [];
 beforeAll(async () => {
-  api = await startApiServer((_req, res, _record, body) => {
-    void body.then(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
+  api = await startFixedApi();
 });
 afterAll(async () => {
   await Promise.all(brokers.map((broker) => broker.close()));

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { type ApiServer, startApiServer } from '../support/apiServers.js';
+import { type ApiServer, startFixedApi } from '../support/apiServers.js';
 import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
@@ -36,12 +36,7 @@ let api: ApiServer;
 
 beforeAll(async () => {
   auth = await startTestAuthServer();
-  api = await startApiServer((_req, res, _record, body) => {
-    void body.then(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
+  api = await startFixedApi();
 });
 afterAll(async () => {
   await api?.close();

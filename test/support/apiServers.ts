@@ -8,6 +8,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import type { AuthServer } from '../../src/dev/authServer.js';
 
 /** What a fake API saw of one request. */
 export interface RecordedRequest {
@@ -118,6 +120,35 @@ export function startEchoApi(responseHeaders: Record<string, string | string[]> 
       });
       res.writeHead(200, { ...responseHeaders, 'content-type': 'application/json' });
       res.end(payload);
+    });
+  });
+}
+
+/** Answers 200 `{"ok":true}` to everything (an echo would hand the upstream token back). */
+export function startFixedApi(): Promise<ApiServer> {
+  return startApiServer((_req, res, _record, body) => {
+    void body.then(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+  });
+}
+
+/** A protected API: 200 only with a JWT access token of `auth` for its resource, else 401. */
+export function startVerifyingApi(auth: AuthServer): Promise<ApiServer> {
+  const keys = createRemoteJWKSet(new URL(auth.jwksUri));
+  return startApiServer((req, res, _record, body) => {
+    void body.then(async () => {
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      try {
+        await jwtVerify(token, keys, { issuer: auth.issuer, audience: auth.resource, typ: 'at+jwt' });
+      } catch {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end('{"error":"invalid_token"}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ hello: 'from the API', headers: Object.keys(req.headers) }));
     });
   });
 }

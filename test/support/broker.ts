@@ -42,14 +42,13 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { Pool } from 'undici';
 import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
-import { type ApiServer, startApiServer } from './apiServers.js';
+import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
 import { type FakeTokenServer, issueToken, startFakeTokenServer } from './oauthServers.js';
 import { startTestAuthServer, type TestAuthServer } from './oidcProvider.js';
@@ -289,33 +288,9 @@ async function start(
   return { ...handle, ...parts, ...(api ? { api } : {}) };
 }
 
-async function startApi(
-  option: BrokerOptions['api'],
-  auth: TestAuthServer | undefined,
-): Promise<ApiServer | undefined> {
-  if (option === undefined || typeof option === 'object') return option;
-  if (option === 'fixed') {
-    return startApiServer((_req, res, _record, body) => {
-      void body.then(() => {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"ok":true}');
-      });
-    });
-  }
+function startApi(option: ApiOption, auth: TestAuthServer | undefined): Promise<ApiServer | undefined> {
+  if (option === undefined || typeof option === 'object') return Promise.resolve(option);
+  if (option === 'fixed') return startFixedApi();
   if (!auth) throw new Error("api: 'verifying' needs an oidc upstream");
-  const keys = createRemoteJWKSet(new URL(auth.jwksUri));
-  return startApiServer((req, res, _record, body) => {
-    void body.then(async () => {
-      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-      try {
-        await jwtVerify(token, keys, { issuer: auth.issuer, audience: auth.resource, typ: 'at+jwt' });
-      } catch {
-        res.writeHead(401, { 'content-type': 'application/json' });
-        res.end('{"error":"invalid_token"}');
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ hello: 'from the API', headers: Object.keys(req.headers) }));
-    });
-  });
+  return startVerifyingApi(auth);
 }
