@@ -2,8 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientDir, publicDir } from '../../src/http/app.js';
-import { type ListeningBroker, startListeningBroker } from '../browserPath/harness.js';
-import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 
 /** The route of each file the broker serves, and the content type it must carry. */
 const served = [
@@ -16,17 +15,14 @@ const served = [
 ];
 
 describe('the files the broker serves (demo page on)', () => {
-  let auth: TestAuthServer;
-  let broker: ListeningBroker;
+  let broker: OidcBroker;
 
   beforeAll(async () => {
-    auth = await startTestAuthServer();
-    broker = await startListeningBroker({ auth, demo: true });
+    broker = await startBroker({ demo: true });
   });
 
   afterAll(async () => {
     await broker?.close();
-    await auth?.close();
   });
 
   it.each(served)(

@@ -4,10 +4,12 @@ import { decodeJwt } from 'jose';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoApi, startDemoApi } from '../../src/dev/demoApi.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import { call, type ListeningBroker, startListeningBroker, waitFor } from './harness.js';
+import { call } from '../support/rawCall.js';
+import { waitFor } from '../support/waiting.js';
 
 /** What the origin pages record of the helper's events (tokens included, to count distinct ones). */
 interface PageEvent {
@@ -72,8 +74,8 @@ let pageA: OriginServer;
 let pageB: OriginServer;
 /** Allowed too: another web app of the same deployment. */
 let pageC: OriginServer;
-let broker: ListeningBroker;
-let shortLived: ListeningBroker;
+let broker: OidcBroker;
+let shortLived: OidcBroker;
 let context: BrowserContext;
 let browser: LaunchedChromium;
 
@@ -83,15 +85,17 @@ beforeAll(async () => {
   demoApi = await startDemoApi({ issuer: auth.issuer, jwksUri: auth.jwksUri, audience: auth.resource });
   [pageA, pageB, pageC] = await Promise.all([startOriginServer(), startOriginServer(), startOriginServer()]);
   const env = { UPSTREAM_API_URL: demoApi.url };
-  broker = await startListeningBroker({
-    auth,
+  broker = await startBroker({
+    upstream: auth,
+    logLevel: 'debug',
     demo: true,
     env,
     // The demo page is served by the broker itself, so its own origin is allowed as in dev mode.
     envFor: (url) => ({ ALLOWED_ORIGINS: `${pageA.origin},${pageC.origin},${url}` }),
   });
-  shortLived = await startListeningBroker({
-    auth,
+  shortLived = await startBroker({
+    upstream: auth,
+    logLevel: 'debug',
     env: { ...env, ALLOWED_ORIGINS: pageA.origin, CLIENT_TOKEN_TTL: '3' },
   });
   browser = await launching;
@@ -106,14 +110,14 @@ afterAll(async () => {
 });
 
 /** A fresh tab on `origin`'s page, with the helper loaded from `target` and ready. */
-async function openPage(origin: string, target: ListeningBroker = broker): Promise<Page> {
+async function openPage(origin: string, target: OidcBroker = broker): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${origin}/?broker=${encodeURIComponent(target.url)}`);
   await page.waitForFunction(() => window.ready === true);
   return page;
 }
 
-const answersFrom = (target: ListeningBroker, origin: string) =>
+const answersFrom = (target: OidcBroker, origin: string) =>
   target.answers.filter((answer) => answer.origin === origin);
 
 describe('the browser helper in Chromium', () => {

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { type IncomingHttpHeaders, request } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
@@ -7,24 +6,21 @@ import {
   type ApiServer,
   closedPort,
   downloadHashed,
-  patternChunk,
+  patternChunks,
   type RecordedRequest,
+  sha256Of,
   startEchoApi,
   startSlowApi,
   startStreamingApi,
   startTokenCheckingApi,
+  uploadPattern,
 } from '../support/apiServers.js';
+import { type BrokerOptions, type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import {
-  type Answer,
-  call,
-  type ListeningBroker,
-  type StartBrokerOptions,
-  signingKeySet,
-  startListeningBroker,
-  waitFor,
-} from './harness.js';
+import { call, type RawAnswer } from '../support/rawCall.js';
+import { signingKeySet } from '../support/signingKeys.js';
+import { waitFor } from '../support/waiting.js';
 
 const appOrigin = 'https://app.example.com';
 const siblingOrigin = 'https://other.example.com';
@@ -50,11 +46,12 @@ async function use<T extends { close(): Promise<void> }>(started: Promise<T>): P
   return server;
 }
 
-function startBroker(env: Record<string, string>, options: Partial<StartBrokerOptions> = {}) {
+function brokerWith(env: Record<string, string>, options: Pick<BrokerOptions, 'clock'> = {}) {
   return use(
-    startListeningBroker({
-      auth,
+    startBroker({
+      upstream: auth,
       ...options,
+      logLevel: 'debug',
       env: { ALLOWED_ORIGINS: `${appOrigin},${siblingOrigin}`, TRUST_PROXY: 'loopback', ...env },
     }),
   );
@@ -62,7 +59,7 @@ function startBroker(env: Record<string, string>, options: Partial<StartBrokerOp
 
 /** `POST /api/client-token` as a browser page on `origin` behind a proxy that saw `ip`. */
 async function browserToken(
-  broker: ListeningBroker,
+  broker: OidcBroker,
   { origin = appOrigin, ip = browserIp }: { origin?: string; ip?: string } = {},
 ): Promise<string> {
   const answer = await call(broker.url, '/api/client-token', {
@@ -74,7 +71,7 @@ async function browserToken(
 }
 
 /** `POST /api/auth/claim` with the broker's API key. */
-async function claimToken(broker: ListeningBroker, fields: { origin: string; ip?: string }): Promise<string> {
+async function claimToken(broker: OidcBroker, fields: { origin: string; ip?: string }): Promise<string> {
   const answer = await call(broker.url, '/api/auth/claim', {
     method: 'POST',
     headers: { authorization: `Bearer ${broker.apiKey}`, 'content-type': 'application/json' },
@@ -96,7 +93,7 @@ interface ProxyCall {
 }
 
 /** A call through `/api/proxy` as the browser makes it: token, `Origin`, and the proxy-written address. */
-function proxyCall(broker: ListeningBroker, path: string, options: ProxyCall = {}): Promise<Answer> {
+function proxyCall(broker: OidcBroker, path: string, options: ProxyCall = {}): Promise<RawAnswer> {
   const { token, via = 'authorization', origin = appOrigin, ip = browserIp } = options;
   const headers: Record<string, string> = { 'x-forwarded-for': ip, ...options.headers };
   if (origin) headers.origin = origin;
@@ -119,7 +116,7 @@ function tamper(token: string, changes: Record<string, unknown>): string {
   return registerSecret('tampered client token', `${header}.${payload}.${signature}`);
 }
 
-function expectProblem(answer: Answer, status: number, code: string): void {
+function expectProblem(answer: RawAnswer, status: number, code: string): void {
   expect(answer.status).toBe(status);
   expect(answer.headers['content-type']).toMatch(/^application\/problem\+json/);
   expect(answer.json()).toMatchObject({ status, code });
@@ -128,29 +125,18 @@ function expectProblem(answer: Answer, status: number, code: string): void {
   }
 }
 
-function sha256(chunks: Iterable<Buffer>): string {
-  const hash = createHash('sha256');
-  for (const chunk of chunks) hash.update(chunk);
-  return hash.digest('hex');
-}
-
-function* patternChunks(totalBytes: number, chunkBytes: number): Generator<Buffer> {
-  for (let offset = 0; offset < totalBytes; offset += chunkBytes)
-    yield patternChunk(offset, Math.min(chunkBytes, totalBytes - offset));
-}
-
 describe('client token verification on /api/proxy', () => {
   const clock = createManualClock(Date.now());
   const ttl = 60;
   const tolerance = 5;
   let keys: string;
   let api: ApiServer;
-  let broker: ListeningBroker;
+  let broker: OidcBroker;
 
   beforeAll(async () => {
     keys = await signingKeySet('key-1');
     api = await use(startEchoApi());
-    broker = await startBroker(
+    broker = await brokerWith(
       {
         UPSTREAM_API_URL: `${api.origin}/v1/`,
         SIGNING_KEYS: keys,
@@ -168,7 +154,7 @@ describe('client token verification on /api/proxy', () => {
 
   /** Mints with a differently configured broker; its env overrides this suite's. */
   async function tokenFromOtherBroker(env: Record<string, string>): Promise<string> {
-    const other = await startBroker({ UPSTREAM_API_URL: `${api.origin}/v1/`, ...env });
+    const other = await brokerWith({ UPSTREAM_API_URL: `${api.origin}/v1/`, ...env });
     return claimToken(other, { origin: appOrigin, ip: browserIp });
   }
 
@@ -328,7 +314,7 @@ describe('IP binding modes', () => {
     api = await use(startEchoApi());
   });
   const brokerIn = (mode: string) =>
-    startBroker({ UPSTREAM_API_URL: api.origin, CLIENT_TOKEN_BIND_IP: mode, CLIENT_TOKEN_IPV6_PREFIX: '64' });
+    brokerWith({ UPSTREAM_API_URL: api.origin, CLIENT_TOKEN_BIND_IP: mode, CLIENT_TOKEN_IPV6_PREFIX: '64' });
 
   it('when the mode is prefix, then a caller in the same /24 is accepted and one in another /24 refused', async () => {
     const broker = await brokerIn('prefix');
@@ -386,7 +372,7 @@ describe('401 from the API', () => {
 
   it('when the API refuses the token, then the broker renews it at the authorization server once and retries once', async () => {
     const { api, tokens } = await apiRefusingFirstToken();
-    const broker = await startBroker({ UPSTREAM_API_URL: api.origin });
+    const broker = await brokerWith({ UPSTREAM_API_URL: api.origin });
     const token = await browserToken(broker);
     const before = auth.tokenRequests();
     const body = JSON.stringify({ order: 42 });
@@ -413,7 +399,7 @@ describe('401 from the API', () => {
     let api: ApiServer | undefined;
     const refusing = await apiRefusingFirstToken(() => waitFor(() => (api?.requests.length ?? 0) >= burst));
     api = refusing.api;
-    const broker = await startBroker({ UPSTREAM_API_URL: api.origin });
+    const broker = await brokerWith({ UPSTREAM_API_URL: api.origin });
     const token = await browserToken(broker);
     const before = auth.tokenRequests();
     const answers = await Promise.all(
@@ -428,58 +414,33 @@ describe('401 from the API', () => {
 
 describe('streaming through the app', () => {
   const total = 16 * MiB;
-  const expectedSha = sha256(patternChunks(total, MiB));
+  const expectedSha = sha256Of(patternChunks(total, MiB));
 
   it('when a 16 MiB body is uploaded, then the API gets its first chunk before the browser sent the rest', async () => {
     const api = await use(startEchoApi());
-    const broker = await startBroker({ UPSTREAM_API_URL: api.origin });
+    const broker = await brokerWith({ UPSTREAM_API_URL: api.origin });
     const token = await browserToken(broker);
     const { hostname, port } = new URL(broker.url);
-    const answer = await new Promise<Answer>((resolve, reject) => {
-      const req = request({
+    // A broker that buffered the body (a body parser, a verification step reading it) would never let
+    // the first chunk reach the API before the rest was sent.
+    const answer = await uploadPattern(
+      {
         host: hostname,
         port,
         path: '/api/proxy/upload',
         method: 'PUT',
-        agent: false,
         headers: {
           authorization: `Bearer ${token}`,
           origin: appOrigin,
           'x-forwarded-for': browserIp,
           'content-length': String(total),
         },
-      });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks);
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body,
-            text: () => body.toString(),
-            json: () => JSON.parse(body.toString()) as Record<string, unknown>,
-            ms: 0,
-          });
-        });
-      });
-      const send = async () => {
-        const chunks = patternChunks(total, MiB);
-        req.write(chunks.next().value);
-        // A broker that buffered the body (a body parser, a verification step reading it) would never
-        // let this first chunk reach the API before the rest was sent.
-        await waitFor(() => api.requests[0]?.firstChunkAt !== undefined);
-        for (const chunk of chunks) {
-          if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve));
-        }
-        req.end();
-      };
-      send().catch(reject);
-    });
+      },
+      total,
+      () => waitFor(() => api.requests[0]?.firstChunkAt !== undefined),
+    );
     expect(answer.status).toBe(200);
-    expect(answer.json()).toMatchObject({ bodyBytes: total, bodySha256: expectedSha });
+    expect(JSON.parse(answer.body.toString())).toMatchObject({ bodyBytes: total, bodySha256: expectedSha });
   });
 
   it('when the API sends 16 MiB, then the browser gets the first chunk while the API is still producing', async () => {
@@ -490,7 +451,7 @@ describe('streaming through the app', () => {
     const api = await use(
       startStreamingApi({ totalBytes: total, chunkBytes: 64 * 1024, afterFirstChunk: () => firstSeen }),
     );
-    const broker = await startBroker({ UPSTREAM_API_URL: api.origin });
+    const broker = await brokerWith({ UPSTREAM_API_URL: api.origin });
     const token = await browserToken(broker);
     const { hostname, port } = new URL(broker.url);
     let producedWhenFirstSeen = -1;
@@ -514,7 +475,7 @@ describe('streaming through the app', () => {
 
 describe('what reaches the API and what comes back', () => {
   let api: ApiServer;
-  let broker: ListeningBroker;
+  let broker: OidcBroker;
   let token: string;
 
   beforeAll(async () => {
@@ -529,7 +490,7 @@ describe('what reaches the API and what comes back', () => {
         'x-api-header': 'kept',
       }),
     );
-    broker = await startBroker({ UPSTREAM_API_URL: `${api.origin}/v1/` });
+    broker = await brokerWith({ UPSTREAM_API_URL: `${api.origin}/v1/` });
     token = await browserToken(broker);
   });
 
@@ -631,7 +592,7 @@ describe('what reaches the API and what comes back', () => {
 describe('API failures', () => {
   it('when the API answers slower than UPSTREAM_TIMEOUT_MS, then 504 upstream_timeout comes quickly', async () => {
     const api = await use(startSlowApi(10_000));
-    const broker = await startBroker({ UPSTREAM_API_URL: api.origin, UPSTREAM_TIMEOUT_MS: '400' });
+    const broker = await brokerWith({ UPSTREAM_API_URL: api.origin, UPSTREAM_TIMEOUT_MS: '400' });
     const token = await browserToken(broker);
     // Warm the upstream token, so the timing below is the API's alone.
     await broker.broker.cache.get();
@@ -642,7 +603,7 @@ describe('API failures', () => {
   });
 
   it('when nothing listens at the API address, then 503 upstream_unavailable with Retry-After', async () => {
-    const broker = await startBroker({ UPSTREAM_API_URL: `http://127.0.0.1:${await closedPort()}/` });
+    const broker = await brokerWith({ UPSTREAM_API_URL: `http://127.0.0.1:${await closedPort()}/` });
     const token = await browserToken(broker);
     const answer = await proxyCall(broker, '/anything', { token });
     expectProblem(answer, 503, 'upstream_unavailable');
@@ -652,11 +613,11 @@ describe('API failures', () => {
 
 describe('introspection and revocation', () => {
   const clock = createManualClock(Date.now());
-  let broker: ListeningBroker;
+  let broker: OidcBroker;
 
   beforeAll(async () => {
     const api = await use(startEchoApi());
-    broker = await startBroker({ UPSTREAM_API_URL: api.origin, CLIENT_TOKEN_TTL: '60' }, { clock });
+    broker = await brokerWith({ UPSTREAM_API_URL: api.origin, CLIENT_TOKEN_TTL: '60' }, { clock });
   });
 
   beforeEach(() => clock.set(Date.now()));
@@ -705,7 +666,7 @@ describe('introspection and revocation', () => {
   });
 
   it('when an unknown, garbage or already revoked token is revoked, then RFC 7009 200 all the same', async () => {
-    const other = await startBroker({ UPSTREAM_API_URL: 'http://127.0.0.1:9/' });
+    const other = await brokerWith({ UPSTREAM_API_URL: 'http://127.0.0.1:9/' });
     const foreign = await claimToken(other, { origin: appOrigin });
     for (const token of [foreign, 'garbage']) expect((await backend('revoke', token)).status).toBe(200);
     const token = await browserToken(broker);

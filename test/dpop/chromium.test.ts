@@ -3,9 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ApiBroker, startBroker } from '../support/broker.js';
 import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
+import { ath, dpopEnv, makeProof, proofKey } from '../support/dpopProofs.js';
 import { registerSecret } from '../support/logs.js';
-import { ath, type DpopBroker, makeProof, proofKey, startDpopBroker } from './support.js';
 
 declare global {
   interface Window {
@@ -32,7 +33,7 @@ interface SeenRequest {
 
 let pageServer: Server;
 let pageOrigin: string;
-let broker: DpopBroker;
+let broker: ApiBroker;
 let context: BrowserContext;
 let browser: LaunchedChromium;
 
@@ -44,7 +45,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
   pageOrigin = `http://127.0.0.1:${(pageServer.address() as AddressInfo).port}`;
-  broker = await startDpopBroker({ ALLOWED_ORIGINS: pageOrigin });
+  broker = await startBroker({ api: 'verifying', env: { ...dpopEnv, ALLOWED_ORIGINS: pageOrigin } });
   browser = await launching;
   context = browser.context;
 });

@@ -9,12 +9,13 @@ import {
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerClientEvent, createBrokerClient, createDpopSigner } from '../../src/browser/client.js';
+import { type ApiBroker, appOrigin, startBroker } from '../support/broker.js';
+import { ath, dpopEnv } from '../support/dpopProofs.js';
 import { registerSecret } from '../support/logs.js';
-import { appOrigin, ath, type DpopBroker, startDpopBroker } from './support.js';
 
-let broker: DpopBroker;
+let broker: ApiBroker;
 beforeAll(async () => {
-  broker = await startDpopBroker();
+  broker = await startBroker({ api: 'verifying', env: dpopEnv });
 });
 afterAll(async () => {
   await broker?.close();

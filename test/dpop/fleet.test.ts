@@ -2,20 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ApiBroker, appOrigin, startBroker } from '../support/broker.js';
+import { ath, dpopEnv, dpopToken, makeProof, proofKey } from '../support/dpopProofs.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import {
-  appOrigin,
-  ath,
-  type DpopBroker,
-  dpopToken,
-  makeProof,
-  proofKey,
-  startDpopBroker,
-} from './support.js';
 
 let auth: TestAuthServer;
-let replicas: DpopBroker[];
+let replicas: ApiBroker[];
 
 beforeAll(async () => {
   auth = await startTestAuthServer();
@@ -28,7 +21,8 @@ beforeAll(async () => {
     REDIS_KEY_PREFIX: `tb-dpop-${randomBytes(6).toString('hex')}:`,
     CACHE_ENCRYPTION_KEY: registerSecret('dpop fleet cache key', randomBytes(32).toString('base64')),
   };
-  replicas = [await startDpopBroker(env, { auth }), await startDpopBroker(env, { auth })];
+  const options = { api: 'verifying', env: { ...dpopEnv, ...env }, upstream: auth } as const;
+  replicas = [await startBroker(options), await startBroker(options)];
 });
 
 afterAll(async () => {
@@ -37,7 +31,7 @@ afterAll(async () => {
 });
 
 /** A call to `replica` addressed, as behind a load balancer, to the public host every replica shares. */
-function callVia(replica: DpopBroker, publicHost: string, headers: Record<string, string>): Promise<number> {
+function callVia(replica: ApiBroker, publicHost: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
     const outgoing = request(`${replica.url}/api/proxy/hello`, {
       headers: { host: publicHost, origin: appOrigin, ...headers },
@@ -53,7 +47,7 @@ function callVia(replica: DpopBroker, publicHost: string, headers: Record<string
 
 describe('DPoP replay cache shared through Redis', () => {
   it('when a proof accepted by one replica is replayed to another, then the other refuses it', async () => {
-    const [one, two] = replicas as [DpopBroker, DpopBroker];
+    const [one, two] = replicas as [ApiBroker, ApiBroker];
     const key = await proofKey();
     const token = await dpopToken(one, key);
     const publicHost = new URL(one.url).host;

@@ -1,22 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerSecret } from '../support/logs.js';
+import { type ApiBroker, appOrigin, startBroker } from '../support/broker.js';
 import {
-  appOrigin,
   ath,
-  type DpopBroker,
+  dpopEnv,
   dpopToken,
   makeProof,
   type ProofKey,
   proofKey,
-  startDpopBroker,
   unsignedProof,
-} from './support.js';
+} from '../support/dpopProofs.js';
+import { registerSecret } from '../support/logs.js';
 
-let broker: DpopBroker;
+let broker: ApiBroker;
 beforeAll(async () => {
-  broker = await startDpopBroker();
+  broker = await startBroker({ api: 'verifying', env: dpopEnv });
 });
 afterAll(async () => {
   await broker?.close();
@@ -97,21 +96,21 @@ describe('DPoP-bound client tokens at /api/client-token', () => {
   });
 
   it('when binding is none, then a request without a proof gets a Bearer token and one with a proof a DPoP token', async () => {
-    const plain = await startDpopBroker({ CLIENT_TOKEN_BINDING: 'none' }, { auth: broker.auth });
-    try {
-      const bearer = await fetch(`${plain.url}/api/client-token`, {
-        method: 'POST',
-        headers: { origin: appOrigin },
-      });
-      const body = (await bearer.json()) as { token: string; tokenType: string };
-      registerSecret('bearer client token', body.token);
-      expect(body.tokenType).toBe('Bearer');
-      expect(decodeJwt(body.token).cnf).toBeUndefined();
-      const key = await proofKey();
-      expect(decodeJwt(await dpopToken(plain, key)).cnf).toEqual({ jkt: key.jkt });
-    } finally {
-      await plain.close();
-    }
+    const plain = await startBroker({
+      api: 'verifying',
+      env: { ...dpopEnv, CLIENT_TOKEN_BINDING: 'none' },
+      upstream: broker.auth,
+    });
+    const bearer = await fetch(`${plain.url}/api/client-token`, {
+      method: 'POST',
+      headers: { origin: appOrigin },
+    });
+    const body = (await bearer.json()) as { token: string; tokenType: string };
+    registerSecret('bearer client token', body.token);
+    expect(body.tokenType).toBe('Bearer');
+    expect(decodeJwt(body.token).cnf).toBeUndefined();
+    const key = await proofKey();
+    expect(decodeJwt(await dpopToken(plain, key)).cnf).toEqual({ jkt: key.jkt });
   });
 });
 

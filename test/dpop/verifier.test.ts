@@ -3,7 +3,7 @@ import { createManualClock } from '../../src/clock.js';
 import { accessTokenHash, createDpopProofVerifier, type ProofExpectation } from '../../src/dpop/proof.js';
 import { createMemoryReplayCache } from '../../src/dpop/replayCache.js';
 import { BrokerError } from '../../src/errors.js';
-import { ath, makeProof, proofKey } from './support.js';
+import { ath, makeProof, proofKey } from '../support/dpopProofs.js';
 
 const start = Date.UTC(2026, 0, 1, 12);
 const url = 'https://broker.example.com/api/proxy/items';

@@ -14,13 +14,13 @@ import {
   queryString,
   sendAndCheck,
   startFuzzTarget,
-} from './fuzzHarness.js';
+} from './requests.js';
 
 let target: FuzzTarget;
 beforeAll(async () => {
   target = await startFuzzTarget();
 });
-afterAll(() => target.close());
+afterAll(() => target.broker.close());
 
 /** The upstream token may appear only in a 200 from the one route whose job is to hand it out. */
 const upstreamTokenMayHold = (path: string) => (answer: { status: number }) =>

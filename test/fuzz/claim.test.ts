@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appOrigin } from '../support/broker.js';
 import {
-  allowedOrigin,
   assemble,
   bodyAndType,
   credential,
@@ -15,13 +15,13 @@ import {
   queryString,
   sendAndCheck,
   startFuzzTarget,
-} from './fuzzHarness.js';
+} from './requests.js';
 
 let target: FuzzTarget;
 beforeAll(async () => {
   target = await startFuzzTarget();
 });
-afterAll(() => target.close());
+afterAll(() => target.broker.close());
 
 /** Claim fields as a backend sends them, valid or not, for JSON, form and query alike. */
 const claimFields = (secrets: fc.Arbitrary<string>) =>
@@ -34,7 +34,7 @@ const claimFields = (secrets: fc.Arbitrary<string>) =>
         fc.array(fc.string(), { maxLength: 2 }),
       ),
       origin: fc.oneof(
-        fc.constantFrom(allowedOrigin, 'HTTPS://App.Example.com:443/', 'null', 'https://a.example.org/x'),
+        fc.constantFrom(appOrigin, 'HTTPS://App.Example.com:443/', 'null', 'https://a.example.org/x'),
         fc.webUrl(),
         fc.string({ maxLength: 40 }),
       ),

@@ -14,13 +14,13 @@ import {
   queryString,
   sendAndCheck,
   startFuzzTarget,
-} from './fuzzHarness.js';
+} from './requests.js';
 
 let target: FuzzTarget;
 beforeAll(async () => {
   target = await startFuzzTarget();
 });
-afterAll(() => target.close());
+afterAll(() => target.broker.close());
 
 describe('fuzzing /api/client-token', () => {
   it(

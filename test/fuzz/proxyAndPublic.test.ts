@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appOrigin } from '../support/broker.js';
 import {
-  allowedOrigin,
   assemble,
   bodyAndType,
   credential,
@@ -15,13 +15,13 @@ import {
   rawPathSuffix,
   sendAndCheck,
   startFuzzTarget,
-} from './fuzzHarness.js';
+} from './requests.js';
 
 let target: FuzzTarget;
 beforeAll(async () => {
   target = await startFuzzTarget();
 });
-afterAll(() => target.close());
+afterAll(() => target.broker.close());
 
 /** Paths under the proxy prefix, including traversal and encoding tricks aimed at leaving the API base. */
 const proxyPath = fc.oneof(
@@ -46,7 +46,7 @@ describe('fuzzing /api/proxy/*', () => {
       const statuses = new Set<number>();
       // A browser-like request with the valid token half of the time, so the forwarder itself is reached.
       const browser = fc.record({
-        origin: fc.constant(allowedOrigin),
+        origin: fc.constant(appOrigin),
         authorization: fc.constant(`Bearer ${target.clientToken}`),
       });
       await fc.assert(

@@ -1,8 +1,8 @@
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { expectNoSecrets } from '../hardening/brokerHarness.js';
-import { type FuzzTarget, sendAndCheck, startFuzzTarget } from './fuzzHarness.js';
+import { expectNoSecrets } from '../support/logs.js';
+import { type FuzzTarget, sendAndCheck, startFuzzTarget } from './requests.js';
 
 /**
  * Counterexamples the fuzzers and the edge-case suites found, kept as plain tests so they stay fixed
@@ -13,7 +13,7 @@ let target: FuzzTarget;
 beforeAll(async () => {
   target = await startFuzzTarget();
 });
-afterAll(() => target.close());
+afterAll(() => target.broker.close());
 
 describe('regressions found by fuzzing', () => {
   it('when OPTIONS reaches a backend route with a client token (claim fuzzer, shrunk), then Express answers Allow and nothing else', async () => {

@@ -3,15 +3,9 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { type ApiServer, closedPort, patternChunk, startApiServer } from '../support/apiServers.js';
-import { registerSecret } from '../support/logs.js';
-import { startTestBroker, type TestBroker } from '../support/testBroker.js';
-import {
-  type Answer,
-  type BrokerUnderTest,
-  expectNoSecrets,
-  sleep,
-  startBrokerUnderTest,
-} from './brokerHarness.js';
+import { type Answer, type FakeUpstreamBroker, type OidcBroker, startBroker } from '../support/broker.js';
+import { expectNoSecrets } from '../support/logs.js';
+import { sleep } from '../support/waiting.js';
 
 /**
  * Faults of the protected API behind `/api/proxy/*`, against a broker built as main.ts builds it, whose
@@ -30,7 +24,7 @@ let mode: Mode = 'ok';
 /** While set, the API holds its 401s until `size` requests have arrived, so a burst shares one token. */
 let gate: { size: number; arrived: number; release: () => void; released: Promise<void> } | undefined;
 let api: ApiServer;
-let harness: BrokerUnderTest;
+let harness: FakeUpstreamBroker;
 let clientToken: string;
 
 function lineUp(size: number) {
@@ -94,7 +88,7 @@ async function startSwitchableApi(): Promise<ApiServer> {
   });
 }
 
-const proxied = (target: BrokerUnderTest = harness, token = clientToken) =>
+const proxied = (target: FakeUpstreamBroker = harness, token = clientToken) =>
   target.request({ path: '/api/proxy/items/1', headers: { origin, authorization: `Bearer ${token}` } });
 
 /** Sends a request whose answer is expected to be cut: resolves with the error and the time it took. */
@@ -107,13 +101,13 @@ async function cutShort(): Promise<{ error: unknown; ms: number }> {
   return { error, ms: performance.now() - started };
 }
 
-const counts = (target: BrokerUnderTest = harness) => ({
+const counts = (target: FakeUpstreamBroker = harness) => ({
   api: api.requests.length,
   tokenRequests: target.upstream.requests.length,
 });
 
 /** Polls the proxy every 25 ms until it answers 200; returns how long that took. */
-async function recoveryMs(target: BrokerUnderTest = harness, token = clientToken): Promise<number> {
+async function recoveryMs(target: FakeUpstreamBroker = harness, token = clientToken): Promise<number> {
   const started = performance.now();
   for (;;) {
     const answer = await proxied(target, token).catch(() => undefined);
@@ -123,27 +117,22 @@ async function recoveryMs(target: BrokerUnderTest = harness, token = clientToken
   }
 }
 
-async function expectHealthy(target: BrokerUnderTest = harness) {
+async function expectHealthy(target: FakeUpstreamBroker = harness) {
   const health = await target.request({ path: '/healthz' });
   expect(health.status).toBe(200);
 }
 
-function expectClean(answer: Answer, target: BrokerUnderTest = harness, token = clientToken) {
+function expectClean(answer: Answer, target: FakeUpstreamBroker = harness, token = clientToken) {
   expectNoSecrets(`${answer.body} ${JSON.stringify(answer.headers)}`, [...target.secrets(), token]);
-}
-
-async function mintClientToken(target: BrokerUnderTest): Promise<string> {
-  const minted = await target.request({ path: '/api/client-token', headers: { origin } });
-  expect(minted.status).toBe(200);
-  return registerSecret('api faults client token', (JSON.parse(minted.body) as { token: string }).token);
 }
 
 beforeAll(async () => {
   api = await startSwitchableApi();
-  harness = await startBrokerUnderTest({
+  harness = await startBroker({
+    upstream: 'fake',
     env: { UPSTREAM_API_URL: `${api.origin}/v1/`, UPSTREAM_API_TIMEOUT_MS: String(totalTimeoutMs) },
   });
-  clientToken = await mintClientToken(harness);
+  clientToken = await harness.clientToken();
   // Warm the token cache: every fault below starts with one valid upstream token held.
   expect((await proxied()).status).toBe(200);
   expect(harness.upstream.requests).toHaveLength(1);
@@ -245,7 +234,8 @@ describe('connections that break', () => {
 
   it('when nothing listens at the API address, then 503 upstream_unavailable with Retry-After, and a 200 as soon as the API is back', async () => {
     const port = await closedPort();
-    const refused = await startBrokerUnderTest({
+    const refused = await startBroker({
+      upstream: 'fake',
       env: {
         UPSTREAM_API_URL: `http://127.0.0.1:${port}/v1/`,
         UPSTREAM_API_TIMEOUT_MS: String(totalTimeoutMs),
@@ -253,7 +243,7 @@ describe('connections that break', () => {
     });
     const healed = createServer((_req, res) => res.end('{"ok":true}'));
     try {
-      const token = await mintClientToken(refused);
+      const token = await refused.clientToken();
       for (let i = 0; i < 4; i += 1) {
         const answer = await proxied(refused, token);
         expect(answer.status).toBe(503);
@@ -270,7 +260,6 @@ describe('connections that break', () => {
     } finally {
       healed.closeAllConnections();
       await new Promise((resolve) => healed.close(resolve));
-      await refused.close();
     }
   });
 });
@@ -279,14 +268,13 @@ describe('an API that refuses every token (401 storm)', () => {
   // A real oidc-provider as the token endpoint, and an injected clock to step over the renewal cool-down.
   const clock = createManualClock(Date.now());
   let stormApi: ApiServer;
-  let broker: TestBroker;
+  let broker: OidcBroker;
   let token: string;
 
   beforeAll(async () => {
     stormApi = await startSwitchableApi();
-    broker = await startTestBroker({ UPSTREAM_API_URL: `${stormApi.origin}/v1/` }, { clock });
-    const minted = await request(`${broker.url}/api/client-token`, { headers: { origin } });
-    token = registerSecret('401 storm client token', ((await minted.body.json()) as { token: string }).token);
+    broker = await startBroker({ env: { UPSTREAM_API_URL: `${stormApi.origin}/v1/` }, clock });
+    token = await broker.clientToken();
   });
 
   afterAll(async () => {

@@ -1,9 +1,9 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { type ApiServer, startApiServer } from '../support/apiServers.js';
-import { registerSecret } from '../support/logs.js';
-import { type Answer, type BrokerUnderTest, expectNoSecrets, startBrokerUnderTest } from './brokerHarness.js';
+import { type ApiServer, startFixedApi } from '../support/apiServers.js';
+import { type Answer, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
+import { expectNoSecrets, registerSecret } from '../support/logs.js';
 
 /**
  * Origin and IP binding through the real routes. Every request comes from 127.0.0.1; other callers are
@@ -11,14 +11,9 @@ import { type Answer, type BrokerUnderTest, expectNoSecrets, startBrokerUnderTes
  */
 
 let api: ApiServer;
-const brokers: BrokerUnderTest[] = [];
+const brokers: FakeUpstreamBroker[] = [];
 beforeAll(async () => {
-  api = await startApiServer((_req, res, _record, body) => {
-    void body.then(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
+  api = await startFixedApi();
 });
 afterAll(async () => {
   await Promise.all(brokers.map((broker) => broker.close()));
@@ -28,8 +23,9 @@ afterAll(async () => {
 const allowed =
   'https://app.example.com,https://*.example.org,https://bücher.example,https://*.bücher.example';
 
-async function broker(env: Record<string, string> = {}): Promise<BrokerUnderTest> {
-  const started = await startBrokerUnderTest({
+async function broker(env: Record<string, string> = {}): Promise<FakeUpstreamBroker> {
+  const started = await startBroker({
+    upstream: 'fake',
     env: { ALLOWED_ORIGINS: allowed, UPSTREAM_API_URL: api.origin, ...env },
   });
   brokers.push(started);
@@ -46,11 +42,11 @@ function claimsOf(answer: Answer): Record<string, unknown> {
   return decodeJwt(JSON.parse(answer.body).token);
 }
 
-const clientToken = (target: BrokerUnderTest, headers: Record<string, string>) =>
+const clientToken = (target: FakeUpstreamBroker, headers: Record<string, string>) =>
   target.request({ path: '/api/client-token', headers });
 
 describe('origin binding through /api/client-token', () => {
-  let target: BrokerUnderTest;
+  let target: FakeUpstreamBroker;
   beforeAll(async () => {
     target = await broker();
   });
@@ -113,7 +109,7 @@ describe('origin binding through /api/client-token', () => {
 });
 
 describe('origin normalisation through /api/auth/claim', () => {
-  let target: BrokerUnderTest;
+  let target: FakeUpstreamBroker;
   beforeAll(async () => {
     target = await broker();
   });
@@ -244,7 +240,7 @@ describe('IP binding and X-Forwarded-For', () => {
 
 describe('the binding is compared as it was minted, through /api/proxy', () => {
   const origin = 'https://app.example.com';
-  let target: BrokerUnderTest;
+  let target: FakeUpstreamBroker;
   let token: string;
   beforeAll(async () => {
     target = await broker({ TRUST_PROXY: 'loopback' });

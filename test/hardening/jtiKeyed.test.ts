@@ -1,17 +1,15 @@
-import { randomBytes } from 'node:crypto';
-import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config.js';
 import { BrokerError } from '../../src/errors.js';
 import { createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys } from '../../src/signing/keys.js';
 import { createRevocationList, revocationKey } from '../../src/signing/revocations.js';
 import type { KeyValueStore } from '../../src/store/types.js';
 import { type ApiServer, startEchoApi } from '../support/apiServers.js';
+import { type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { signatureSpellings } from '../support/jwtForgery.js';
-import { captureLogs, registerSecret } from '../support/logs.js';
-import { type BrokerUnderTest, expectNoSecrets, startBrokerUnderTest } from './brokerHarness.js';
+import { captureLogs, expectNoSecrets, registerSecret } from '../support/logs.js';
+import { clientTokenConfig as config, privateJwk } from '../support/signingKeys.js';
 
 /**
  * A compact JWS can be spelled in more than one way: the last base64url character of the signature has
@@ -19,27 +17,7 @@ import { type BrokerUnderTest, expectNoSecrets, startBrokerUnderTest } from './b
  * Revocation must therefore be keyed by `jti` (RFC 7519 §4.1.7), never by the token string.
  */
 
-const config: Config['clientToken'] = {
-  ttlSeconds: 900,
-  bindIp: 'exact',
-  ipv4Prefix: 24,
-  ipv6Prefix: 64,
-  issuer: 'urn:token-broker',
-  audience: 'urn:token-broker:proxy',
-  clockToleranceSeconds: 5,
-};
 const origin = 'https://app.example.com';
-
-async function privateJwk(alg: 'EdDSA' | 'ES256' | 'HS256'): Promise<Record<string, unknown>> {
-  if (alg === 'HS256') {
-    const k = registerSecret('jti test HS256 secret', randomBytes(32).toString('base64url'));
-    return { kty: 'oct', k, kid: 'hs' };
-  }
-  const { privateKey } = await generateKeyPair(alg, { extractable: true });
-  const jwk = await exportJWK(privateKey);
-  registerSecret(`jti test ${alg} key`, jwk.d ?? '');
-  return { ...jwk, kid: alg };
-}
 
 /** A store that keeps what it is given, so the test can see under which key a revocation was written. */
 function keptStore(): KeyValueStore & { keys(): string[]; values(): string[] } {
@@ -77,7 +55,7 @@ describe('client tokens: one signature, several spellings', () => {
       const store = keptStore();
       const revocations = createRevocationList({ clock, store, clockToleranceSeconds: 5 });
       const keys = await loadSigningKeys({
-        jwks: { keys: [await privateJwk(alg)] },
+        jwks: { keys: [await privateJwk(alg, alg)] },
         production: true,
         logger,
       });
@@ -108,13 +86,13 @@ describe('client tokens: one signature, several spellings', () => {
 
 describe('through the broker: revoking one spelling revokes the token', () => {
   let api: ApiServer;
-  let harness: BrokerUnderTest;
+  let harness: FakeUpstreamBroker;
   /** Every spelling sent; none may appear in a log line. */
   const sent: string[] = [];
 
   beforeAll(async () => {
     api = await startEchoApi();
-    harness = await startBrokerUnderTest({ env: { UPSTREAM_API_URL: `${api.origin}/` } });
+    harness = await startBroker({ upstream: 'fake', env: { UPSTREAM_API_URL: `${api.origin}/` } });
   });
 
   afterAll(async () => {
@@ -122,11 +100,7 @@ describe('through the broker: revoking one spelling revokes the token', () => {
     await api?.close();
   });
 
-  const mint = async () => {
-    const minted = await harness.request({ path: '/api/client-token', headers: { origin } });
-    expect(minted.status).toBe(200);
-    return registerSecret('jti test minted token', (JSON.parse(minted.body) as { token: string }).token);
-  };
+  const mint = () => harness.clientToken(origin);
   const proxied = (token: string) =>
     harness.request({ path: '/api/proxy/data', headers: { origin, 'x-client-token': token } });
   const backend = (path: string, token: string) =>

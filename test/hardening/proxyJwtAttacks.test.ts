@@ -5,11 +5,11 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type DemoApi, startDemoApi } from '../../src/dev/demoApi.js';
 import { type ApiServer, startEchoApi } from '../support/apiServers.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 import { ed25519, encode, forge, hmac, junkSignature, type RawSigner } from '../support/jwtForgery.js';
 import { encodings } from '../support/leaks.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import { startTestBroker, type TestBroker } from '../support/testBroker.js';
 
 const origin = 'https://app.example.com';
 const kid = 'broker-attack-1';
@@ -18,7 +18,7 @@ const goodHeader = { alg: 'EdDSA', kid, typ: 'client-token+jwt' };
 let auth: TestAuthServer;
 let api: ApiServer;
 let demo: DemoApi;
-let broker: TestBroker;
+let broker: OidcBroker;
 /** The broker's own signing key: tokens it signs carry a valid signature, so each refusal is about one flaw. */
 let ours: RawSigner;
 let ourPublicJwk: JWK;
@@ -140,10 +140,10 @@ beforeAll(async () => {
   auth = await startTestAuthServer();
   api = await startEchoApi();
   demo = await startDemoApi({ issuer: auth.issuer, jwksUri: auth.jwksUri, audience: auth.resource });
-  broker = await startTestBroker(
-    { SIGNING_KEYS: JSON.stringify({ keys: [privateJwk] }), UPSTREAM_API_URL: `${api.origin}/v1/` },
-    { auth },
-  );
+  broker = await startBroker({
+    env: { SIGNING_KEYS: JSON.stringify({ keys: [privateJwk] }), UPSTREAM_API_URL: `${api.origin}/v1/` },
+    upstream: auth,
+  });
   ourPublicJwk = JSON.parse((await send('/.well-known/jwks.json', {})).body).keys[0] as JWK;
 
   const upstream = await send('/api/upstream-token', {

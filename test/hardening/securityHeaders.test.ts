@@ -1,16 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerSecret } from '../support/logs.js';
-import { type Answer, type BrokerUnderTest, startBrokerUnderTest } from './brokerHarness.js';
+import { type Answer, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 
-let target: BrokerUnderTest;
+let target: FakeUpstreamBroker;
 let clientToken: string;
 beforeAll(async () => {
-  target = await startBrokerUnderTest();
-  const answer = await target.request({
-    path: '/api/client-token',
-    headers: { origin: 'https://app.example.com' },
-  });
-  clientToken = registerSecret('client token', JSON.parse(answer.body).token);
+  target = await startBroker({ upstream: 'fake' });
+  clientToken = await target.clientToken();
 });
 afterAll(() => target.close());
 

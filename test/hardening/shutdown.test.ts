@@ -1,20 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../support/freePort.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, reply, startFakeTokenServer } from '../support/oauthServers.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const tsxLoader = join(root, 'node_modules/tsx/dist/loader.mjs');
 const origin = 'https://app.example.com';
 /** How long the token endpoint takes, so `/readyz` is still in flight when SIGTERM arrives. */
 const slowUpstreamMs = 1_200;
+const draining = 'shutting down: draining in-flight requests';
 
 /** What happened to one load-generator request. */
 type Outcome =
@@ -56,28 +51,8 @@ async function generateLoad(pool: Pool, workers: number, maxRequests: number, ou
   await Promise.all(Array.from({ length: workers }, (_, index) => worker(index)));
 }
 
-function waitForLine(child: ChildProcess, pattern: RegExp, output: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onData = () => {
-      if (
-        output
-          .join('')
-          .split('\n')
-          .some((line) => pattern.test(line))
-      ) {
-        child.stdout?.off('data', onData);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`broker exited early (${code}): ${output.join('')}`)));
-  });
-}
-
 let upstream: FakeTokenServer | undefined;
-let child: ChildProcess | undefined;
 afterAll(async () => {
-  if (child && child.exitCode === null) child.kill('SIGKILL');
   await upstream?.close();
 });
 
@@ -90,13 +65,8 @@ describe('graceful shutdown under load', () => {
     upstream = await startFakeTokenServer((_req, res) => {
       setTimeout(() => reply(res, 200, { access_token: accessToken, expires_in: 3600 }), slowUpstreamMs);
     });
-    const port = await freePort();
     const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
-    const env = {
-      PATH: process.env.PATH,
-      NODE_ENV: 'test',
-      HOST: '127.0.0.1',
-      PORT: String(port),
+    const broker = await startBrokerProcess({
       LOG_LEVEL: 'info',
       ALLOWED_ORIGINS: origin,
       BROKER_API_KEYS: apiKey,
@@ -111,16 +81,8 @@ describe('graceful shutdown under load', () => {
       RATE_LIMIT_CLIENT_TOKEN: 'off',
       RATE_LIMIT_CLAIM: 'off',
       RATE_LIMIT_API_KEY_FAILURES: 'off',
-    };
-    const output: string[] = [];
-    const started = spawn(process.execPath, ['--import', tsxLoader, 'src/main.ts'], { cwd: root, env });
-    child = started;
-    started.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
-    started.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
-    const exited = new Promise<number | null>((resolve) => started.once('exit', (code) => resolve(code)));
-    await waitForLine(started, /token-broker listening/, output);
-
-    const url = `http://127.0.0.1:${port}`;
+    });
+    const { url, port } = broker;
     const pool = new Pool(url, { connections: 8 });
     const slowPool = new Pool(url, { connections: 1 });
     const outcomes: Outcome[] = [];
@@ -136,11 +98,11 @@ describe('graceful shutdown under load', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const signalAt = performance.now();
     const answeredBeforeSignal = outcomes.filter((outcome) => outcome.kind === 'answered').length;
-    started.kill('SIGTERM');
+    const stopped = broker.stop();
 
     // Stops accepting: once the broker has taken the signal, a new connection is refused while the slow
     // request is still being served.
-    await waitForLine(started, /shutting down: draining in-flight requests/, output);
+    await broker.waitForLine((line) => String(line.msg).includes(draining));
     const refused = await new Promise<string>((resolve) => {
       const socket: Socket = connect(port, '127.0.0.1');
       socket.once('connect', () => {
@@ -152,18 +114,12 @@ describe('graceful shutdown under load', () => {
     expect(refused).toBe('ECONNREFUSED');
 
     const slowAnswer = await slow;
-    const exitCode = await exited;
+    await stopped;
+    const exitCode = broker.child.exitCode;
     const exitedAfterMs = performance.now() - signalAt;
     await load;
     await Promise.all([pool.close(), slowPool.close()]);
-    const logs = output.join('');
-    appendFileSync(
-      join(inject('leakDir'), 'logs.ndjson'),
-      `${logs
-        .split('\n')
-        .filter((line) => line.startsWith('{'))
-        .join('\n')}\n`,
-    );
+    const messages = broker.lines().map((line) => String(line.msg));
 
     // The in-flight slow request finished with a real answer, after the signal.
     expect(slowAnswer.status).toBe(200);
@@ -187,9 +143,9 @@ describe('graceful shutdown under load', () => {
     expect(unanswered.filter((outcome) => outcome.startedAt < signalAt)).toEqual([]);
     expect(unanswered.filter((outcome) => !connectionLevel.has(outcome.code))).toEqual([]);
     // Every request the broker accepted and logged reached the client: its count equals ours.
-    const logged = logs.split('\n').filter((line) => /"msg":"request"/.test(line)).length;
+    const logged = messages.filter((msg) => msg === 'request').length;
     expect(logged).toBe(answered.length + 1);
-    expect(logs).toMatch(/shutting down: draining in-flight requests/);
-    expect(logs).toMatch(/"msg":"stopped"/);
+    expect(messages.some((msg) => msg.includes(draining))).toBe(true);
+    expect(messages).toContain('stopped');
   });
 });

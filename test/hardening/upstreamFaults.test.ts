@@ -1,19 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorCatalog } from '../../src/errors.js';
-import { registerSecret } from '../support/logs.js';
-import { type Behaviour, type RecordedRequest, reply } from '../support/oauthServers.js';
-import {
-  type Answer,
-  type BrokerUnderTest,
-  expectNoSecrets,
-  fastPolicy,
-  hang,
-  issueToken,
-  sleep,
-  startBrokerUnderTest,
-} from './brokerHarness.js';
+import { type Answer, type FakeUpstreamBroker, fastPolicy, startBroker } from '../support/broker.js';
+import { expectNoSecrets, registerSecret } from '../support/logs.js';
+import { type Behaviour, hang, issueToken, type RecordedRequest, reply } from '../support/oauthServers.js';
+import { sleep } from '../support/waiting.js';
 
 /** UPSTREAM_TIMEOUT_MS in the harness: no caller may wait much longer than one attempt. */
 const timeoutMs = 400;
@@ -26,20 +18,12 @@ const faultWindowMs = 900;
 const maxAttempts =
   (fastPolicy.breakerThreshold ?? 0) + Math.ceil(faultWindowMs / (fastPolicy.breakerOpenMs ?? 1)) + 1;
 
-let current: BrokerUnderTest | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+/** Started inside a test, so the harness closes it when the test ends. */
+const start = () => startBroker({ upstream: 'fake' });
 
-async function start(): Promise<BrokerUnderTest> {
-  current = await startBrokerUnderTest();
-  return current;
-}
+const tokenRequests = (broker: FakeUpstreamBroker) => broker.upstream.requests.length;
 
-const tokenRequests = (broker: BrokerUnderTest) => broker.upstream.requests.length;
-
-function upstreamToken(broker: BrokerUnderTest): Promise<Answer> {
+function upstreamToken(broker: FakeUpstreamBroker): Promise<Answer> {
   return broker.request({
     path: '/api/upstream-token',
     headers: { authorization: `Bearer ${broker.apiKey}` },
@@ -48,7 +32,7 @@ function upstreamToken(broker: BrokerUnderTest): Promise<Answer> {
 
 /** Checks an answer given while the upstream is sick: a documented problem, fast, with nothing secret. */
 function expectRefusal(
-  broker: BrokerUnderTest,
+  broker: FakeUpstreamBroker,
   answer: Answer,
   code: 'upstream_unavailable' | 'upstream_rejected',
 ) {
@@ -69,7 +53,7 @@ function expectRefusal(
  * Keeps asking for the upstream token (a burst of concurrent callers, then one every 20 ms) while the
  * fault lasts; returns every answer.
  */
-async function hammer(broker: BrokerUnderTest): Promise<Answer[]> {
+async function hammer(broker: FakeUpstreamBroker): Promise<Answer[]> {
   const started = performance.now();
   const answers = await Promise.all(Array.from({ length: 5 }, () => upstreamToken(broker)));
   while (performance.now() - started < faultWindowMs) {
@@ -80,7 +64,7 @@ async function hammer(broker: BrokerUnderTest): Promise<Answer[]> {
 }
 
 /** Heals the upstream and measures how long until a caller gets a token again. */
-async function recoveryMs(broker: BrokerUnderTest): Promise<number> {
+async function recoveryMs(broker: FakeUpstreamBroker): Promise<number> {
   broker.upstream.setBehaviour(issueToken(broker.issued));
   const healed = performance.now();
   for (;;) {

@@ -2,14 +2,14 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCatalog } from '../../src/errors.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
-import { startTestBroker, type TestBroker } from '../support/testBroker.js';
 
-let broker: TestBroker;
+let broker: OidcBroker;
 const allowed = 'https://app.example.com';
 
 beforeAll(async () => {
-  broker = await startTestBroker();
+  broker = await startBroker();
 });
 afterAll(async () => {
   await broker?.close();
@@ -253,26 +253,22 @@ describe('GET /api/upstream-token', () => {
 
 describe('upstream token caching through the routes', () => {
   it('when 200 callers arrive on a cold cache, then the real authorization server sees exactly 1 token request, and 0 for a second wave', async () => {
-    const fresh = await startTestBroker({}, { auth: broker.auth });
-    try {
-      const before = broker.auth.tokenRequests();
-      const wave = () =>
-        Promise.all(
-          Array.from({ length: 200 }, () =>
-            request(fresh.url).get('/api/upstream-token').set('Authorization', `Bearer ${fresh.apiKey}`),
-          ),
-        );
-      const first = await wave();
-      expect(first.every((res) => res.status === 200)).toBe(true);
-      for (const res of first) registerSecret('upstream token', res.body.access_token);
-      expect(new Set(first.map((res) => res.body.access_token)).size).toBe(1);
-      expect(broker.auth.tokenRequests() - before).toBe(1);
-      const second = await wave();
-      expect(second.every((res) => res.status === 200)).toBe(true);
-      expect(broker.auth.tokenRequests() - before).toBe(1);
-    } finally {
-      await fresh.close();
-    }
+    const fresh = await startBroker({ upstream: broker.auth });
+    const before = broker.auth.tokenRequests();
+    const wave = () =>
+      Promise.all(
+        Array.from({ length: 200 }, () =>
+          request(fresh.url).get('/api/upstream-token').set('Authorization', `Bearer ${fresh.apiKey}`),
+        ),
+      );
+    const first = await wave();
+    expect(first.every((res) => res.status === 200)).toBe(true);
+    for (const res of first) registerSecret('upstream token', res.body.access_token);
+    expect(new Set(first.map((res) => res.body.access_token)).size).toBe(1);
+    expect(broker.auth.tokenRequests() - before).toBe(1);
+    const second = await wave();
+    expect(second.every((res) => res.status === 200)).toBe(true);
+    expect(broker.auth.tokenRequests() - before).toBe(1);
   });
 });
 

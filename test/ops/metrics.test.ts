@@ -3,10 +3,10 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { type ApiServer, startApiServer } from '../support/apiServers.js';
+import { type ApiServer, startFixedApi } from '../support/apiServers.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import { startTestBroker, type TestBroker } from '../support/testBroker.js';
 
 const allowed = 'https://app.example.com';
 
@@ -36,12 +36,7 @@ let api: ApiServer;
 
 beforeAll(async () => {
   auth = await startTestAuthServer();
-  api = await startApiServer((_req, res, _record, body) => {
-    void body.then(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
+  api = await startFixedApi();
 });
 afterAll(async () => {
   await api?.close();
@@ -50,9 +45,9 @@ afterAll(async () => {
 
 describe('GET /metrics after real traffic', () => {
   const clock = createManualClock(Date.now());
-  let broker: TestBroker;
+  let broker: OidcBroker;
   beforeAll(async () => {
-    broker = await startTestBroker({ UPSTREAM_API_URL: api.origin }, { auth, clock });
+    broker = await startBroker({ env: { UPSTREAM_API_URL: api.origin }, upstream: auth, clock });
   });
   afterAll(async () => {
     await broker?.close();
@@ -190,66 +185,50 @@ describe('GET /metrics after real traffic', () => {
 describe('upstream failures in metrics', () => {
   it('when the upstream refuses the broker’s credentials, then the request is counted as rejected and no token is held', async () => {
     const wrong = registerSecret('wrong client secret', randomBytes(24).toString('base64url'));
-    const broker = await startTestBroker({ UPSTREAM_CLIENT_SECRET: wrong }, { auth });
-    try {
-      const res = await request(broker.url)
-        .get('/api/upstream-token')
-        .set('Authorization', `Bearer ${broker.apiKey}`);
-      expect(res.status).toBe(502);
-      const text = await scrape(broker.url);
-      const labels = { grant: 'client_credentials', outcome: 'rejected' };
-      expect(sample(text, 'token_broker_upstream_token_request_duration_seconds_count', labels)).toBe(1);
-      expect(sample(text, 'token_broker_upstream_token_expires_in_seconds')).toBe(0);
-      expect(sample(text, 'token_broker_token_cache_events_total', { event: 'miss' })).toBe(1);
-    } finally {
-      await broker.close();
-    }
+    const broker = await startBroker({ env: { UPSTREAM_CLIENT_SECRET: wrong }, upstream: auth });
+    const res = await request(broker.url)
+      .get('/api/upstream-token')
+      .set('Authorization', `Bearer ${broker.apiKey}`);
+    expect(res.status).toBe(502);
+    const text = await scrape(broker.url);
+    const labels = { grant: 'client_credentials', outcome: 'rejected' };
+    expect(sample(text, 'token_broker_upstream_token_request_duration_seconds_count', labels)).toBe(1);
+    expect(sample(text, 'token_broker_upstream_token_expires_in_seconds')).toBe(0);
+    expect(sample(text, 'token_broker_token_cache_events_total', { event: 'miss' })).toBe(1);
   });
 });
 
 describe('where /metrics is served', () => {
   it('when METRICS_REQUIRE_API_KEY is true, then a scrape without the key is refused with a problem and one with it succeeds', async () => {
-    const broker = await startTestBroker({ METRICS_REQUIRE_API_KEY: 'true' }, { auth });
-    try {
-      const refused = await request(broker.url).get('/metrics');
-      expect(refused.status).toBe(401);
-      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
-      expect(refused.body.code).toBe('invalid_api_key');
-      expect(await scrape(broker.url, broker.apiKey)).toContain('token_broker_redis_degraded 0');
-    } finally {
-      await broker.close();
-    }
+    const broker = await startBroker({ env: { METRICS_REQUIRE_API_KEY: 'true' }, upstream: auth });
+    const refused = await request(broker.url).get('/metrics');
+    expect(refused.status).toBe(401);
+    expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(refused.body.code).toBe('invalid_api_key');
+    expect(await scrape(broker.url, broker.apiKey)).toContain('token_broker_redis_degraded 0');
   });
 
   it('when METRICS_PORT is set, then the main app has no /metrics and the metrics app serves only /metrics', async () => {
-    const broker = await startTestBroker({ METRICS_PORT: '9464' }, { auth });
-    try {
-      expect((await request(broker.url).get('/metrics')).status).toBe(404);
-      const metricsApp = broker.broker.metricsApp;
-      expect(metricsApp).toBeDefined();
-      if (!metricsApp) return;
-      const res = await request(metricsApp).get('/metrics');
-      expect(res.status).toBe(200);
-      expect(res.text).toContain('token_broker_client_tokens_total');
-      const other = await request(metricsApp).get('/api/client-token').set('Origin', allowed);
-      expect(other.status).toBe(404);
-      expect(other.body.code).toBe('not_found');
-    } finally {
-      await broker.close();
-    }
+    const broker = await startBroker({ env: { METRICS_PORT: '9464' }, upstream: auth });
+    expect((await request(broker.url).get('/metrics')).status).toBe(404);
+    const metricsApp = broker.broker.metricsApp;
+    expect(metricsApp).toBeDefined();
+    if (!metricsApp) return;
+    const res = await request(metricsApp).get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('token_broker_client_tokens_total');
+    const other = await request(metricsApp).get('/api/client-token').set('Origin', allowed);
+    expect(other.status).toBe(404);
+    expect(other.body.code).toBe('not_found');
   });
 
   it('when two brokers run in one process, then neither sees the other’s numbers', async () => {
-    const a = await startTestBroker({}, { auth });
-    const b = await startTestBroker({}, { auth });
-    try {
-      expect((await request(a.url).post('/api/client-token').set('Origin', allowed)).status).toBe(200);
-      const issued = { route: 'client-token', outcome: 'issued' };
-      expect(sample(await scrape(a.url), 'token_broker_client_tokens_total', issued)).toBe(1);
-      expect(sample(await scrape(b.url), 'token_broker_client_tokens_total', issued)).toBeUndefined();
-    } finally {
-      await Promise.all([a.close(), b.close()]);
-    }
+    const a = await startBroker({ upstream: auth });
+    const b = await startBroker({ upstream: auth });
+    expect((await request(a.url).post('/api/client-token').set('Origin', allowed)).status).toBe(200);
+    const issued = { route: 'client-token', outcome: 'issued' };
+    expect(sample(await scrape(a.url), 'token_broker_client_tokens_total', issued)).toBe(1);
+    expect(sample(await scrape(b.url), 'token_broker_client_tokens_total', issued)).toBeUndefined();
   });
 });
 

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCatalog } from '../../src/errors.js';
 import { createOpenApiDocument } from '../../src/http/openapi.js';
 import { type ApiServer, startApiServer } from '../support/apiServers.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import { startTestBroker, type TestBroker } from '../support/testBroker.js';
 
 // ajv is what @seriousme/openapi-schema-validator validates with; its format plugin is CommonJS only.
 const addFormats = createRequire(import.meta.url)('ajv-formats') as (ajv: Ajv2020) => void;
@@ -117,8 +117,8 @@ describe('the OpenAPI document', () => {
 describe('real answers match the document', () => {
   let auth: TestAuthServer;
   let api: ApiServer;
-  let broker: TestBroker;
-  let refused: TestBroker;
+  let broker: OidcBroker;
+  let refused: OidcBroker;
   const bearer = () => `Bearer ${broker.apiKey}`;
   const mint = async () => {
     const res = await request(broker.url).post('/api/client-token').set('Origin', allowed);
@@ -139,9 +139,12 @@ describe('real answers match the document', () => {
         res.end(req.method === 'HEAD' ? undefined : '{"ok":true}');
       });
     });
-    broker = await startTestBroker({ UPSTREAM_API_URL: api.origin, MAX_BODY_BYTES: '1024' }, { auth });
+    broker = await startBroker({
+      env: { UPSTREAM_API_URL: api.origin, MAX_BODY_BYTES: '1024' },
+      upstream: auth,
+    });
     const wrong = registerSecret('wrong client secret', randomBytes(24).toString('base64url'));
-    refused = await startTestBroker({ UPSTREAM_CLIENT_SECRET: wrong }, { auth });
+    refused = await startBroker({ env: { UPSTREAM_CLIENT_SECRET: wrong }, upstream: auth });
   });
   afterAll(async () => {
     await broker?.close();

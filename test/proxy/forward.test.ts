@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +10,8 @@ import {
   closedPort,
   downloadHashed,
   patternChunk,
+  patternChunks,
+  sha256Of,
   startApiServer,
   startDripApi,
   startEchoApi,
@@ -17,8 +19,10 @@ import {
   startSlowApi,
   startStreamingApi,
   startTokenCheckingApi,
+  uploadPattern,
 } from '../support/apiServers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { waitFor } from '../support/waiting.js';
 
 const MiB = 1024 * 1024;
 const cleanups: (() => Promise<void>)[] = [];
@@ -155,25 +159,6 @@ function call(
     req.on('error', reject);
     req.end(options.body);
   });
-}
-
-function sha256Of(chunks: Iterable<Buffer>): string {
-  const hash = createHash('sha256');
-  for (const chunk of chunks) hash.update(chunk);
-  return hash.digest('hex');
-}
-
-function* patternChunks(totalBytes: number, chunkBytes: number): Generator<Buffer> {
-  for (let offset = 0; offset < totalBytes; offset += chunkBytes)
-    yield patternChunk(offset, Math.min(chunkBytes, totalBytes - offset));
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > until) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 async function use<T extends ApiServer>(server: Promise<T>): Promise<T> {
@@ -464,29 +449,18 @@ describe('streaming', () => {
     async (_, withLength) => {
       const api = await use(startEchoApi());
       const proxy = await startProxy(api);
-      const answer = await new Promise<Answer>((resolve, reject) => {
-        const req = request({
+      // A buffering proxy would wait for the whole body: the API would never see the first chunk.
+      const answer = await uploadPattern(
+        {
           host: '127.0.0.1',
           port: proxy.port,
           path: '/api/proxy/upload',
           method: 'PUT',
-          agent: false,
           headers: withLength ? { 'content-length': String(total) } : {},
-        });
-        req.on('response', (res) => resolve(readAnswer(res, performance.now())));
-        req.on('error', reject);
-        const send = async () => {
-          const chunks = patternChunks(total, MiB);
-          req.write(chunks.next().value);
-          // A buffering proxy would wait for the whole body: the API would never see this first chunk.
-          await waitFor(() => api.requests[0]?.firstChunkAt !== undefined);
-          for (const chunk of chunks) {
-            if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve));
-          }
-          req.end();
-        };
-        send().catch(reject);
-      });
+        },
+        total,
+        () => waitFor(() => api.requests[0]?.firstChunkAt !== undefined),
+      );
       expect(answer.status).toBe(200);
       expect(JSON.parse(answer.body.toString())).toMatchObject({ bodyBytes: total, bodySha256: expectedSha });
     },

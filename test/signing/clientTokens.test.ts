@@ -1,38 +1,14 @@
-import {
-  createLocalJWKSet,
-  decodeJwt,
-  decodeProtectedHeader,
-  exportJWK,
-  generateKeyPair,
-  type JWK,
-  jwtVerify,
-} from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config.js';
 import { BrokerError } from '../../src/errors.js';
 import { createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys, type SigningKeys } from '../../src/signing/keys.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { clientTokenConfig as config, privateJwk } from '../support/signingKeys.js';
 
-const config: Config['clientToken'] = {
-  ttlSeconds: 900,
-  bindIp: 'exact',
-  ipv4Prefix: 24,
-  ipv6Prefix: 64,
-  issuer: 'urn:token-broker',
-  audience: 'urn:token-broker:proxy',
-  clockToleranceSeconds: 5,
-};
 const origin = 'https://app.example.com';
-
-async function privateJwk(alg: 'EdDSA' | 'ES256', kid: string): Promise<JWK> {
-  const { privateKey } = await generateKeyPair(alg, { extractable: true });
-  const jwk = await exportJWK(privateKey);
-  registerSecret(`${alg} private key`, jwk.d ?? '');
-  return { ...jwk, kid };
-}
 
 async function refusal(promise: Promise<unknown>): Promise<BrokerError> {
   const error = await promise.then(

@@ -1,28 +1,16 @@
-import { randomBytes } from 'node:crypto';
-import { compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { compactVerify, decodeProtectedHeader } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { createCompactSigner } from '../../src/signing/compactSigner.js';
-import { loadSigningKeys, type SigningAlgorithm } from '../../src/signing/keys.js';
-import { captureLogs, registerSecret } from '../support/logs.js';
-
-async function privateJwk(alg: SigningAlgorithm): Promise<JWK> {
-  if (alg === 'HS256') {
-    const k = randomBytes(32).toString('base64url');
-    registerSecret('HS256 secret', k);
-    return { kty: 'oct', k, kid: 'hs' };
-  }
-  const { privateKey } = await generateKeyPair(alg, { extractable: true });
-  const jwk = await exportJWK(privateKey);
-  registerSecret(`${alg} private key`, jwk.d ?? '');
-  return { ...jwk, kid: alg };
-}
+import { loadSigningKeys } from '../../src/signing/keys.js';
+import { captureLogs } from '../support/logs.js';
+import { privateJwk } from '../support/signingKeys.js';
 
 describe('compact signer', () => {
   for (const alg of ['EdDSA', 'ES256', 'HS256'] as const) {
     it(`when a payload is signed with an ${alg} key, then jose verifies it with that key and reads the header and payload back`, async () => {
       const { logger } = captureLogs();
       const keys = await loadSigningKeys({
-        jwks: { keys: [await privateJwk(alg)] },
+        jwks: { keys: [await privateJwk(alg, alg)] },
         production: true,
         logger,
       });

@@ -4,23 +4,14 @@ import fc from 'fast-check';
 import { base64url, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config.js';
 import { BrokerError } from '../../src/errors.js';
 import { type ClientTokens, createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys, type SigningKeys } from '../../src/signing/keys.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
 import { ed25519, encode, forge, hmac, type RawSigner } from '../support/jwtForgery.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { clientTokenConfig as config } from '../support/signingKeys.js';
 
-const config: Config['clientToken'] = {
-  ttlSeconds: 900,
-  bindIp: 'exact',
-  ipv4Prefix: 24,
-  ipv6Prefix: 64,
-  issuer: 'urn:token-broker',
-  audience: 'urn:token-broker:proxy',
-  clockToleranceSeconds: 5,
-};
 const clock = createManualClock();
 const now = Math.floor(clock.now() / 1000);
 const kid = 'broker-1';

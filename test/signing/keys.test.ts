@@ -1,34 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { calculateJwkThumbprint, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config.js';
 import { BrokerError } from '../../src/errors.js';
 import { createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys } from '../../src/signing/keys.js';
-import { captureLogs, registerSecret } from '../support/logs.js';
-
-const config: Config['clientToken'] = {
-  ttlSeconds: 900,
-  bindIp: 'exact',
-  ipv4Prefix: 24,
-  ipv6Prefix: 64,
-  issuer: 'urn:token-broker',
-  audience: 'urn:token-broker:proxy',
-  clockToleranceSeconds: 5,
-};
-
-async function privateJwk(alg: 'EdDSA' | 'ES256', kid?: string): Promise<JWK> {
-  const { privateKey } = await generateKeyPair(alg, { extractable: true });
-  const jwk = await exportJWK(privateKey);
-  registerSecret(`${alg} private key`, jwk.d ?? '');
-  return kid === undefined ? jwk : { ...jwk, kid };
-}
-
-function secretJwk(kid: string, bytes = 32): JWK {
-  const k = registerSecret('HS256 secret', randomBytes(bytes).toString('base64url'));
-  return { kty: 'oct', k, kid };
-}
+import { captureLogs } from '../support/logs.js';
+import { clientTokenConfig as config, privateJwk, secretJwk } from '../support/signingKeys.js';
 
 async function failure(promise: Promise<unknown>): Promise<Error> {
   const error = await promise.then(

@@ -1,22 +1,15 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
+import { signingKeySet } from '../support/signingKeys.js';
 import { startTcpForwarder, type TcpForwarder } from '../support/tcpForwarder.js';
 
 const redisUrl = 'redis://127.0.0.1:6379';
 const origin = 'http://app.test';
-
-async function signingKeySet(): Promise<string> {
-  const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
-  const jwk = await exportJWK(privateKey);
-  registerSecret('fleet signing key', jwk.d as string);
-  return JSON.stringify({ keys: [{ ...jwk, kid: randomUUID(), alg: 'EdDSA', use: 'sig' }] });
-}
 
 /** The environment of one fleet: same upstream, same keys, same Redis prefix. */
 async function fleetEnv(upstream: FakeTokenServer, overrides: Record<string, string> = {}) {

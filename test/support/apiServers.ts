@@ -8,6 +8,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import type { AuthServer } from '../../src/dev/authServer.js';
 
 /** What a fake API saw of one request. */
 export interface RecordedRequest {
@@ -122,6 +124,35 @@ export function startEchoApi(responseHeaders: Record<string, string | string[]> 
   });
 }
 
+/** Answers 200 `{"ok":true}` to everything (an echo would hand the upstream token back). */
+export function startFixedApi(): Promise<ApiServer> {
+  return startApiServer((_req, res, _record, body) => {
+    void body.then(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+  });
+}
+
+/** A protected API: 200 only with a JWT access token of `auth` for its resource, else 401. */
+export function startVerifyingApi(auth: AuthServer): Promise<ApiServer> {
+  const keys = createRemoteJWKSet(new URL(auth.jwksUri));
+  return startApiServer((req, res, _record, body) => {
+    void body.then(async () => {
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      try {
+        await jwtVerify(token, keys, { issuer: auth.issuer, audience: auth.resource, typ: 'at+jwt' });
+      } catch {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end('{"error":"invalid_token"}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ hello: 'from the API', headers: Object.keys(req.headers) }));
+    });
+  });
+}
+
 /** Reads the body, then waits `delayMs` before answering 200 `slow`. */
 export function startSlowApi(delayMs: number): Promise<ApiServer> {
   return startApiServer((_req, res, _record, body) => {
@@ -171,6 +202,19 @@ export function patternChunk(offset: number, length: number): Buffer {
   const chunk = Buffer.allocUnsafe(length);
   for (let i = 0; i < length; i += 1) chunk[i] = patternByte(offset + i);
   return chunk;
+}
+
+/** The pattern body of `totalBytes`, in chunks of `chunkBytes`. */
+export function* patternChunks(totalBytes: number, chunkBytes: number): Generator<Buffer> {
+  for (let offset = 0; offset < totalBytes; offset += chunkBytes)
+    yield patternChunk(offset, Math.min(chunkBytes, totalBytes - offset));
+}
+
+/** SHA-256 (hex) of the chunks, as the API records `bodySha256`. */
+export function sha256Of(chunks: Iterable<Buffer>): string {
+  const hash = createHash('sha256');
+  for (const chunk of chunks) hash.update(chunk);
+  return hash.digest('hex');
 }
 
 function drainedOrClosed(res: ServerResponse): Promise<void> {
@@ -272,5 +316,37 @@ export function downloadHashed(
       res.on('error', reject);
     });
     req.end();
+  });
+}
+
+/**
+ * Uploads the pattern body of `totalBytes` in 1 MiB chunks with `options` (on its own connection). After
+ * the first chunk it waits for `firstChunkArrived()`: a proxy that buffered the body would never let that
+ * chunk through before the rest was sent. Resolves with the answer once it is complete.
+ */
+export function uploadPattern(
+  options: RequestOptions,
+  totalBytes: number,
+  firstChunkArrived: () => Promise<void>,
+): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...options, agent: false });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    const send = async () => {
+      const chunks = patternChunks(totalBytes, 1024 * 1024);
+      req.write(chunks.next().value);
+      await firstChunkArrived();
+      for (const chunk of chunks) {
+        if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve));
+      }
+      req.end();
+    };
+    send().catch(reject);
   });
 }

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { inject } from 'vitest';
+import { inject, onTestFinished, TestRunner } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href;
@@ -28,7 +28,8 @@ export interface BrokerProcess {
 /**
  * A real broker process (`node --import tsx src/main.ts`) on 127.0.0.1 and an OS-chosen port, with only
  * the given environment (plus PATH). Its log lines are parsed for assertions and appended to the run's
- * log file, so the whole-run secret-leak scan covers them too.
+ * log file, so the whole-run secret-leak scan covers them too. Like `startBroker` (./broker.ts): started
+ * inside a test, it is killed when the test finishes; started in `beforeAll`, stop it in `afterAll`.
  */
 export async function startBrokerProcess(
   env: Record<string, string>,
@@ -72,6 +73,11 @@ export async function startBrokerProcess(
     appendFileSync(logFile, chunk);
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const signal = async (name: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(name);
+    await exited;
+  };
+  if (TestRunner.getCurrentTest()) onTestFinished(() => signal('SIGKILL'));
 
   const waitForLine = (match: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
     const seen = parsed.find(match);
@@ -97,12 +103,13 @@ export async function startBrokerProcess(
     });
   };
 
-  const listening = await waitForLine((line) => line.msg === 'token-broker listening', startTimeoutMs);
+  const listening = await waitForLine((line) => line.msg === 'token-broker listening', startTimeoutMs).catch(
+    async (error: unknown) => {
+      await signal('SIGKILL');
+      throw error;
+    },
+  );
   const port = Number(listening.port);
-  const signal = async (name: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(name);
-    await exited;
-  };
   return {
     url: `http://127.0.0.1:${port}`,
     port,

@@ -1,8 +1,9 @@
 import { appendFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { createLogger, type Logger } from '../../src/logger.js';
+import { encodings } from './leaks.js';
 
 export interface CapturedLogger {
   logger: Logger;
@@ -33,4 +34,14 @@ export function captureLogs(level = 'debug'): CapturedLogger {
 export function registerSecret(label: string, value: string): string {
   appendFileSync(join(inject('leakDir'), 'secrets.ndjson'), `${JSON.stringify({ label, value })}\n`);
   return value;
+}
+
+/** Fails when `text` holds any of `secrets` in any spelling the code could produce. */
+export function expectNoSecrets(text: string, secrets: readonly string[], where = 'answer'): void {
+  for (const secret of secrets) {
+    for (const spelling of encodings(secret)) {
+      if (spelling.length < 12) continue;
+      expect(text.includes(spelling), `${where} holds a secret`).toBe(false);
+    }
+  }
 }

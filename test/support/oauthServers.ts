@@ -205,3 +205,21 @@ export function upstreamConfigFor(
     ...overrides,
   };
 }
+
+/** Answers a token request with a fresh registered access token (and records it in `issued`). */
+export function issueToken(
+  issued: string[],
+  extra: Record<string, unknown> = { expires_in: 3600 },
+): Behaviour {
+  return (_req, res) => {
+    const token = registerSecret(
+      'fake upstream access token',
+      `upstream-at-${randomBytes(18).toString('base64url')}`,
+    );
+    issued.push(token);
+    reply(res, 200, { access_token: token, token_type: 'Bearer', ...extra });
+  };
+}
+
+/** Leaves a response hanging: headers only, no body, until the server closes. */
+export function hang(_req: unknown, _res: ServerResponse): void {}

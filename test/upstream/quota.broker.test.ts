@@ -3,15 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, toPublicJwks } from '../../src/cli/jwks.js';
 import { createManualClock } from '../../src/clock.js';
 import { quotaWindow } from '../../src/upstream/quota.js';
+import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
-import { startTestBroker, type TestBroker } from '../support/testBroker.js';
 
 const clientId = 'quota-pkjwt-client';
 // Close to real time: the provider checks the assertions' `exp` against its own clock.
 const clock = createManualClock(Date.now());
 let auth: TestAuthServer;
-let broker: TestBroker;
+let broker: OidcBroker;
 
 beforeAll(async () => {
   const key = await generateSigningKey('ES256');
@@ -20,16 +20,17 @@ beforeAll(async () => {
   auth = await startTestAuthServer({
     privateKeyJwtClients: [{ clientId, jwks: toPublicJwks({ keys: [key] }).jwks }],
   });
-  broker = await startTestBroker(
-    {
+  broker = await startBroker({
+    env: {
       UPSTREAM_CLIENT_ID: clientId,
       UPSTREAM_CLIENT_SECRET: '',
       UPSTREAM_AUTH_METHOD: 'private_key_jwt',
       UPSTREAM_CLIENT_KEY: JSON.stringify({ keys: [key] }),
       UPSTREAM_TOKEN_QUOTA: '2/hour',
     },
-    { auth, clock },
-  );
+    upstream: auth,
+    clock,
+  });
 });
 
 afterAll(async () => {

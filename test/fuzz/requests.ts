@@ -1,22 +1,14 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { errorCatalog } from '../../src/errors.js';
-import {
-  type Answer,
-  type BrokerUnderTest,
-  expectNoSecrets,
-  startBrokerUnderTest,
-} from '../hardening/brokerHarness.js';
-import { type ApiServer, startApiServer } from '../support/apiServers.js';
-import { registerSecret } from '../support/logs.js';
+import { type Answer, appOrigin, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
+import { expectNoSecrets } from '../support/logs.js';
 
 /** Cases per route: at least 1,000 in `npm test`; `npm run fuzz` sets FUZZ_RUNS=20000. */
 export const numRuns = Number(process.env.FUZZ_RUNS ?? 1000);
 
 /** Per-test time limit: vitest's 30 s default fits 1,000 cases, not 20,000. */
 export const fuzzTimeoutMs = Math.max(30_000, numRuns * 30);
-
-export const allowedOrigin = 'https://app.example.com';
 
 /** One generated request. */
 export interface FuzzRequest {
@@ -27,38 +19,15 @@ export interface FuzzRequest {
 }
 
 export interface FuzzTarget {
-  broker: BrokerUnderTest;
-  api: ApiServer;
-  /** A valid client token for `allowedOrigin` from 127.0.0.1. */
+  broker: FakeUpstreamBroker;
+  /** A valid client token for `appOrigin` from 127.0.0.1. */
   clientToken: string;
-  close(): Promise<void>;
 }
 
-/**
- * A broker as main.ts builds it, with a working upstream token endpoint and a protected API that answers
- * a fixed body (an echo would hand the upstream token back and blur the leak check).
- */
-export async function startFuzzTarget(env: Record<string, string> = {}): Promise<FuzzTarget> {
-  const api = await startApiServer((_req, res, _record, body) => {
-    void body.then(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
-  const broker = await startBrokerUnderTest({
-    env: { ALLOWED_ORIGINS: `${allowedOrigin},https://*.example.org`, UPSTREAM_API_URL: api.origin, ...env },
-  });
-  const answer = await broker.request({ path: '/api/client-token', headers: { origin: allowedOrigin } });
-  const clientToken = registerSecret('client token', JSON.parse(answer.body).token as string);
-  return {
-    broker,
-    api,
-    clientToken,
-    async close() {
-      await broker.close();
-      await api.close();
-    },
-  };
+/** The broker every fuzzer hits: a fake upstream and an API answering a fixed body (see ../support/broker.ts). */
+export async function startFuzzTarget(): Promise<FuzzTarget> {
+  const broker = await startBroker({ upstream: 'fake', api: 'fixed' });
+  return { broker, clientToken: await broker.clientToken() };
 }
 
 /** Characters undici lets through in a header value: visible ASCII, space, tab and Latin-1 letters. */
@@ -91,7 +60,7 @@ const fieldValue = (secrets: fc.Arbitrary<string>) =>
   fc.oneof(
     fc.string({ maxLength: 40 }),
     secrets,
-    fc.constantFrom(allowedOrigin, 'null', '::ffff:1.2.3.4', '1.2.3', ''),
+    fc.constantFrom(appOrigin, 'null', '::ffff:1.2.3.4', '1.2.3', ''),
   );
 
 /** A query string of arbitrary fields (duplicates, prototype names, odd encodings) or raw garbage. */
@@ -172,7 +141,7 @@ const requestId = fc.oneof(fc.constant(undefined), fc.uuid(), headerValue(200), 
 const originHeader = fc.oneof(
   fc.constant(undefined),
   fc.constantFrom(
-    allowedOrigin,
+    appOrigin,
     'HTTPS://APP.EXAMPLE.COM:443',
     'https://a.example.org',
     'null',
@@ -237,7 +206,7 @@ const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
  * caller did not send itself (`mayHold` lists those an answer is allowed to carry, e.g. the upstream token).
  */
 export async function sendAndCheck(
-  broker: BrokerUnderTest,
+  broker: FakeUpstreamBroker,
   request: FuzzRequest,
   options: { allow503?: boolean; mayHold?: (answer: Answer) => string[] } = {},
 ): Promise<Answer> {
@@ -264,7 +233,7 @@ export async function sendAndCheck(
 }
 
 /** The process is still healthy: liveness answers. */
-export async function expectHealthy(broker: BrokerUnderTest): Promise<void> {
+export async function expectHealthy(broker: FakeUpstreamBroker): Promise<void> {
   const answer = await broker.request({ path: '/healthz' });
   expect(answer.status).toBe(200);
   expect(JSON.parse(answer.body)).toMatchObject({ status: 'ok' });
