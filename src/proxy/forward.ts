@@ -203,7 +203,11 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
             : req.socket.destroyed
               ? 'client closed'
               : undefined;
-      if (reason === undefined) throw failureBeforeHeaders(error, controller.signal);
+      if (reason === undefined) {
+        // Read and drop what the client is still uploading, so it gets to read the answer.
+        if (!req.complete) req.resume();
+        throw failureBeforeHeaders(error, controller.signal);
+      }
       // Nobody to answer, or the status line is already gone: cutting the connection is the only signal left.
       res.destroy();
       log[reason === 'client closed' ? 'debug' : 'warn'](
