@@ -11,6 +11,7 @@ import {
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
+import { isCanonicalCompactJws } from '../signing/base64url.js';
 import type { ReplayCache } from './replayCache.js';
 
 /** The `typ` of a DPoP proof (RFC 9449 §4.2). */
@@ -27,7 +28,6 @@ export const dpopChallenge = `DPoP error="invalid_dpop_proof", algs="${dpopAlgor
 
 /** Refused before any parsing: a proof with a P-256 key is about 500 bytes. */
 const maxProofLength = 4096;
-const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Members that only a private (or symmetric) JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
 const privateMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
@@ -103,8 +103,8 @@ export function createDpopProofVerifier({
       // Node joins repeated `DPoP` fields with a comma, which no compact JWS contains: two proofs fail
       // here, as §4.3 step 1 asks.
       if (!proof) throw refuse('missing', 'send a DPoP proof in the DPoP header');
-      if (proof.length > maxProofLength || !compactJws.test(proof)) {
-        throw refuse('shape', 'the DPoP header is not one compact JWS');
+      if (proof.length > maxProofLength || !isCanonicalCompactJws(proof)) {
+        throw refuse('shape', 'the DPoP header is not one compact JWS in canonical base64url');
       }
       let header: ReturnType<typeof decodeProtectedHeader>;
       try {
