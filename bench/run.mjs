@@ -40,7 +40,7 @@ const settings = {
   only: new Set((process.env.BENCH_ONLY ?? 'ab,c,d,e').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
-const apiKey = `bench-${randomBytes(18).toString('base64url')}`;
+const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
 const children = [];
 
 function positiveInt(name, fallback) {

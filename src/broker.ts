@@ -1,5 +1,6 @@
 import type { Express } from 'express';
 import type { Dispatcher } from 'undici';
+import { createApiKeyLabeler } from './apiKeyLabel.js';
 import { createApiKeyVerifier } from './apiKeys.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -140,6 +141,7 @@ export async function createBroker({
     clock,
     originPolicy: createOriginPolicy(config.allowedOrigins),
     apiKeys,
+    apiKeyLabel: createApiKeyLabeler(config.signingKeys),
     clientTokens,
     dpop: createDpopProofVerifier({ clock, replayCache }),
     publicJwks: keys.publicJwks,

@@ -57,7 +57,14 @@ export const envSchema = z.object({
   CLIENT_TOKEN_CLOCK_TOLERANCE: int(0, 300, 5),
   SIGNING_KEYS: jwkSet,
   BROKER_API_KEYS: list.pipe(
-    z.array(z.string().min(16, 'each key must be at least 16 characters (or a sha256:<hex> hash)')),
+    z.array(
+      z
+        .string()
+        .min(
+          32,
+          'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
+        ),
+    ),
   ),
   UPSTREAM_ISSUER: optionalUrl,
   UPSTREAM_TOKEN_URL: optionalUrl,

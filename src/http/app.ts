@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
+import type { ApiKeyLabeler } from '../apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../apiKeys.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -37,6 +38,7 @@ export interface AppDeps {
   clock: Clock;
   originPolicy: OriginPolicy;
   apiKeys: ApiKeyVerifier;
+  apiKeyLabel: ApiKeyLabeler;
   clientTokens: ClientTokens;
   /** Verifies DPoP proofs at `/api/client-token` and on the proxy (RFC 9449). */
   dpop: DpopProofVerifier;
