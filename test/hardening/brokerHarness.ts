@@ -23,6 +23,7 @@ export const fastPolicy: Partial<RenewalPolicy> = {
   backoffCapMs: 200,
   breakerThreshold: 3,
   breakerOpenMs: 300,
+  rejectedProbeMs: 300,
 };
 
 export interface Answer {
