@@ -98,6 +98,7 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
       // Every bench request comes from 127.0.0.1: a limit that never trips keeps the limiter's cost in the
       // measure without refusing the load.
       RATE_LIMIT_CLIENT_TOKEN: '999999999/second',
+      RATE_LIMIT_PROXY: '999999999/second',
       SIGNING_KEYS: JSON.stringify(await signingKeySet(alg)),
       BROKER_API_KEYS: apiKey,
       UPSTREAM_TOKEN_URL: `${upstream.url}/oauth/token`,

@@ -110,7 +110,11 @@ export async function createBroker({
     : localRevocations;
   const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
   // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
-  const localReplays = createMemoryReplayCache({ clock });
+  const localReplays = createMemoryReplayCache({
+    clock,
+    maxEntries: config.dpop.replayCacheSize,
+    maxPerOwner: config.dpop.proofsPerKey,
+  });
   const replayCache = redis
     ? createRedisReplayCache({
         client: redis.connections.client,
@@ -143,7 +147,7 @@ export async function createBroker({
     apiKeys,
     apiKeyLabel: createApiKeyLabeler(config.signingKeys),
     clientTokens,
-    dpop: createDpopProofVerifier({ clock, replayCache }),
+    dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
     publicJwks: keys.publicJwks,
     cache,
     revocations,

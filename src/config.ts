@@ -55,6 +55,9 @@ export const envSchema = z.object({
   CLIENT_TOKEN_ISSUER: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker')),
   CLIENT_TOKEN_AUDIENCE: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker:proxy')),
   CLIENT_TOKEN_CLOCK_TOLERANCE: int(0, 300, 5),
+  DPOP_PROOF_MAX_AGE: int(5, 300, 30),
+  DPOP_REPLAY_CACHE_SIZE: int(100, 10_000_000, 200_000),
+  DPOP_PROOFS_PER_KEY: int(10, 1_000_000, 5_000),
   SIGNING_KEYS: jwkSet,
   BROKER_API_KEYS: list.pipe(
     z.array(
@@ -141,6 +144,7 @@ export const envSchema = z.object({
   RATE_LIMIT_CLIENT_TOKEN: rateLimit('60/minute'),
   RATE_LIMIT_CLAIM: rateLimit('600/minute'),
   RATE_LIMIT_API_KEY_FAILURES: rateLimit('10/minute'),
+  RATE_LIMIT_PROXY: rateLimit('6000/minute'),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
   METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65_535).optional()),
@@ -197,6 +201,15 @@ export interface Config {
    * (RFC 9449); `none`: a proof is optional (a token requested with one is bound all the same).
    */
   clientTokenBinding: Env['CLIENT_TOKEN_BINDING'];
+  /** The DPoP replay defences (RFC 9449 §11.1): a short `iat` window and a bounded replay cache. */
+  dpop: {
+    /** A proof's `iat` may be this far in the past or the future, in seconds. */
+    proofMaxAgeSeconds: number;
+    /** Most proofs each replica remembers; the oldest is forgotten when full. */
+    replayCacheSize: number;
+    /** Most live proofs remembered per key; a key beyond it is answered 429. */
+    proofsPerKey: number;
+  };
   /** A private JWK Set; undefined means "make an ephemeral key" (refused in production). */
   signingKeys: { keys: Record<string, unknown>[] } | undefined;
   apiKeys: string[];
@@ -215,6 +228,7 @@ export interface Config {
     clientToken: RateLimitRule | undefined;
     claim: RateLimitRule | undefined;
     apiKeyFailures: RateLimitRule | undefined;
+    proxy: RateLimitRule | undefined;
   };
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
@@ -389,6 +403,11 @@ export function loadConfig(
       clockToleranceSeconds: e.CLIENT_TOKEN_CLOCK_TOLERANCE,
     },
     clientTokenBinding: e.CLIENT_TOKEN_BINDING,
+    dpop: {
+      proofMaxAgeSeconds: e.DPOP_PROOF_MAX_AGE,
+      replayCacheSize: e.DPOP_REPLAY_CACHE_SIZE,
+      proofsPerKey: e.DPOP_PROOFS_PER_KEY,
+    },
     signingKeys: e.SIGNING_KEYS as Config['signingKeys'],
     apiKeys: e.BROKER_API_KEYS,
     upstream,
@@ -402,6 +421,7 @@ export function loadConfig(
       clientToken: e.RATE_LIMIT_CLIENT_TOKEN,
       claim: e.RATE_LIMIT_CLAIM,
       apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
+      proxy: e.RATE_LIMIT_PROXY,
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

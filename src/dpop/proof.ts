@@ -69,7 +69,10 @@ export interface DpopProofVerifier {
 export interface DpopProofVerifierOptions {
   clock: Clock;
   replayCache: ReplayCache;
-  /** A proof's `iat` may be this many seconds in the past or in the future (clock skew). Default 60. */
+  /**
+   * A proof's `iat` may be this many seconds in the past or in the future (clock skew). Default 30: short,
+   * so that remembered proofs expire soon (`DPOP_PROOF_MAX_AGE`).
+   */
   windowSeconds?: number;
 }
 
@@ -87,7 +90,7 @@ export function accessTokenHash(accessToken: string): string {
 export function createDpopProofVerifier({
   clock,
   replayCache,
-  windowSeconds = 60,
+  windowSeconds = 30,
 }: DpopProofVerifierOptions): DpopProofVerifier {
   return {
     async verify({ proof, method, url, endpoint, accessToken, jkt: boundJkt }) {
@@ -156,8 +159,14 @@ export function createDpopProofVerifier({
       const ttlMs = (claims.iat + windowSeconds) * 1000 - clock.now() + 1000;
       // Scoped to the key, so one client's jti can never collide with (and lock out) another's.
       const key = createHash('sha256').update(`${jkt}\n${claims.jti}`).digest('base64url');
-      if (!(await replayCache.checkAndRemember(key, ttlMs))) {
-        throw refuse('replay', 'the proof has been used before');
+      const seen = await replayCache.checkAndRemember(key, ttlMs, jkt);
+      if (seen === 'replay') throw refuse('replay', 'the proof has been used before');
+      if (seen === 'owner_full') {
+        // Not the client's fault in kind but in volume: it may retry with a new proof once this passes.
+        throw new BrokerError('rate_limited', {
+          detail: 'too many DPoP proofs by this key within the proof window; slow down and retry',
+          headers: { 'Retry-After': String(windowSeconds) },
+        });
       }
       return { jkt };
     },

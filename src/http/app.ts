@@ -124,6 +124,7 @@ export function createApp(deps: AppDeps): Express {
         methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
         allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
       }),
+      rateLimits?.proxy ?? [],
       verifyClientToken(deps),
       forwardTo(proxy),
     );

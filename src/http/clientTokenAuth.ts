@@ -38,6 +38,17 @@ export function verifyClientToken({
       });
     }
     const claims = await clientTokens.verify(token);
+    // Origin and address first: a proof is remembered only for a request that passed every other check,
+    // so a stolen token used from elsewhere cannot fill the replay cache.
+    const origin = requestOrigin(req.headers);
+    if (origin !== claims.origin) {
+      throw new BrokerError('origin_mismatch', {
+        detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',
+      });
+    }
+    if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, callerIp(req))) {
+      throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
+    }
     const jkt = claims.cnf?.jkt;
     if (jkt !== undefined || dpopToken !== undefined) {
       const refuse = (detail: string) =>
@@ -53,15 +64,6 @@ export function verifyClientToken({
         accessToken: token,
         jkt,
       });
-    }
-    const origin = requestOrigin(req.headers);
-    if (origin !== claims.origin) {
-      throw new BrokerError('origin_mismatch', {
-        detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',
-      });
-    }
-    if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, callerIp(req))) {
-      throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
     }
     res.locals.clientToken = claims;
     next();

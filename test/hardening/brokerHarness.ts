@@ -102,6 +102,7 @@ export async function startBrokerUnderTest(
     RATE_LIMIT_CLIENT_TOKEN: 'off',
     RATE_LIMIT_CLAIM: 'off',
     RATE_LIMIT_API_KEY_FAILURES: 'off',
+    RATE_LIMIT_PROXY: 'off',
     ...options.env,
   });
   const logs = captureLogs();
