@@ -18,6 +18,8 @@ import type { TokenCache } from '../upstream/types.js';
 import { callerIp } from './callerIp.js';
 import { verifyClientToken } from './clientTokenAuth.js';
 import { allowedOriginsCors } from './cors.js';
+import { trustedForwardedFor } from './forwardedFor.js';
+import { originHeaderLimit } from './originHeaderLimit.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { RateLimits } from './rateLimits.js';
 import { requestContext } from './requestContext.js';
@@ -83,7 +85,10 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.use(
+  app.use(originHeaderLimit);
+
+  // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
+  app.all(
     '/api/client-token',
     allowedOriginsCors(originPolicy, { methods: ['GET', 'POST'], allowedHeaders: ['content-type', 'dpop'] }),
   );
@@ -142,6 +147,7 @@ function forwardTo(proxy: ProxyForwarder): RequestHandler {
     proxy.forward(req, res, {
       path: req.url,
       clientIp: callerIp(req),
+      forwardedFor: trustedForwardedFor(req),
       protocol: req.protocol,
       host: req.host,
       log: res.locals.log,
