@@ -50,6 +50,7 @@ export const envSchema = z.object({
   CLIENT_TOKEN_TTL: int(1, 86_400, 900),
   CLIENT_TOKEN_BIND_IP: z.preprocess(emptyToUndefined, z.enum(['exact', 'prefix', 'off']).default('exact')),
   CLIENT_TOKEN_BINDING: z.preprocess(emptyToUndefined, z.enum(['none', 'dpop']).default('none')),
+  PUBLIC_URL: optionalUrl,
   CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24),
   CLIENT_TOKEN_IPV6_PREFIX: int(16, 128, 64),
   CLIENT_TOKEN_ISSUER: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker')),
@@ -201,6 +202,11 @@ export interface Config {
    * (RFC 9449); `none`: a proof is optional (a token requested with one is bound all the same).
    */
   clientTokenBinding: Env['CLIENT_TOKEN_BINDING'];
+  /**
+   * The broker's public base URL as browsers address it (`PUBLIC_URL`), without a trailing slash: DPoP
+   * `htu` is checked against it rather than the request's `Host`. Undefined: the request's own URL.
+   */
+  publicUrl: string | undefined;
   /** The DPoP replay defences (RFC 9449 §11.1): a short `iat` window and a bounded replay cache. */
   dpop: {
     /** A proof's `iat` may be this far in the past or the future, in seconds. */
@@ -235,7 +241,10 @@ export interface Config {
   metrics: {
     /** Serve `/metrics` on this port only (and not on the main one); undefined: on the main port. */
     port: number | undefined;
-    /** Ask scrapers for a broker API key (`Authorization: Bearer`). */
+    /**
+     * Ask scrapers for a broker API key (`Authorization: Bearer`): when `METRICS_REQUIRE_API_KEY=true`,
+     * and always in production when `/metrics` is served on the traffic port.
+     */
     requireApiKey: boolean;
   };
 }
@@ -376,6 +385,12 @@ export function loadConfig(
   if (production && !e.SIGNING_KEYS) {
     problems.push('SIGNING_KEYS: required in production (a private JWK Set, or SIGNING_KEYS_FILE)');
   }
+  // A `Host` header is the client's to write: in production the URL a proof must name is configured.
+  if (production && e.CLIENT_TOKEN_BINDING === 'dpop' && !e.PUBLIC_URL) {
+    problems.push(
+      'PUBLIC_URL: required with CLIENT_TOKEN_BINDING=dpop in production (the URL browsers reach the broker at, e.g. https://app.example.com)',
+    );
+  }
   if (e.METRICS_PORT !== undefined && e.METRICS_PORT === e.PORT) {
     problems.push('METRICS_PORT: must differ from PORT (leave it empty to serve /metrics on PORT)');
   }
@@ -403,6 +418,7 @@ export function loadConfig(
       clockToleranceSeconds: e.CLIENT_TOKEN_CLOCK_TOLERANCE,
     },
     clientTokenBinding: e.CLIENT_TOKEN_BINDING,
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     dpop: {
       proofMaxAgeSeconds: e.DPOP_PROOF_MAX_AGE,
       replayCacheSize: e.DPOP_REPLAY_CACHE_SIZE,
@@ -425,6 +441,10 @@ export function loadConfig(
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
-    metrics: { port: e.METRICS_PORT, requireApiKey: e.METRICS_REQUIRE_API_KEY === 'true' },
+    metrics: {
+      port: e.METRICS_PORT,
+      // In production the traffic port is public: /metrics there needs the API key, or its own port.
+      requireApiKey: e.METRICS_REQUIRE_API_KEY === 'true' || (production && e.METRICS_PORT === undefined),
+    },
   };
 }

@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import type { Config } from '../config.js';
 import { type DpopProofVerifier, dpopChallenge } from '../dpop/proof.js';
 import { requestUrl } from '../dpop/requestUrl.js';
 import { BrokerError } from '../errors.js';
@@ -21,9 +22,11 @@ const dpopScheme = /^DPoP[ ]+([^\s]+)\s*$/i;
 export function verifyClientToken({
   clientTokens,
   dpop,
+  config,
 }: {
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
+  config: Pick<Config, 'publicUrl'>;
 }): RequestHandler {
   return async (req, res, next) => {
     const header = req.headers['x-client-token'];
@@ -59,7 +62,7 @@ export function verifyClientToken({
       await dpop.verify({
         proof: req.get('dpop'),
         method: req.method,
-        url: requestUrl(req),
+        url: requestUrl(req, config.publicUrl),
         endpoint: 'resource',
         accessToken: token,
         jkt,
