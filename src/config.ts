@@ -147,6 +147,8 @@ export const envSchema = z.object({
   RATE_LIMIT_API_KEY_FAILURES: rateLimit('10/minute'),
   RATE_LIMIT_PROXY: rateLimit('6000/minute'),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384),
+  BODY_IDLE_TIMEOUT_MS: int(100, 600_000, 30_000),
+  MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
   METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65_535).optional()),
   METRICS_REQUIRE_API_KEY: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
@@ -237,6 +239,10 @@ export interface Config {
     proxy: RateLimitRule | undefined;
   };
   maxBodyBytes: number;
+  /** Longest silence inside a request body before `408 request_timeout`. */
+  bodyIdleTimeoutMs: number;
+  /** Most open connections from one peer address; 0: no limit. */
+  maxConnectionsPerIp: number;
   shutdownTimeoutMs: number;
   metrics: {
     /** Serve `/metrics` on this port only (and not on the main one); undefined: on the main port. */
@@ -440,6 +446,8 @@ export function loadConfig(
       proxy: e.RATE_LIMIT_PROXY,
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
+    bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
+    maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     metrics: {
       port: e.METRICS_PORT,

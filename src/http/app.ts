@@ -15,6 +15,7 @@ import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { TokenCache } from '../upstream/types.js';
+import { bodyIdleTimeout } from './bodyIdleTimeout.js';
 import { callerIp } from './callerIp.js';
 import { verifyClientToken } from './clientTokenAuth.js';
 import { allowedOriginsCors } from './cors.js';
@@ -86,6 +87,7 @@ export function createApp(deps: AppDeps): Express {
   );
 
   app.use(originHeaderLimit);
+  app.use(bodyIdleTimeout(config.bodyIdleTimeoutMs));
 
   // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
   app.all(
