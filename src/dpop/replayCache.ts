@@ -37,14 +37,40 @@ export interface MemoryReplayCacheOptions {
 }
 
 interface Entry {
+  key: string;
   owner: string;
   expiresAt: number;
 }
 
 /**
+ * Entries in insertion order. A Map's own iterator would do, but after many deletions at its front V8
+ * walks over the deleted slots on every `keys().next()`: a queue with a moving head keeps both the
+ * expiry sweep and the eviction O(1) amortised.
+ */
+function createQueue() {
+  let items: Entry[] = [];
+  let head = 0;
+  return {
+    push: (entry: Entry) => items.push(entry),
+    peek: (): Entry | undefined => items[head],
+    shift(): void {
+      head += 1;
+      if (head > 1024 && head * 2 > items.length) {
+        items = items.slice(head);
+        head = 0;
+      }
+    },
+    clear(): void {
+      items = [];
+      head = 0;
+    },
+  };
+}
+
+/**
  * A process-local ReplayCache: the default, and each replica's first check when Redis is shared. The
  * check and the write happen in one synchronous step, so concurrent requests cannot both pass. Entries are
- * kept in insertion order, globally and per owner, so expired ones are dropped from the front as calls
+ * queued in insertion order, globally and per owner, so expired ones are dropped from the front as calls
  * come, and the oldest is the one forgotten when the cache is full: no call walks the whole cache.
  */
 export function createMemoryReplayCache({
@@ -53,48 +79,65 @@ export function createMemoryReplayCache({
   maxPerOwner = 5_000,
 }: MemoryReplayCacheOptions): ReplayCache {
   const entries = new Map<string, Entry>();
-  const byOwner = new Map<string, Set<string>>();
+  const order = createQueue();
+  const byOwner = new Map<string, { live: number; queue: ReturnType<typeof createQueue> }>();
 
-  function forget(key: string): void {
-    const entry = entries.get(key);
-    if (!entry) return;
-    entries.delete(key);
+  function forget(entry: Entry): void {
+    if (entries.get(entry.key) !== entry) return;
+    entries.delete(entry.key);
     const owned = byOwner.get(entry.owner);
-    owned?.delete(key);
-    if (owned?.size === 0) byOwner.delete(entry.owner);
+    if (!owned) return;
+    owned.live -= 1;
+    // Its queue holds nothing live: dropped whole, so owners that went quiet cost nothing.
+    if (owned.live === 0) byOwner.delete(entry.owner);
   }
 
-  /** Drops expired entries from the front of `keys`, stopping at the first live one. */
-  function dropExpired(keys: Iterable<string>, now: number): void {
-    for (const key of keys) {
-      if ((entries.get(key)?.expiresAt ?? 0) > now) return;
-      forget(key);
+  /** Drops the entries at the front of `queue` that are expired or already forgotten. */
+  function dropExpired(queue: ReturnType<typeof createQueue>, now: number): void {
+    for (let entry = queue.peek(); entry !== undefined; entry = queue.peek()) {
+      if (entries.get(entry.key) === entry && entry.expiresAt > now) return;
+      forget(entry);
+      queue.shift();
     }
   }
 
   return {
     async checkAndRemember(key, ttlMs, owner = key) {
       const now = clock.now();
-      dropExpired(entries.keys(), now);
+      dropExpired(order, now);
       const seen = entries.get(key);
       if (seen !== undefined && seen.expiresAt > now) return 'replay';
-      forget(key);
-      const owned = byOwner.get(owner);
-      if (owned && owned.size >= maxPerOwner) {
-        dropExpired(owned, now);
-        if (owned.size >= maxPerOwner) return 'owner_full';
+      if (seen !== undefined) forget(seen);
+      const held = byOwner.get(owner);
+      if (held && held.live >= maxPerOwner) {
+        dropExpired(held.queue, now);
+        if (held.live >= maxPerOwner) return 'owner_full';
       }
       if (entries.size >= maxEntries) {
-        const oldest = entries.keys().next();
-        if (!oldest.done) forget(oldest.value);
+        for (
+          let oldest = order.peek();
+          oldest !== undefined && entries.size >= maxEntries;
+          oldest = order.peek()
+        ) {
+          forget(oldest);
+          order.shift();
+        }
       }
-      entries.set(key, { owner, expiresAt: now + Math.max(ttlMs, 1) });
-      if (owned && byOwner.has(owner)) owned.add(key);
-      else byOwner.set(owner, new Set([key]));
+      const entry: Entry = { key, owner, expiresAt: now + Math.max(ttlMs, 1) };
+      entries.set(key, entry);
+      order.push(entry);
+      let owned = byOwner.get(owner);
+      if (!owned) {
+        owned = { live: 0, queue: createQueue() };
+        byOwner.set(owner, owned);
+      }
+      owned.live += 1;
+      owned.queue.push(entry);
       return 'new';
     },
     async close() {
       entries.clear();
+      order.clear();
       byOwner.clear();
     },
   };
