@@ -40,7 +40,7 @@ const settings = {
   only: new Set((process.env.BENCH_ONLY ?? 'ab,c,d,e').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
-const apiKey = `bench-${randomBytes(18).toString('base64url')}`;
+const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
 const children = [];
 
 function positiveInt(name, fallback) {
@@ -98,6 +98,7 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
       // Every bench request comes from 127.0.0.1: a limit that never trips keeps the limiter's cost in the
       // measure without refusing the load.
       RATE_LIMIT_CLIENT_TOKEN: '999999999/second',
+      RATE_LIMIT_PROXY: '999999999/second',
       SIGNING_KEYS: JSON.stringify(await signingKeySet(alg)),
       BROKER_API_KEYS: apiKey,
       UPSTREAM_TOKEN_URL: `${upstream.url}/oauth/token`,

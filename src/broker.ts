@@ -1,5 +1,6 @@
 import type { Express } from 'express';
 import type { Dispatcher } from 'undici';
+import { createApiKeyLabeler } from './apiKeyLabel.js';
 import { createApiKeyVerifier } from './apiKeys.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -109,7 +110,11 @@ export async function createBroker({
     : localRevocations;
   const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
   // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
-  const localReplays = createMemoryReplayCache({ clock });
+  const localReplays = createMemoryReplayCache({
+    clock,
+    maxEntries: config.dpop.replayCacheSize,
+    maxPerOwner: config.dpop.proofsPerKey,
+  });
   const replayCache = redis
     ? createRedisReplayCache({
         client: redis.connections.client,
@@ -140,8 +145,9 @@ export async function createBroker({
     clock,
     originPolicy: createOriginPolicy(config.allowedOrigins),
     apiKeys,
+    apiKeyLabel: createApiKeyLabeler(config.signingKeys),
     clientTokens,
-    dpop: createDpopProofVerifier({ clock, replayCache }),
+    dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
     publicJwks: keys.publicJwks,
     cache,
     revocations,

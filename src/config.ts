@@ -106,7 +106,7 @@ export function loadConfig(
     ...limitsConfig(e),
   };
   // Without the dev upstream no key is generated later, so every scrape would be refused.
-  if (config.metrics.requireApiKey && config.upstream && config.apiKeys.length === 0) {
+  if (e.METRICS_REQUIRE_API_KEY === 'true' && config.upstream && config.apiKeys.length === 0) {
     problems.push('METRICS_REQUIRE_API_KEY: needs BROKER_API_KEYS (or BROKER_API_KEYS_FILE)');
   }
   if (problems.length > 0) throw new ConfigError(problems);

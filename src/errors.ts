@@ -14,6 +14,7 @@ export const errorCatalog = {
   invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing, invalid or replayed' },
   not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed on this route' },
+  request_timeout: { status: 408, title: 'The request body stalled' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported request body type' },
   rate_limited: { status: 429, title: 'Too many requests' },

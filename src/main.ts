@@ -5,6 +5,7 @@ import { config as loadDotenv } from 'dotenv';
 import { createBroker } from './broker.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { limitConnectionsPerIp } from './http/connectionLimit.js';
 import { createLogger, type Logger } from './logger.js';
 
 /**
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
     demo: closeDevUpstream !== undefined,
   });
   const server = createServer(broker.app);
+  limitConnectionsPerIp(server, config.maxConnectionsPerIp, logger);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

@@ -1,16 +1,20 @@
 import { z } from 'zod';
-import { emptyToUndefined, int, jwkSet } from './fields.js';
+import { emptyToUndefined, int, jwkSet, optionalUrl } from './fields.js';
 
 /** What the broker mints for browsers: lifetime, binding and the keys that sign. */
 export const clientTokensSchema = z.object({
   CLIENT_TOKEN_TTL: int(1, 86_400, 900),
   CLIENT_TOKEN_BIND_IP: z.preprocess(emptyToUndefined, z.enum(['exact', 'prefix', 'off']).default('exact')),
   CLIENT_TOKEN_BINDING: z.preprocess(emptyToUndefined, z.enum(['none', 'dpop']).default('none')),
+  PUBLIC_URL: optionalUrl,
   CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24),
   CLIENT_TOKEN_IPV6_PREFIX: int(16, 128, 64),
   CLIENT_TOKEN_ISSUER: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker')),
   CLIENT_TOKEN_AUDIENCE: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker:proxy')),
   CLIENT_TOKEN_CLOCK_TOLERANCE: int(0, 300, 5),
+  DPOP_PROOF_MAX_AGE: int(5, 300, 30),
+  DPOP_REPLAY_CACHE_SIZE: int(100, 10_000_000, 200_000),
+  DPOP_PROOFS_PER_KEY: int(10, 1_000_000, 5_000),
   SIGNING_KEYS: jwkSet,
 });
 
@@ -33,6 +37,20 @@ export interface ClientTokensConfig {
    * (RFC 9449); `none`: a proof is optional (a token requested with one is bound all the same).
    */
   clientTokenBinding: ClientTokensEnv['CLIENT_TOKEN_BINDING'];
+  /**
+   * The broker's public base URL as browsers address it (`PUBLIC_URL`), without a trailing slash: DPoP
+   * `htu` is checked against it rather than the request's `Host`. Undefined: the request's own URL.
+   */
+  publicUrl: string | undefined;
+  /** The DPoP replay defences (RFC 9449 §11.1): a short `iat` window and a bounded replay cache. */
+  dpop: {
+    /** A proof's `iat` may be this far in the past or the future, in seconds. */
+    proofMaxAgeSeconds: number;
+    /** Most proofs each replica remembers; the oldest is forgotten when full. */
+    replayCacheSize: number;
+    /** Most live proofs remembered per key; a key beyond it is answered 429. */
+    proofsPerKey: number;
+  };
   /** A private JWK Set; undefined means "make an ephemeral key" (refused in production). */
   signingKeys: { keys: Record<string, unknown>[] } | undefined;
 }
@@ -45,6 +63,12 @@ export function clientTokensConfig(
   if (production && !e.SIGNING_KEYS) {
     problems.push('SIGNING_KEYS: required in production (a private JWK Set, or SIGNING_KEYS_FILE)');
   }
+  // A `Host` header is the client's to write: in production the URL a proof must name is configured.
+  if (production && e.CLIENT_TOKEN_BINDING === 'dpop' && !e.PUBLIC_URL) {
+    problems.push(
+      'PUBLIC_URL: required with CLIENT_TOKEN_BINDING=dpop in production (the URL browsers reach the broker at, e.g. https://app.example.com)',
+    );
+  }
   return {
     clientToken: {
       ttlSeconds: e.CLIENT_TOKEN_TTL,
@@ -56,6 +80,12 @@ export function clientTokensConfig(
       clockToleranceSeconds: e.CLIENT_TOKEN_CLOCK_TOLERANCE,
     },
     clientTokenBinding: e.CLIENT_TOKEN_BINDING,
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    dpop: {
+      proofMaxAgeSeconds: e.DPOP_PROOF_MAX_AGE,
+      replayCacheSize: e.DPOP_REPLAY_CACHE_SIZE,
+      proofsPerKey: e.DPOP_PROOFS_PER_KEY,
+    },
     signingKeys: e.SIGNING_KEYS as ClientTokensConfig['signingKeys'],
   };
 }

@@ -1,12 +1,15 @@
 import { z } from 'zod';
 import { int, type RateLimitRule, rateLimit } from './fields.js';
 
-/** How much one caller may ask for: request budgets per client IP and the largest body. */
+/** How much one caller may ask for: request budgets per client IP, body size and pace, open connections. */
 export const limitsSchema = z.object({
   RATE_LIMIT_CLIENT_TOKEN: rateLimit('60/minute'),
   RATE_LIMIT_CLAIM: rateLimit('600/minute'),
   RATE_LIMIT_API_KEY_FAILURES: rateLimit('10/minute'),
+  RATE_LIMIT_PROXY: rateLimit('6000/minute'),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384),
+  BODY_IDLE_TIMEOUT_MS: int(100, 600_000, 30_000),
+  MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512),
 });
 
 type LimitsEnv = z.infer<typeof limitsSchema>;
@@ -17,8 +20,13 @@ export interface LimitsConfig {
     clientToken: RateLimitRule | undefined;
     claim: RateLimitRule | undefined;
     apiKeyFailures: RateLimitRule | undefined;
+    proxy: RateLimitRule | undefined;
   };
   maxBodyBytes: number;
+  /** Longest silence inside a request body before `408 request_timeout`. */
+  bodyIdleTimeoutMs: number;
+  /** Most open connections from one peer address; 0: no limit. */
+  maxConnectionsPerIp: number;
 }
 
 export function limitsConfig(e: LimitsEnv): LimitsConfig {
@@ -27,7 +35,10 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
       clientToken: e.RATE_LIMIT_CLIENT_TOKEN,
       claim: e.RATE_LIMIT_CLAIM,
       apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
+      proxy: e.RATE_LIMIT_PROXY,
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
+    bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
+    maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
   };
 }

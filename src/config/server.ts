@@ -24,7 +24,14 @@ export const serverSchema = z.object({
     ),
   ),
   BROKER_API_KEYS: list.pipe(
-    z.array(z.string().min(16, 'each key must be at least 16 characters (or a sha256:<hex> hash)')),
+    z.array(
+      z
+        .string()
+        .min(
+          32,
+          'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
+        ),
+    ),
   ),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
   METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65_535).optional()),
@@ -49,7 +56,10 @@ export interface ServerConfig {
   metrics: {
     /** Serve `/metrics` on this port only (and not on the main one); undefined: on the main port. */
     port: number | undefined;
-    /** Ask scrapers for a broker API key (`Authorization: Bearer`). */
+    /**
+     * Ask scrapers for a broker API key (`Authorization: Bearer`): when `METRICS_REQUIRE_API_KEY=true`,
+     * and always in production when `/metrics` is served on the traffic port.
+     */
     requireApiKey: boolean;
   };
 }
@@ -58,9 +68,10 @@ export function serverConfig(e: ServerEnv, problems: string[]): ServerConfig {
   if (e.METRICS_PORT !== undefined && e.METRICS_PORT === e.PORT) {
     problems.push('METRICS_PORT: must differ from PORT (leave it empty to serve /metrics on PORT)');
   }
+  const production = e.NODE_ENV === 'production';
   return {
     nodeEnv: e.NODE_ENV,
-    production: e.NODE_ENV === 'production',
+    production,
     port: e.PORT,
     host: e.HOST,
     trustProxy: e.TRUST_PROXY,
@@ -68,6 +79,10 @@ export function serverConfig(e: ServerEnv, problems: string[]): ServerConfig {
     allowedOrigins: e.ALLOWED_ORIGINS.map((entry) => normalizeOrigin(entry) ?? entry.toLowerCase()),
     apiKeys: e.BROKER_API_KEYS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
-    metrics: { port: e.METRICS_PORT, requireApiKey: e.METRICS_REQUIRE_API_KEY === 'true' },
+    metrics: {
+      port: e.METRICS_PORT,
+      // In production the traffic port is public: /metrics there needs the API key, or its own port.
+      requireApiKey: e.METRICS_REQUIRE_API_KEY === 'true' || (production && e.METRICS_PORT === undefined),
+    },
   };
 }

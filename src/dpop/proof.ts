@@ -11,6 +11,7 @@ import {
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
+import { isCanonicalCompactJws } from '../signing/base64url.js';
 import type { ReplayCache } from './replayCache.js';
 
 /** The `typ` of a DPoP proof (RFC 9449 §4.2). */
@@ -27,7 +28,6 @@ export const dpopChallenge = `DPoP error="invalid_dpop_proof", algs="${dpopAlgor
 
 /** Refused before any parsing: a proof with a P-256 key is about 500 bytes. */
 const maxProofLength = 4096;
-const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Members that only a private (or symmetric) JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
 const privateMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
@@ -69,7 +69,10 @@ export interface DpopProofVerifier {
 export interface DpopProofVerifierOptions {
   clock: Clock;
   replayCache: ReplayCache;
-  /** A proof's `iat` may be this many seconds in the past or in the future (clock skew). Default 60. */
+  /**
+   * A proof's `iat` may be this many seconds in the past or in the future (clock skew). Default 30: short,
+   * so that remembered proofs expire soon (`DPOP_PROOF_MAX_AGE`).
+   */
   windowSeconds?: number;
 }
 
@@ -87,7 +90,7 @@ export function accessTokenHash(accessToken: string): string {
 export function createDpopProofVerifier({
   clock,
   replayCache,
-  windowSeconds = 60,
+  windowSeconds = 30,
 }: DpopProofVerifierOptions): DpopProofVerifier {
   return {
     async verify({ proof, method, url, endpoint, accessToken, jkt: boundJkt }) {
@@ -103,8 +106,8 @@ export function createDpopProofVerifier({
       // Node joins repeated `DPoP` fields with a comma, which no compact JWS contains: two proofs fail
       // here, as §4.3 step 1 asks.
       if (!proof) throw refuse('missing', 'send a DPoP proof in the DPoP header');
-      if (proof.length > maxProofLength || !compactJws.test(proof)) {
-        throw refuse('shape', 'the DPoP header is not one compact JWS');
+      if (proof.length > maxProofLength || !isCanonicalCompactJws(proof)) {
+        throw refuse('shape', 'the DPoP header is not one compact JWS in canonical base64url');
       }
       let header: ReturnType<typeof decodeProtectedHeader>;
       try {
@@ -156,8 +159,14 @@ export function createDpopProofVerifier({
       const ttlMs = (claims.iat + windowSeconds) * 1000 - clock.now() + 1000;
       // Scoped to the key, so one client's jti can never collide with (and lock out) another's.
       const key = createHash('sha256').update(`${jkt}\n${claims.jti}`).digest('base64url');
-      if (!(await replayCache.checkAndRemember(key, ttlMs))) {
-        throw refuse('replay', 'the proof has been used before');
+      const seen = await replayCache.checkAndRemember(key, ttlMs, jkt);
+      if (seen === 'replay') throw refuse('replay', 'the proof has been used before');
+      if (seen === 'owner_full') {
+        // Not the client's fault in kind but in volume: it may retry with a new proof once this passes.
+        throw new BrokerError('rate_limited', {
+          detail: 'too many DPoP proofs by this key within the proof window; slow down and retry',
+          headers: { 'Retry-After': String(windowSeconds) },
+        });
       }
       return { jkt };
     },

@@ -1,13 +1,16 @@
 import type { Request } from 'express';
 
 /**
- * The URL a DPoP proof's `htu` must name: this request as the client addressed the broker, scheme and
+ * The URL a DPoP proof's `htu` must name: `PUBLIC_URL` followed by the request's path when it is set (the
+ * `Host` header is the client's to write, so production configures it). Otherwise this request as the
+ * client addressed the broker, scheme and
  * host included. Behind a reverse proxy they come from `X-Forwarded-Proto` and `X-Forwarded-Host`, which
  * Express honours only for the proxies `TRUST_PROXY` names, so set it (or have the proxy keep `Host`),
  * else the broker sees its internal URL and refuses every proof. Query and fragment are ignored later
  * (RFC 9449 §4.3 step 9); `originalUrl` keeps the path exactly as the client sent it.
  */
-export function requestUrl(req: Request): string | undefined {
+export function requestUrl(req: Request, publicUrl?: string): string | undefined {
+  if (publicUrl !== undefined) return `${publicUrl}${req.originalUrl}`;
   const host = req.host;
   if (!host) return undefined;
   return `${req.protocol}://${host}${req.originalUrl}`;

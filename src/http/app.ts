@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
+import type { ApiKeyLabeler } from '../apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../apiKeys.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -14,9 +15,12 @@ import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { TokenCache } from '../upstream/types.js';
+import { bodyIdleTimeout } from './bodyIdleTimeout.js';
 import { callerIp } from './callerIp.js';
 import { verifyClientToken } from './clientTokenAuth.js';
 import { allowedOriginsCors } from './cors.js';
+import { trustedForwardedFor } from './forwardedFor.js';
+import { originHeaderLimit } from './originHeaderLimit.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { RateLimits } from './rateLimits.js';
 import { requestContext } from './requestContext.js';
@@ -37,6 +41,7 @@ export interface AppDeps {
   clock: Clock;
   originPolicy: OriginPolicy;
   apiKeys: ApiKeyVerifier;
+  apiKeyLabel: ApiKeyLabeler;
   clientTokens: ClientTokens;
   /** Verifies DPoP proofs at `/api/client-token` and on the proxy (RFC 9449). */
   dpop: DpopProofVerifier;
@@ -83,7 +88,11 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.use(
+  app.use(originHeaderLimit);
+  app.use(bodyIdleTimeout(config.bodyIdleTimeoutMs));
+
+  // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
+  app.all(
     '/api/client-token',
     allowedOriginsCors(originPolicy, { methods: ['GET', 'POST'], allowedHeaders: ['content-type', 'dpop'] }),
   );
@@ -124,6 +133,7 @@ export function createApp(deps: AppDeps): Express {
         methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
         allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
       }),
+      rateLimits?.proxy ?? [],
       verifyClientToken(deps),
       forwardTo(proxy),
     );
@@ -141,6 +151,7 @@ function forwardTo(proxy: ProxyForwarder): RequestHandler {
     proxy.forward(req, res, {
       path: req.url,
       clientIp: callerIp(req),
+      forwardedFor: trustedForwardedFor(req),
       protocol: req.protocol,
       host: req.host,
       log: res.locals.log,

@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import type { Config } from '../config.js';
 import { type DpopProofVerifier, dpopChallenge } from '../dpop/proof.js';
 import { requestUrl } from '../dpop/requestUrl.js';
 import { BrokerError } from '../errors.js';
@@ -21,9 +22,11 @@ const dpopScheme = /^DPoP[ ]+([^\s]+)\s*$/i;
 export function verifyClientToken({
   clientTokens,
   dpop,
+  config,
 }: {
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
+  config: Pick<Config, 'publicUrl'>;
 }): RequestHandler {
   return async (req, res, next) => {
     const header = req.headers['x-client-token'];
@@ -38,6 +41,17 @@ export function verifyClientToken({
       });
     }
     const claims = await clientTokens.verify(token);
+    // Origin and address first: a proof is remembered only for a request that passed every other check,
+    // so a stolen token used from elsewhere cannot fill the replay cache.
+    const origin = requestOrigin(req.headers);
+    if (origin !== claims.origin) {
+      throw new BrokerError('origin_mismatch', {
+        detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',
+      });
+    }
+    if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, callerIp(req))) {
+      throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
+    }
     const jkt = claims.cnf?.jkt;
     if (jkt !== undefined || dpopToken !== undefined) {
       const refuse = (detail: string) =>
@@ -48,20 +62,11 @@ export function verifyClientToken({
       await dpop.verify({
         proof: req.get('dpop'),
         method: req.method,
-        url: requestUrl(req),
+        url: requestUrl(req, config.publicUrl),
         endpoint: 'resource',
         accessToken: token,
         jkt,
       });
-    }
-    const origin = requestOrigin(req.headers);
-    if (origin !== claims.origin) {
-      throw new BrokerError('origin_mismatch', {
-        detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',
-      });
-    }
-    if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, callerIp(req))) {
-      throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
     }
     res.locals.clientToken = claims;
     next();

@@ -23,6 +23,8 @@ export interface RateLimits {
   claim: RequestHandler;
   /** Failed API-key attempts (answers 401) on the API-key routes, per IP; successes are not counted. */
   apiKeyFailures: RequestHandler;
+  /** `/api/proxy/*`, per IP, counted before the client token is verified. */
+  proxy: RequestHandler;
 }
 
 export interface RateLimitsOptions {
@@ -131,6 +133,7 @@ export function createRateLimits({ rules, logger: parentLogger, redis }: RateLim
     clientToken: requestLimiter('client-token', rules.clientToken),
     claim: requestLimiter('claim', rules.claim),
     apiKeyFailures: failureLimiter('api-key-failures', rules.apiKeyFailures),
+    proxy: requestLimiter('proxy', rules.proxy),
   };
 }
 

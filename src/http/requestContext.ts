@@ -19,11 +19,13 @@ export function requestContext(logger: Logger): RequestHandler {
     res.locals.log = log;
     res.setHeader('X-Request-Id', requestId);
     const started = performance.now();
+    // Read now: a mounted router (`/api/proxy`) strips its prefix from `req.path` for good.
+    const path = req.path;
     res.on('finish', () => {
       const status = res.statusCode;
       const entry = {
         method: req.method,
-        path: req.path,
+        path,
         status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       };

@@ -54,8 +54,10 @@ export interface ProxyForwarderOptions {
 export interface ForwardRequest {
   /** The raw request target after `/api/proxy`, query included, never decoded: `/things/1?x=1`. */
   path: string;
-  /** The caller's address under `trust proxy`; appended to `x-forwarded-for`. */
+  /** The caller's address under `trust proxy`. */
   clientIp: string;
+  /** The trusted `x-forwarded-for` chain, client first; `clientIp` alone by default. */
+  forwardedFor?: string[] | undefined;
   /** `http` or `https` as the caller reached the broker (`x-forwarded-proto`). */
   protocol: string;
   /** The host the caller addressed (`x-forwarded-host`); defaults to the `host` header. */
@@ -133,6 +135,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       const headers = upstreamRequestHeaders(req.headers, {
         accessToken,
         clientIp: request.clientIp,
+        forwardedFor: request.forwardedFor,
         protocol: request.protocol,
         host: request.host ?? req.headers.host,
       });
@@ -203,7 +206,11 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
             : req.socket.destroyed
               ? 'client closed'
               : undefined;
-      if (reason === undefined) throw failureBeforeHeaders(error, controller.signal);
+      if (reason === undefined) {
+        // Read and drop what the client is still uploading, so it gets to read the answer.
+        if (!req.complete) req.resume();
+        throw failureBeforeHeaders(error, controller.signal);
+      }
       // Nobody to answer, or the status line is already gone: cutting the connection is the only signal left.
       res.destroy();
       log[reason === 'client closed' ? 'debug' : 'warn'](

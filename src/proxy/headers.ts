@@ -21,8 +21,8 @@ const hopByHop = new Set([
  * Request fields the API never sees: our client's credentials (`authorization`, `x-client-token`, and
  * the `dpop` proof of possession, RFC 9449) and cookies belong to the broker, not the API; `host` is set
  * for the API's origin; `origin` and `referer` name the web app, which the API has no use for and which
- * would let it track the app's pages; a client's own `forwarded` could spoof what we assert in
- * `x-forwarded-*`; and `expect` is answered by the broker's own server (undici cannot send it).
+ * would let it track the app's pages; a client's own `forwarded`, `x-forwarded-*` and `x-real-ip` could
+ * spoof what we assert (they are rebuilt from what `TRUST_PROXY` trusts); and `expect` is answered by the broker's own server (undici cannot send it).
  * `content-length` is set by the forwarder from the body it sends.
  */
 const notSentUp = new Set([
@@ -34,18 +34,23 @@ const notSentUp = new Set([
   'origin',
   'referer',
   'forwarded',
+  'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
+  'x-real-ip',
   'expect',
   'content-length',
 ]);
 
 /**
- * Response fields that act on the whole origin rather than on this response, so the API may not set
- * them on the web app's origin: cookies (RFC 6265), `clear-site-data`, `alt-svc` (RFC 7838) and
+ * Response fields the client never sees: `server` and `x-powered-by`, and the fields that act on the
+ * whole origin rather than on this response, so the API may not set them on the web app's origin: cookies (RFC 6265), `clear-site-data`, `alt-svc` (RFC 7838) and
  * `strict-transport-security` (RFC 6797). CORS fields are the broker's decision, never the API's.
  */
 const notSentDown = new Set([
+  // They describe the API's software to whoever probes it through the broker.
+  'server',
+  'x-powered-by',
   'set-cookie',
   'set-cookie2',
   'clear-site-data',
@@ -69,8 +74,10 @@ function connectionOptions(headers: IncomingHttpHeaders): Set<string> {
 export interface ForwardedFor {
   /** The upstream access token, sent as `Authorization: Bearer` (RFC 6750 §2.1). */
   accessToken: string;
-  /** The caller's address as the app derives it under `trust proxy`; appended to `x-forwarded-for`. */
+  /** The caller's address as the app derives it under `trust proxy`. */
   clientIp: string;
+  /** The trusted `x-forwarded-for` chain, client first (http/forwardedFor.ts); `clientIp` alone by default. */
+  forwardedFor?: string[] | undefined;
   /** `http` or `https`, as the caller reached the broker. */
   protocol: string;
   /** The host the caller addressed, when known. */
@@ -91,8 +98,7 @@ export function upstreamRequestHeaders(
     if (value === undefined || hopByHop.has(name) || perConnection.has(name) || notSentUp.has(name)) continue;
     headers[name] = value;
   }
-  const priorHops = headers['x-forwarded-for'];
-  headers['x-forwarded-for'] = priorHops ? `${String(priorHops)}, ${forwarded.clientIp}` : forwarded.clientIp;
+  headers['x-forwarded-for'] = forwarded.forwardedFor?.join(', ') || forwarded.clientIp;
   headers['x-forwarded-proto'] = forwarded.protocol;
   if (forwarded.host) headers['x-forwarded-host'] = forwarded.host;
   headers.authorization = `Bearer ${forwarded.accessToken}`;

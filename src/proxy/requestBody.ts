@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 
 /** The body to send upstream, and whether it can be sent a second time after a 401. */
 export type OutgoingBody =
@@ -59,9 +59,21 @@ function readPrefix(
   });
 }
 
-async function* prefixThenRest(prefix: Buffer[], rest: IncomingMessage): AsyncGenerator<Buffer> {
-  yield* prefix;
-  yield* rest;
+/**
+ * The body as a stream of its own: undici destroys the stream it sends when the exchange fails, and
+ * destroying `req` itself would leave no way to answer the client (and cut the upload it is still
+ * sending). The client going away still ends the copy, with ClientGoneError.
+ */
+function detachedBody(prefix: Buffer[], req: IncomingMessage): Readable {
+  const copy = new PassThrough();
+  for (const chunk of prefix) copy.write(chunk);
+  const onClose = () => {
+    if (!req.complete) copy.destroy(new ClientGoneError());
+  };
+  req.once('close', onClose);
+  copy.once('close', () => req.off('close', onClose));
+  req.pipe(copy);
+  return copy;
 }
 
 /**
@@ -81,13 +93,13 @@ export async function prepareBody(
     return { replayable: true, bytes: null };
   }
   if (declared !== undefined && declared > maxReplayBytes) {
-    return { replayable: false, stream: req, contentLength };
+    return { replayable: false, stream: detachedBody([], req), contentLength };
   }
   const { chunks, ended } = await readPrefix(req, maxReplayBytes, signal);
   if (ended) return { replayable: true, bytes: Buffer.concat(chunks) };
   return {
     replayable: false,
-    stream: Readable.from(prefixThenRest(chunks, req), { objectMode: false }),
+    stream: detachedBody(chunks, req),
     contentLength,
   };
 }

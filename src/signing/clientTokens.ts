@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { BrokerError } from '../errors.js';
 import { canonicalIp } from '../ip.js';
+import { isCanonicalCompactJws } from './base64url.js';
 import { createCompactSigner } from './compactSigner.js';
 import type { SigningKeys } from './keys.js';
 import type { RevocationList } from './revocations.js';
@@ -19,7 +20,6 @@ export const clientTokenType = 'client-token+jwt';
 /** Refused before any parsing or crypto: our tokens are well under 1 KiB. */
 export const maxClientTokenLength = 4096;
 
-const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const jtiPattern = /^[A-Za-z0-9_-]{22}$/;
 /** An RFC 7638 SHA-256 JWK thumbprint, base64url: 43 characters. */
 const jktPattern = /^[A-Za-z0-9_-]{43}$/;
@@ -130,7 +130,9 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
     async verify(token) {
       // Cheap checks first: nothing is parsed or verified for input that cannot be one of ours.
       if (typeof token !== 'string' || token.length > maxClientTokenLength) throw refuse('size');
-      if (!compactJws.test(token)) throw refuse('shape');
+      if (!isCanonicalCompactJws(token)) {
+        throw refuse('shape', 'the client token is not a compact JWS in canonical base64url');
+      }
       let protectedHeader: ReturnType<typeof decodeProtectedHeader>;
       try {
         protectedHeader = decodeProtectedHeader(token);

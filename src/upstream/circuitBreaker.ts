@@ -1,5 +1,6 @@
-import { ConsecutiveBreaker, circuitBreaker, handleAll } from 'cockatiel';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
 import type { Clock } from '../clock.js';
+import { UpstreamError } from '../errors.js';
 
 /** Stops calls to an upstream that keeps failing, then lets one probe through after a pause. */
 export interface UpstreamBreaker {
@@ -28,7 +29,10 @@ export function createUpstreamBreaker({
   threshold: number;
   openMs: number;
 }): UpstreamBreaker {
-  const policy = circuitBreaker(handleAll, { halfOpenAfter: 0, breaker: new ConsecutiveBreaker(threshold) });
+  // A refused configuration proves the upstream is up: it is paced by the failure streak, and does not
+  // open the breaker, whose pause would hold a fixed configuration back for `openMs`.
+  const outages = handleWhen((error) => !(error instanceof UpstreamError && error.isConfigurationError));
+  const policy = circuitBreaker(outages, { halfOpenAfter: 0, breaker: new ConsecutiveBreaker(threshold) });
   let openUntil = 0;
   let broken = false;
   policy.onBreak(() => {

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import { BrokerError, UpstreamError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { UpstreamBreaker } from './circuitBreaker.js';
-import { type RenewalPolicy, retryDelay } from './renewalPolicy.js';
+import { type RenewalPolicy, rejectedProbeDelay, retryDelay } from './renewalPolicy.js';
 import type { TokenCacheStatus } from './types.js';
 
 /**
@@ -86,7 +86,12 @@ export function createFailureStreak({
       rejected = upstream?.isConfigurationError ?? false;
       cause = error;
       // Read after the failed call: cockatiel has already opened the breaker if this failure tripped it.
-      const delay = Math.max(retryDelay(failures, upstream?.retryAfter, policy, random), breaker.openForMs());
+      const delay = Math.max(
+        rejected
+          ? rejectedProbeDelay(upstream?.retryAfter, policy, random)
+          : retryDelay(failures, upstream?.retryAfter, policy, random),
+        breaker.openForMs(),
+      );
       retryAt = now + delay;
       lastError = { error: upstream?.error ?? 'unexpected', at: now };
       const fields = {

@@ -20,6 +20,11 @@ export interface RenewalPolicy {
   breakerOpenMs: number;
   /** A refused configuration (`invalid_client`...) is logged at error level at most once per interval. */
   rejectedLogIntervalMs: number;
+  /**
+   * While the upstream refuses our configuration, it is asked again after this long plus up to half as
+   * much jitter: rarely enough not to hammer it, soon enough that a fix is picked up within seconds.
+   */
+  rejectedProbeMs: number;
 }
 
 export const defaultRenewalPolicy: RenewalPolicy = {
@@ -32,6 +37,7 @@ export const defaultRenewalPolicy: RenewalPolicy = {
   breakerThreshold: 5,
   breakerOpenMs: 30_000,
   rejectedLogIntervalMs: 60_000,
+  rejectedProbeMs: 2_000,
 };
 
 /** How long before expiry a token of this lifetime is renewed, before jitter. */
@@ -50,6 +56,20 @@ export function renewalTime(token: UpstreamToken, policy: RenewalPolicy, random:
 /** Whether the token is not yet due for renewal at `now`, whichever jitter a replica drew. */
 export function isFresh(token: UpstreamToken, now: number, policy: RenewalPolicy): boolean {
   return now < token.expiresAt - renewalMargin(token.expiresAt - token.obtainedAt, policy);
+}
+
+/**
+ * Delay before the next attempt while the upstream refuses our configuration: a fixed pace, not a growing
+ * backoff, since the fix (a corrected secret or client registration upstream) can come at any moment.
+ * Never shorter than the upstream's `Retry-After`.
+ */
+export function rejectedProbeDelay(
+  retryAfterSeconds: number | undefined,
+  policy: RenewalPolicy,
+  random: () => number,
+): number {
+  const retryAfterMs = Math.min((retryAfterSeconds ?? 0) * 1000, policy.maxRetryAfterMs);
+  return Math.max(policy.rejectedProbeMs + Math.floor((random() * policy.rejectedProbeMs) / 2), retryAfterMs);
 }
 
 /**

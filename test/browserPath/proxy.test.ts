@@ -515,7 +515,8 @@ describe('what reaches the API and what comes back', () => {
       expect(seen.headers).not.toHaveProperty(name);
     }
     expect(seen.headers.accept).toBe('application/json');
-    expect(seen.headers['x-forwarded-for']).toBe(`${browserIp}, ${browserIp}`);
+    // Rebuilt from the trusted hops: the browser, then the loopback proxy that connected to the broker.
+    expect(seen.headers['x-forwarded-for']).toBe(`${browserIp}, 127.0.0.1`);
     expect(seen.headers['x-forwarded-proto']).toBe('http');
     registerSecret('upstream access token', seen.headers.authorization?.slice('Bearer '.length) ?? '');
     expect(seen.headers.authorization).not.toContain(token);

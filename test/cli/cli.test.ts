@@ -299,7 +299,7 @@ describe('token-broker check-config', () => {
 });
 
 describe('token-broker claim', () => {
-  const apiKey = registerSecret('cli claim api key', 'claim-api-key-Vb5Nq2Xs8Lm4Rt7');
+  const apiKey = registerSecret('cli claim api key', 'claim-api-key-Vb5Nq2Xs8Lm4Rt7Pw3Jc9Zd');
   const token = registerSecret('cli claim client token', 'eyJhbGciOiJFZERTQSJ9.claim-test-token.signature');
   const seen: { url: string; headers: IncomingHttpHeaders; body: unknown }[] = [];
   let server: Server;

@@ -10,11 +10,11 @@ describe('memory replay cache', () => {
   it('when a key is checked twice within its ttl, then only the first check passes', async () => {
     const clock = createManualClock();
     const cache = createMemoryReplayCache({ clock });
-    expect(await cache.checkAndRemember('a', 1_000)).toBe(true);
+    expect(await cache.checkAndRemember('a', 1_000)).toBe('new');
     clock.advance(999);
-    expect(await cache.checkAndRemember('a', 1_000)).toBe(false);
+    expect(await cache.checkAndRemember('a', 1_000)).toBe('replay');
     clock.advance(1);
-    expect(await cache.checkAndRemember('a', 1_000)).toBe(true);
+    expect(await cache.checkAndRemember('a', 1_000)).toBe('new');
   });
 
   it('when many checks of one key run at once, then exactly one passes', async () => {
@@ -22,20 +22,32 @@ describe('memory replay cache', () => {
     const results = await Promise.all(
       Array.from({ length: 50 }, () => cache.checkAndRemember('same', 60_000)),
     );
-    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(results.filter((result) => result === 'new')).toHaveLength(1);
   });
 
-  it('when the cache is full of live keys, then new keys are refused rather than old ones forgotten', async () => {
+  it('when the cache is full of live keys, then the oldest is forgotten rather than a new key refused', async () => {
     const clock = createManualClock();
     const cache = createMemoryReplayCache({ clock, maxEntries: 2 });
-    expect(await cache.checkAndRemember('a', 1_000)).toBe(true);
-    expect(await cache.checkAndRemember('b', 5_000)).toBe(true);
-    expect(await cache.checkAndRemember('c', 1_000)).toBe(false);
-    expect(await cache.checkAndRemember('a', 1_000)).toBe(false);
+    expect(await cache.checkAndRemember('a', 1_000)).toBe('new');
+    expect(await cache.checkAndRemember('b', 5_000)).toBe('new');
+    expect(await cache.checkAndRemember('c', 1_000)).toBe('new');
+    expect(await cache.checkAndRemember('b', 1_000)).toBe('replay');
+    expect(await cache.checkAndRemember('c', 1_000)).toBe('replay');
+  });
+
+  it('when one owner reaches its share, then its new keys are refused and other owners are untouched', async () => {
+    const clock = createManualClock();
+    const cache = createMemoryReplayCache({ clock, maxEntries: 100, maxPerOwner: 3 });
+    expect(await cache.checkAndRemember('honest-1', 10_000, 'honest')).toBe('new');
+    for (const key of ['x1', 'x2', 'x3'])
+      expect(await cache.checkAndRemember(key, 1_000, 'flood')).toBe('new');
+    expect(await cache.checkAndRemember('x4', 1_000, 'flood')).toBe('owner_full');
+    expect(await cache.checkAndRemember('x1', 1_000, 'flood')).toBe('replay');
+    expect(await cache.checkAndRemember('honest-2', 10_000, 'honest')).toBe('new');
+    expect(await cache.checkAndRemember('honest-1', 10_000, 'honest')).toBe('replay');
     clock.advance(1_000);
-    // `a` has expired: the sweep frees its place.
-    expect(await cache.checkAndRemember('c', 1_000)).toBe(true);
-    expect(await cache.checkAndRemember('b', 1_000)).toBe(false);
+    // The flood's entries expired: its share is free again.
+    expect(await cache.checkAndRemember('x4', 1_000, 'flood')).toBe('new');
   });
 });
 
@@ -64,8 +76,8 @@ describe('Redis replay cache', () => {
   it('when a proof seen by one replica is replayed to another, then the other refuses it', async () => {
     const [one, two] = [replica(), replica()];
     const key = randomBytes(16).toString('base64url');
-    expect(await one.checkAndRemember(key, 60_000)).toBe(true);
-    expect(await two.checkAndRemember(key, 60_000)).toBe(false);
+    expect(await one.checkAndRemember(key, 60_000)).toBe('new');
+    expect(await two.checkAndRemember(key, 60_000)).toBe('replay');
     const ttl = await client.pttl(`${prefix}dpop-jti:${key}`);
     expect(ttl).toBeGreaterThan(55_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
@@ -75,7 +87,7 @@ describe('Redis replay cache', () => {
     const replicas = Array.from({ length: 8 }, () => replica());
     const key = randomBytes(16).toString('base64url');
     const results = await Promise.all(replicas.map((cache) => cache.checkAndRemember(key, 60_000)));
-    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(results.filter((result) => result === 'new')).toHaveLength(1);
   });
 
   it('when Redis is unreachable, then the replica still refuses a proof it has seen itself', async () => {
@@ -93,8 +105,8 @@ describe('Redis replay cache', () => {
       local: createMemoryReplayCache({ clock: createManualClock() }),
       logger: logs.logger,
     });
-    expect(await cache.checkAndRemember('k', 60_000)).toBe(true);
-    expect(await cache.checkAndRemember('k', 60_000)).toBe(false);
+    expect(await cache.checkAndRemember('k', 60_000)).toBe('new');
+    expect(await cache.checkAndRemember('k', 60_000)).toBe('replay');
     expect(logs.lines().some((line) => String(line.msg).includes('replay check is local'))).toBe(true);
     down.disconnect();
   });

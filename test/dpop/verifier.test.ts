@@ -9,7 +9,11 @@ const start = Date.UTC(2026, 0, 1, 12);
 const url = 'https://broker.example.com/api/proxy/items';
 
 function verifierAt(clock = createManualClock(start)) {
-  const verifier = createDpopProofVerifier({ clock, replayCache: createMemoryReplayCache({ clock }) });
+  const verifier = createDpopProofVerifier({
+    clock,
+    replayCache: createMemoryReplayCache({ clock }),
+    windowSeconds: 60,
+  });
   return { clock, verifier };
 }
 

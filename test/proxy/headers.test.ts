@@ -49,18 +49,38 @@ describe('upstreamRequestHeaders', () => {
     });
   });
 
-  it('when earlier proxies set x-forwarded-*, then the client IP is appended and proto and host are ours', () => {
+  it('when the client sends x-forwarded-* and x-real-ip, then they are dropped: only the trusted chain, proto and host go up', () => {
     const headers = upstreamRequestHeaders(
       {
         'x-forwarded-for': '198.51.100.1',
         'x-forwarded-proto': 'gopher',
         'x-forwarded-host': 'evil.example',
+        'x-real-ip': '198.51.100.2',
       },
       forwarded,
     );
-    expect(headers['x-forwarded-for']).toBe('198.51.100.1, 203.0.113.7');
+    expect(headers['x-forwarded-for']).toBe('203.0.113.7');
     expect(headers['x-forwarded-proto']).toBe('https');
     expect(headers['x-forwarded-host']).toBe('app.example.com');
+    expect(headers).not.toHaveProperty('x-real-ip');
+  });
+
+  it('when proxies are trusted, then x-forwarded-for is the chain they vouch for', () => {
+    const headers = upstreamRequestHeaders(
+      { 'x-forwarded-for': '192.0.2.66, 198.51.100.1' },
+      { ...forwarded, forwardedFor: ['198.51.100.1', '10.0.0.2'] },
+    );
+    expect(headers['x-forwarded-for']).toBe('198.51.100.1, 10.0.0.2');
+  });
+
+  it('when the API answers with Server and X-Powered-By, then neither reaches the client', () => {
+    expect(
+      downstreamResponseHeaders({
+        server: 'nginx/1.2.3',
+        'x-powered-by': 'PHP/5.4',
+        'content-type': 'text/plain',
+      }),
+    ).toEqual({ 'content-type': 'text/plain' });
   });
 
   it('when the host is unknown, then no x-forwarded-host is sent', () => {

@@ -12,7 +12,8 @@
  *   - a `TestAuthServer`: that shared provider, which the test closes (`handle.auth`).
  *   With either, ALLOWED_ORIGINS defaults to `appOrigin` and `https://*.apps.example.com`, logs to info.
  *   - `'fake'`: a scripted node:http token endpoint for upstream faults (`handle.upstream`): it hands out
- *     a fresh registered token per request (`issueToken`) until the test calls `upstream.setBehaviour`.
+ *     a fresh registered token per request (`issueToken`, or `behaviour(issued)`) until the test calls
+ *     `upstream.setBehaviour`.
  *     ALLOWED_ORIGINS defaults to `appOrigin` and `https://*.example.org`, UPSTREAM_TIMEOUT_MS to 400,
  *     the renewal timings to `fastPolicy`, rate limits to off, logs to debug.
  * - `api`: the protected API behind `/api/proxy` (sets `UPSTREAM_API_URL`; `handle.api`).
@@ -50,7 +51,7 @@ import { type Config, loadConfig } from '../../src/config.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
-import { type FakeTokenServer, issueToken, startFakeTokenServer } from './oauthServers.js';
+import { type Behaviour, type FakeTokenServer, issueToken, startFakeTokenServer } from './oauthServers.js';
 import { startTestAuthServer, type TestAuthServer } from './oidcProvider.js';
 
 /** Timings short enough that a fault and its recovery fit in a test, with the same shape as production. */
@@ -60,6 +61,7 @@ export const fastPolicy: Partial<RenewalPolicy> = {
   backoffCapMs: 200,
   breakerThreshold: 3,
   breakerOpenMs: 300,
+  rejectedProbeMs: 300,
 };
 
 /** One answer the broker wrote, as seen on its own socket (the browser may hide it behind CORS). */
@@ -93,6 +95,8 @@ export interface BrokerOptions {
   demo?: boolean;
   cachePolicy?: Partial<RenewalPolicy>;
   logLevel?: string;
+  /** The fake upstream's first behaviour, given the `issued` list (default: `issueToken`). */
+  behaviour?: (issued: string[]) => Behaviour;
 }
 
 interface BrokerBase {
@@ -147,6 +151,7 @@ const fakeUpstreamDefaults = {
   RATE_LIMIT_CLIENT_TOKEN: 'off',
   RATE_LIMIT_CLAIM: 'off',
   RATE_LIMIT_API_KEY_FAILURES: 'off',
+  RATE_LIMIT_PROXY: 'off',
 };
 
 export async function startBroker<U extends UpstreamOption = undefined, A extends ApiOption = undefined>(
@@ -183,7 +188,7 @@ async function start(
   let upstreamEnv: Record<string, string>;
   let parts: { auth: TestAuthServer } | FakeUpstreamParts;
   if (options.upstream === 'fake') {
-    const upstream = await startFakeTokenServer(issueToken(issued));
+    const upstream = await startFakeTokenServer((options.behaviour ?? issueToken)(issued));
     cleanups.push(() => upstream.close());
     const clientSecret = registerSecret(
       'upstream client secret',

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { Router } from 'express';
+import type { ApiKeyLabeler } from '../../apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../../apiKeys.js';
 import type { Config } from '../../config.js';
 import { BrokerError } from '../../errors.js';
@@ -13,6 +13,8 @@ import { sendToken } from '../tokenResponse.js';
 export interface ClaimRouteDeps {
   config: Config;
   apiKeys: ApiKeyVerifier;
+  /** Names the claiming key in the token's `sub` without revealing anything testable about it. */
+  apiKeyLabel: ApiKeyLabeler;
   clientTokens: ClientTokens;
 }
 
@@ -20,7 +22,7 @@ export interface ClaimRouteDeps {
  * `POST /api/auth/claim`: the Trefle-style route. A backend holding a broker API key asks for a client
  * token bound to an origin (and optionally an IP) of its choosing; the key is trusted to choose.
  */
-export function claimRoute({ config, apiKeys, clientTokens }: ClaimRouteDeps): Router {
+export function claimRoute({ config, apiKeys, apiKeyLabel, clientTokens }: ClaimRouteDeps): Router {
   const router = Router();
   router.post('/api/auth/claim', async (req, res) => {
     const body: unknown = req.body;
@@ -42,7 +44,7 @@ export function claimRoute({ config, apiKeys, clientTokens }: ClaimRouteDeps): R
       throw new BrokerError('invalid_request', { detail: 'ip must be an IP address' });
     const binding = ip ? bindingFor(config.clientToken.bindIp, ip, config.clientToken) : undefined;
     const minted = await clientTokens.mint({
-      sub: `api-key:${keyFingerprint(presented ?? '')}`,
+      sub: apiKeyLabel(presented ?? ''),
       origin,
       ...binding,
     });
@@ -56,11 +58,6 @@ export function claimRoute({ config, apiKeys, clientTokens }: ClaimRouteDeps): R
     sendToken(res, answer);
   });
   return router;
-}
-
-/** Names which key claimed, for audit, without revealing anything usable about it. */
-function keyFingerprint(key: string): string {
-  return createHash('sha256').update(key).digest('hex').slice(0, 12);
 }
 
 /** `MM-DD-YYYY HH:mm` in UTC, as Trefle answers. */

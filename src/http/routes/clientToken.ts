@@ -39,7 +39,14 @@ export function clientTokenRoute({ config, originPolicy, clientTokens, dpop }: C
     const proof = req.get('dpop');
     const jkt =
       proof !== undefined || config.clientTokenBinding === 'dpop'
-        ? (await dpop.verify({ proof, method: req.method, url: requestUrl(req), endpoint: 'token' })).jkt
+        ? (
+            await dpop.verify({
+              proof,
+              method: req.method,
+              url: requestUrl(req, config.publicUrl),
+              endpoint: 'token',
+            })
+          ).jkt
         : undefined;
     const minted = await clientTokens.mint({ sub: origin, origin, ...binding, jkt });
     const body: ClientTokenResponse = {

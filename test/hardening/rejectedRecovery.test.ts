@@ -1,0 +1,75 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { type FakeUpstreamBroker, startBroker } from '../support/broker.js';
+import { issueToken, reply } from '../support/oauthServers.js';
+import { sleep } from '../support/waiting.js';
+
+/**
+ * Issue #12 defect 5: after the token endpoint refused our configuration (invalid_client) long enough to
+ * open the breaker, a healed upstream had to wait out the breaker's 30 s. With the default timings, real
+ * clocks and a real token endpoint: at most one request in flight, at most one per 2 s while it refuses,
+ * and a token within 5 s once it accepts.
+ */
+
+let broker: FakeUpstreamBroker | undefined;
+afterAll(async () => {
+  await broker?.close();
+});
+
+describe('a token endpoint that refuses the configuration, then heals', () => {
+  it('when it answers invalid_client for 7 s under constant demand, then it is probed one at a time at most every 2 s, and a token is served within 5 s of the fix', async () => {
+    const started: number[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let healed = false;
+    // The default renewal policy: the production timings are what is under test.
+    broker = await startBroker({
+      upstream: 'fake',
+      cachePolicy: {},
+      behaviour: (issued) => {
+        const issue = issueToken(issued);
+        return async (req, res) => {
+          started.push(performance.now());
+          inFlight += 1;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          // Long enough for concurrent callers to pile up behind one probe.
+          await sleep(150);
+          inFlight -= 1;
+          if (healed) return issue(req, res);
+          reply(res, 401, { error: 'invalid_client', error_description: 'client authentication failed' });
+        };
+      },
+    });
+    const target = broker;
+    const ask = () =>
+      target.request({ path: '/api/upstream-token', headers: { authorization: `Bearer ${target.apiKey}` } });
+
+    let healedAt = 0;
+    let servedAt = 0;
+    const callers = Array.from({ length: 8 }, async () => {
+      while (servedAt === 0) {
+        const answer = await ask();
+        if (answer.status === 200) {
+          servedAt ||= performance.now();
+          return;
+        }
+        expect(answer.status).toBe(502);
+        expect(JSON.parse(answer.body)).toMatchObject({ code: 'upstream_rejected' });
+        await sleep(20);
+      }
+    });
+    await sleep(7_000);
+    healed = true;
+    healedAt = performance.now();
+    await Promise.all(callers);
+
+    expect(maxInFlight).toBe(1);
+    const whileDown = started.filter((at) => at < healedAt);
+    expect(whileDown.length).toBeGreaterThanOrEqual(3);
+    for (let i = 1; i < whileDown.length; i += 1) {
+      expect((whileDown[i] as number) - (whileDown[i - 1] as number)).toBeGreaterThanOrEqual(1_990);
+    }
+    expect(servedAt - healedAt).toBeLessThan(5_000);
+    // One error line for the streak, whatever the number of probes.
+    expect(target.logs.lines().filter((line) => line.level === 'error')).toHaveLength(1);
+  }, 20_000);
+});
