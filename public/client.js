@@ -73,6 +73,7 @@ export function createBrokerClient(options = {}) {
     baseUrl = '',
     tokenPath = '/api/client-token',
     proxyPath = '/api/proxy',
+    upstreams,
     fetch: fetchImpl = globalThis.fetch,
     now = () => Date.now(),
     refreshMargin = defaultRefreshMargin,
@@ -86,6 +87,10 @@ export function createBrokerClient(options = {}) {
 
   const root = baseUrl.replace(/\/+$/, '');
   const tokenUrl = root + tokenPath;
+  // The DPoP proof names `tokenUrl`: `htu` leaves out the query (RFC 9449 §4.2).
+  const tokenRequestUrl = upstreams
+    ? `${tokenUrl}${tokenUrl.includes('?') ? '&' : '?'}upstreams=${upstreams.map(encodeURIComponent).join(',')}`
+    : tokenUrl;
   const proxyRoot = root + proxyPath.replace(/\/+$/, '');
 
   /** @type {import('./client.js').TokenInfo | undefined} */
@@ -176,7 +181,7 @@ export function createBrokerClient(options = {}) {
     try {
       // POST, because browsers send `Origin` on every POST but not on a same-origin GET, and a page
       // served with `Referrer-Policy: no-referrer` would then send neither (origin_required).
-      return await fetchImpl(tokenUrl, { method: 'POST', headers });
+      return await fetchImpl(tokenRequestUrl, { method: 'POST', headers });
     } catch (cause) {
       throw new BrokerClientError('network_error', { detail: 'The broker could not be reached', cause });
     }
@@ -287,6 +292,10 @@ export function createBrokerClient(options = {}) {
     getToken: async () => (await currentInfo('initial')).token,
     refresh: async () => (await obtain('refresh')).token,
     fetch: brokerFetch,
+    upstream: (name) => ({
+      fetch: (path, init) =>
+        brokerFetch(`${encodeURIComponent(name)}/${String(path).replace(/^\/+/, '')}`, init),
+    }),
     tokenInfo: () => current,
     clear() {
       generation += 1;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
+import { upstreamNamePattern } from '../config/upstreams.js';
 import type { Config } from '../config.js';
 import { BrokerError } from '../errors.js';
 import { canonicalIp } from '../ip.js';
@@ -23,6 +24,8 @@ const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const jtiPattern = /^[A-Za-z0-9_-]{22}$/;
 /** An RFC 7638 SHA-256 JWK thumbprint, base64url: 43 characters. */
 const jktPattern = /^[A-Za-z0-9_-]{43}$/;
+/** More names than any configuration lists: bounds the work a forged-but-signed claim could cause. */
+const maxUpstreams = 64;
 
 /**
  * The claims of a client token as they travel (RFC 7519 §4). `ip` is the caller's canonical address
@@ -44,6 +47,8 @@ const payloadSchema = z.object({
   jti: z.string().regex(jtiPattern),
   /** The key the token is bound to (RFC 9449 §6.1): a proof signed by it must come with every use. */
   cnf: z.object({ jkt: z.string().regex(jktPattern) }).optional(),
+  /** The upstreams the token opens at the proxy; a token without it opens `default` only. */
+  upstreams: z.array(z.string().regex(upstreamNamePattern)).max(maxUpstreams).optional(),
 });
 
 export type ClientTokenClaims = Omit<z.infer<typeof payloadSchema>, 'ip_prefix'> & { ipPrefix?: number };
@@ -57,6 +62,8 @@ export interface MintInput {
   ipPrefix?: number | undefined;
   /** Bind to the DPoP key with this RFC 7638 thumbprint (`cnf.jkt`, RFC 9449 §6.1). */
   jkt?: string | undefined;
+  /** The upstream names the token opens (the `upstreams` claim). */
+  upstreams?: readonly string[] | undefined;
 }
 
 export interface MintedClientToken {
@@ -104,7 +111,7 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
     });
 
   return {
-    async mint({ sub, origin, ip, ipPrefix, jkt }) {
+    async mint({ sub, origin, ip, ipPrefix, jkt, upstreams }) {
       if (ip !== undefined && canonicalIp(ip) !== ip)
         throw new TypeError('mint: ip must be a canonical address');
       if (ipPrefix !== undefined && ip === undefined) throw new TypeError('mint: ipPrefix needs ip');
@@ -123,6 +130,7 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
         exp,
         jti,
         ...(jkt !== undefined ? { cnf: { jkt } } : {}),
+        ...(upstreams !== undefined ? { upstreams } : {}),
       });
       return { token, jti, iat, exp, expiresIn: config.ttlSeconds };
     },

@@ -1,0 +1,213 @@
+import { z } from 'zod';
+import { tokenIdentity } from '../upstream/cacheKey.js';
+import { list } from './fields.js';
+import { issueProblems, resolveSecretFiles } from './parse.js';
+import { allowedOriginsField, normalizeAllowedOrigins } from './server.js';
+import { type UpstreamConfig, upstreamConfig, upstreamSchema, upstreamSecrets } from './upstream.js';
+
+/**
+ * Several upstreams behind one broker (`UPSTREAMS=uitpas,entry`), each configured by the settings of
+ * upstream.ts under its own prefix (`UPSTREAM_UITPAS_TOKEN_URL`). Without `UPSTREAMS` the unprefixed
+ * settings are the one upstream `default`, as before.
+ */
+export const upstreamsSchema = z.object({ UPSTREAMS: list });
+
+/** The upstream of the unprefixed settings, and of client tokens minted before names existed. */
+export const defaultUpstreamName = 'default';
+
+export const upstreamNamePattern = /^[a-z0-9-]{1,32}$/;
+
+export interface NamedUpstream {
+  name: string;
+  config: UpstreamConfig;
+  /**
+   * `UPSTREAM_<NAME>_ALLOWED_ORIGINS`: the origins whose client tokens may open this upstream.
+   * Undefined: every origin the broker admits (`ALLOWED_ORIGINS`, or an API key's choice at the claim route).
+   */
+  allowedOrigins: string[] | undefined;
+}
+
+export interface UpstreamsConfig {
+  /** Empty outside production when nothing is configured: main.ts then starts the dev upstream. */
+  upstreams: NamedUpstream[];
+  /** `UPSTREAMS` is set: proxy routes carry the name (`/api/proxy/<name>/*`). */
+  namedUpstreams: boolean;
+}
+
+/** `TOKEN_URL`, `CLIENT_SECRET`, ...: what follows `UPSTREAM_` (or `UPSTREAM_<NAME>_`) in a setting. */
+const suffixes = Object.keys(upstreamSchema.shape)
+  .filter((name) => name.startsWith('UPSTREAM_'))
+  .map((name) => name.slice('UPSTREAM_'.length));
+const secretSuffixes = upstreamSecrets.map((name) => name.slice('UPSTREAM_'.length));
+const namedSuffixes = [...suffixes, ...secretSuffixes.map((suffix) => `${suffix}_FILE`), 'ALLOWED_ORIGINS'];
+const unprefixed = new Set([
+  ...suffixes.map((suffix) => `UPSTREAM_${suffix}`),
+  ...upstreamSecrets.map((name) => `${name}_FILE`),
+]);
+
+/** `entry-api` → `UPSTREAM_ENTRY_API_`. */
+export const upstreamPrefix = (name: string) => `UPSTREAM_${name.toUpperCase().replaceAll('-', '_')}_`;
+
+const isSet = (value: string | undefined) => value !== undefined && value.trim() !== '';
+
+/** Token settings that upstreams sharing one token (and so one cache) must agree on. */
+const sharedTokenSettings: [keyof UpstreamConfig, string][] = [
+  ['timeoutMs', 'TIMEOUT_MS'],
+  ['defaultTtlSeconds', 'DEFAULT_TTL'],
+  ['clientAssertionAudience', 'CLIENT_ASSERTION_AUDIENCE'],
+  ['tokenQuota', 'TOKEN_QUOTA'],
+  ['issuer', 'ISSUER'],
+];
+
+export interface UpstreamsInput {
+  env: Record<string, string | undefined>;
+  names: string[];
+  /** The parsed unprefixed settings: the `default` upstream when `names` is empty. */
+  unprefixedEnv: z.infer<typeof upstreamSchema>;
+  production: boolean;
+  readFile: (path: string) => string;
+  problems: string[];
+}
+
+export function upstreamsConfig({
+  env,
+  names,
+  unprefixedEnv,
+  production,
+  readFile,
+  problems,
+}: UpstreamsInput): UpstreamsConfig {
+  problems.push(...unlistedSettings(env, names));
+  if (names.length === 0) {
+    const config = upstreamConfig(unprefixedEnv, production, problems);
+    return {
+      upstreams: config ? [{ name: defaultUpstreamName, config, allowedOrigins: undefined }] : [],
+      namedUpstreams: false,
+    };
+  }
+  for (const name of unprefixed) {
+    if (isSet(env[name])) {
+      problems.push(
+        `${name}: not used with UPSTREAMS; set UPSTREAM_<NAME>${name.slice('UPSTREAM'.length)} for each upstream instead`,
+      );
+    }
+  }
+  const valid = validNames(names, problems);
+  const upstreams = valid.flatMap((name) => {
+    const upstream = namedUpstream(name, env, readFile, problems);
+    return upstream ? [upstream] : [];
+  });
+  problems.push(...disagreements(upstreams));
+  return { upstreams, namedUpstreams: true };
+}
+
+function validNames(names: string[], problems: string[]): string[] {
+  const seen = new Set<string>();
+  return names.filter((name) => {
+    if (!upstreamNamePattern.test(name)) {
+      problems.push(`UPSTREAMS: "${name}" is not a name (a-z, 0-9 and -, at most 32 characters)`);
+      return false;
+    }
+    if (seen.has(name)) {
+      problems.push(`UPSTREAMS: "${name}" is listed twice`);
+      return false;
+    }
+    seen.add(name);
+    // `api` would make UPSTREAM_API_TIMEOUT_MS both its TIMEOUT_MS and a setting of its own.
+    const clash = namedSuffixes.map((suffix) => upstreamPrefix(name) + suffix).find((v) => unprefixed.has(v));
+    if (clash) {
+      problems.push(`UPSTREAMS: "${name}" cannot be a name: ${clash} is a setting of its own`);
+      return false;
+    }
+    return true;
+  });
+}
+
+/** Every `UPSTREAM_<NAME>_<SETTING>` whose name is not listed, so no setting is silently ignored. */
+function unlistedSettings(env: Record<string, string | undefined>, names: string[]): string[] {
+  const prefixes = names.map(upstreamPrefix);
+  const problems: string[] = [];
+  for (const [variable, value] of Object.entries(env)) {
+    if (!variable.startsWith('UPSTREAM_') || unprefixed.has(variable) || !isSet(value)) continue;
+    const suffix = namedSuffixes.find(
+      (candidate) => variable.endsWith(`_${candidate}`) && variable.length > `UPSTREAM__${candidate}`.length,
+    );
+    if (!suffix) continue;
+    if (prefixes.some((prefix) => variable === prefix + suffix)) continue;
+    const name = variable
+      .slice('UPSTREAM_'.length, -suffix.length - 1)
+      .toLowerCase()
+      .replaceAll('_', '-');
+    problems.push(
+      names.length === 0
+        ? `${variable}: names upstream "${name}", but UPSTREAMS is not set (list it: UPSTREAMS=${name},...)`
+        : `${variable}: names upstream "${name}", which UPSTREAMS (${names.join(',')}) does not list`,
+    );
+  }
+  return problems;
+}
+
+/** One listed upstream: its prefixed settings parsed by the schema and assembly of upstream.ts. */
+function namedUpstream(
+  name: string,
+  env: Record<string, string | undefined>,
+  readFile: (path: string) => string,
+  problems: string[],
+): NamedUpstream | undefined {
+  const prefix = upstreamPrefix(name);
+  const shown = (variable: string) =>
+    variable.startsWith('UPSTREAM_') ? prefix + variable.slice('UPSTREAM_'.length) : variable;
+  // Messages of upstream.ts name the unprefixed variables; each line must name the one to fix.
+  const rename = (line: string) =>
+    line.replace(/\bUPSTREAM_([A-Z_]+)/g, (match, suffix: string) =>
+      unprefixed.has(match) || suffixes.includes(suffix) ? prefix + suffix : match,
+    );
+  const own: Record<string, string | undefined> = { PROXY_MAX_REPLAY_BYTES: env.PROXY_MAX_REPLAY_BYTES };
+  for (const suffix of [...suffixes, ...secretSuffixes.map((s) => `${s}_FILE`)]) {
+    own[`UPSTREAM_${suffix}`] = env[prefix + suffix];
+  }
+  const resolved = resolveSecretFiles(own, upstreamSecrets, readFile, problems, shown);
+  const parsed = upstreamSchema.safeParse(resolved);
+  const origins = allowedOriginsField.safeParse(env[`${prefix}ALLOWED_ORIGINS`]);
+  if (!origins.success) {
+    problems.push(...issueProblems(origins.error.issues, [], () => `${prefix}ALLOWED_ORIGINS`));
+  }
+  if (!parsed.success) {
+    problems.push(...issueProblems(parsed.error.issues, upstreamSecrets, shown));
+    return undefined;
+  }
+  const ownProblems: string[] = [];
+  const config = upstreamConfig(parsed.data, false, ownProblems);
+  problems.push(...ownProblems.map(rename));
+  if (!config) {
+    problems.push(
+      `${prefix}TOKEN_URL: upstream "${name}" is listed in UPSTREAMS but not configured (set ${prefix}TOKEN_URL or ${prefix}ISSUER, ${prefix}CLIENT_ID, ...)`,
+    );
+    return undefined;
+  }
+  const allowedOrigins =
+    origins.success && origins.data.length > 0 ? normalizeAllowedOrigins(origins.data) : undefined;
+  return { name, config, allowedOrigins };
+}
+
+/** Upstreams that get the same token share one cache, so its token settings must be the same. */
+function disagreements(upstreams: NamedUpstream[]): string[] {
+  const problems: string[] = [];
+  const first = new Map<string, NamedUpstream>();
+  for (const upstream of upstreams) {
+    const identity = tokenIdentity(upstream.config);
+    const earlier = first.get(identity);
+    if (!earlier) {
+      first.set(identity, upstream);
+      continue;
+    }
+    for (const [field, suffix] of sharedTokenSettings) {
+      if (JSON.stringify(upstream.config[field]) !== JSON.stringify(earlier.config[field])) {
+        problems.push(
+          `${upstreamPrefix(upstream.name)}${suffix}: "${upstream.name}" gets the same token as "${earlier.name}", so it must equal ${upstreamPrefix(earlier.name)}${suffix}`,
+        );
+      }
+    }
+  }
+  return problems;
+}
