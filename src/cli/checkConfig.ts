@@ -101,10 +101,17 @@ Options:
         throw new CliFailure(`cannot read ${envFile} (${(error as { code?: string }).code ?? 'error'})`);
     }
     const { secrets } = ctx;
-    for (const name of secretSettings) remember(secrets, name, env[name]);
+    // Named upstreams carry their secrets under their own prefix (UPSTREAM_<NAME>_CLIENT_SECRET).
+    const secretNames = [
+      ...secretSettings,
+      ...Object.keys(env)
+        .map((name) => name.replace(/_FILE$/, ''))
+        .filter((name) => /^UPSTREAM_[A-Z0-9_]+_CLIENT_(SECRET|KEY)$/.test(name)),
+    ];
+    for (const name of secretNames) remember(secrets, name, env[name]);
     const readFile = (path: string) => {
       const text = readFileSync(path, 'utf8');
-      for (const name of secretSettings) if (env[`${name}_FILE`] === path) remember(secrets, name, text);
+      for (const name of secretNames) if (env[`${name}_FILE`] === path) remember(secrets, name, text);
       return text;
     };
 

@@ -103,6 +103,8 @@ export function upstreamsConfig({
 
 function validNames(names: string[], problems: string[]): string[] {
   const seen = new Set<string>();
+  /** Every prefixed variable of the names kept so far, and whose it is. */
+  const owners = new Map<string, string>();
   return names.filter((name) => {
     if (!upstreamNamePattern.test(name)) {
       problems.push(`UPSTREAMS: "${name}" is not a name (a-z, 0-9 and -, at most 32 characters)`);
@@ -119,6 +121,16 @@ function validNames(names: string[], problems: string[]): string[] {
       problems.push(`UPSTREAMS: "${name}" cannot be a name: ${clash} is a setting of its own`);
       return false;
     }
+    // `entry` and `entry-api` would both read UPSTREAM_ENTRY_API_TIMEOUT_MS.
+    const variables = namedSuffixes.map((suffix) => upstreamPrefix(name) + suffix);
+    const shared = variables.find((variable) => owners.has(variable));
+    if (shared) {
+      problems.push(
+        `UPSTREAMS: "${name}" and "${owners.get(shared)}" cannot both be names: ${shared} would belong to both`,
+      );
+      return false;
+    }
+    for (const variable of variables) owners.set(variable, name);
     return true;
   });
 }
@@ -129,11 +141,13 @@ function unlistedSettings(env: Record<string, string | undefined>, names: string
   const problems: string[] = [];
   for (const [variable, value] of Object.entries(env)) {
     if (!variable.startsWith('UPSTREAM_') || unprefixed.has(variable) || !isSet(value)) continue;
-    const suffix = namedSuffixes.find(
+    // `UPSTREAM_X_API_TIMEOUT_MS` ends in both TIMEOUT_MS and API_TIMEOUT_MS: any reading may be the listed one.
+    const matching = namedSuffixes.filter(
       (candidate) => variable.endsWith(`_${candidate}`) && variable.length > `UPSTREAM__${candidate}`.length,
     );
-    if (!suffix) continue;
-    if (prefixes.some((prefix) => variable === prefix + suffix)) continue;
+    if (matching.some((suffix) => prefixes.some((prefix) => variable === prefix + suffix))) continue;
+    const suffix = matching.sort((a, b) => b.length - a.length)[0];
+    if (suffix === undefined) continue;
     const name = variable
       .slice('UPSTREAM_'.length, -suffix.length - 1)
       .toLowerCase()

@@ -40,6 +40,7 @@ describe('named upstreams: configuration', () => {
       ...shared('UPSTREAM_ENTRY_API_', {
         UPSTREAM_ENTRY_API_PROFILE: 'json',
         UPSTREAM_ENTRY_API_TOKEN_QUOTA: '1000/day',
+        UPSTREAM_ENTRY_API_API_TIMEOUT_MS: '60000',
         UPSTREAM_ENTRY_API_AUDIENCE: 'https://entry.example.com',
         UPSTREAM_ENTRY_API_API_URL: 'https://entry.example.com',
         UPSTREAM_ENTRY_API_ALLOWED_ORIGINS: 'HTTPS://Events.Example.com:443',
@@ -57,6 +58,7 @@ describe('named upstreams: configuration', () => {
         profile: 'json',
         audience: 'https://entry.example.com',
         apiUrl: 'https://entry.example.com',
+        apiTimeoutMs: 60_000,
         tokenQuota: { limit: 1000, period: 'day' },
       },
     });
@@ -145,7 +147,7 @@ describe('named upstreams: configuration', () => {
 
   it('when a name is malformed, listed twice or reads as another setting, then each is one line', () => {
     const problems = problemsOf({
-      UPSTREAMS: `Entry,uitpas,uitpas,api,client-assertion,a_b,${'x'.repeat(33)}`,
+      UPSTREAMS: `Entry,uitpas,uitpas,api,client-assertion,a_b,${'x'.repeat(33)},uitpas-api`,
       ...shared('UPSTREAM_UITPAS_'),
     });
     expect(problems).toEqual([
@@ -155,6 +157,7 @@ describe('named upstreams: configuration', () => {
       'UPSTREAMS: "client-assertion" cannot be a name: UPSTREAM_CLIENT_ASSERTION_AUDIENCE is a setting of its own',
       'UPSTREAMS: "a_b" is not a name (a-z, 0-9 and -, at most 32 characters)',
       `UPSTREAMS: "${'x'.repeat(33)}" is not a name (a-z, 0-9 and -, at most 32 characters)`,
+      'UPSTREAMS: "uitpas-api" and "uitpas" cannot both be names: UPSTREAM_UITPAS_API_TIMEOUT_MS would belong to both',
     ]);
   });
 
