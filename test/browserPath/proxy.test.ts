@@ -689,6 +689,7 @@ describe('introspection and revocation', () => {
       iat: claims.iat,
       exp: claims.exp,
       jti: claims.jti,
+      upstreams: ['default'],
     });
   });
 

@@ -48,7 +48,7 @@ async function upstreamToken() {
 function remaining(metrics: string): number | undefined {
   const line = metrics
     .split('\n')
-    .find((entry) => entry.startsWith('token_broker_upstream_token_quota_remaining '));
+    .find((entry) => entry.startsWith('token_broker_upstream_token_quota_remaining{upstream="default"} '));
   return line === undefined ? undefined : Number(line.split(' ')[1]);
 }
 
