@@ -16,6 +16,8 @@ export const upstreamsSchema = z.object({ UPSTREAMS: list });
 export const defaultUpstreamName = 'default';
 
 export const upstreamNamePattern = /^[a-z0-9-]{1,32}$/;
+/** Every name travels in each client token's `upstreams` claim, so their number is bounded. */
+export const maxUpstreams = 64;
 
 export interface NamedUpstream {
   name: string;
@@ -91,6 +93,9 @@ export function upstreamsConfig({
         `${name}: not used with UPSTREAMS; set UPSTREAM_<NAME>${name.slice('UPSTREAM'.length)} for each upstream instead`,
       );
     }
+  }
+  if (names.length > maxUpstreams) {
+    problems.push(`UPSTREAMS: lists ${names.length} upstreams; at most ${maxUpstreams} are possible`);
   }
   const valid = validNames(names, problems);
   const upstreams = valid.flatMap((name) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
-import { upstreamNamePattern } from '../config/upstreams.js';
+import { maxUpstreams, upstreamNamePattern } from '../config/upstreams.js';
 import type { Config } from '../config.js';
 import { BrokerError } from '../errors.js';
 import { canonicalIp } from '../ip.js';
@@ -24,8 +24,6 @@ const compactJws = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const jtiPattern = /^[A-Za-z0-9_-]{22}$/;
 /** An RFC 7638 SHA-256 JWK thumbprint, base64url: 43 characters. */
 const jktPattern = /^[A-Za-z0-9_-]{43}$/;
-/** More names than any configuration lists: bounds the work a forged-but-signed claim could cause. */
-const maxUpstreams = 64;
 
 /**
  * The claims of a client token as they travel (RFC 7519 §4). `ip` is the caller's canonical address
