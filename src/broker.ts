@@ -10,19 +10,15 @@ import { createApp } from './http/app.js';
 import { createRateLimits } from './http/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import type { Logger } from './logger.js';
-import { createMetrics, instrumentTokenClient, type Metrics } from './metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { createOriginPolicy } from './origins.js';
-import { createProxyForwarder } from './proxy/forward.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createMemoryStore } from './store/memoryStore.js';
 import { connectRedis } from './store/redisBackend.js';
-import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './upstream/quota.js';
 import type { RenewalPolicy } from './upstream/renewalPolicy.js';
-import { createTokenCache } from './upstream/tokenCache.js';
-import { createTokenClient } from './upstream/tokenClient.js';
-import type { TokenCache } from './upstream/types.js';
+import { createUpstreams, type Upstreams } from './upstreams.js';
 
 export interface BrokerDeps {
   config: Config;
@@ -38,7 +34,7 @@ export interface BrokerDeps {
 
 export interface Broker {
   app: Express;
-  cache: TokenCache;
+  upstreams: Upstreams;
   metrics: Metrics;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
@@ -55,19 +51,9 @@ export async function createBroker({
   demo,
   cachePolicy,
 }: BrokerDeps): Promise<Broker> {
-  const upstream = config.upstream;
-  if (!upstream) throw new Error('no upstream configured');
+  if (config.upstreams.length === 0) throw new Error('no upstream configured');
   const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
   const metrics = createMetrics({ clock });
-  const client = instrumentTokenClient(
-    createTokenClient({
-      config: upstream,
-      clock,
-      logger,
-      ...(dispatcher ? { dispatcher } : {}),
-    }),
-    metrics,
-  );
   // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
   const redis = config.redisUrl
     ? await connectRedis({ url: config.redisUrl, settings: config.redis, clock, logger })
@@ -77,30 +63,17 @@ export async function createBroker({
     redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
   }
   const store = redis?.store ?? createMemoryStore({ clock });
-  // With Redis the budget is counted fleet-wide, as the upstream meters it.
-  const quota = upstream.tokenQuota
-    ? createQuotaGovernor({
-        quota: upstream.tokenQuota,
-        counter: redis
-          ? createRedisQuotaCounter({ client: redis.connections.client, prefix: redis.prefix })
-          : createMemoryQuotaCounter({ clock }),
-        clock,
-        logger,
-      })
-    : undefined;
-  if (quota) metrics.observeQuota(() => quota.status());
-  const cache = createTokenCache({
-    client,
-    config: upstream,
-    store,
-    clock,
+  const upstreams = createUpstreams({
+    upstreams: config.upstreams,
+    named: config.namedUpstreams,
     logger,
-    ...(cachePolicy ? { policy: cachePolicy } : {}),
-    ...(redis ? { lock: redis.lock, lockWaitMs: upstream.timeoutMs + redis.lockTtlMs } : {}),
-    onEvent: metrics.recordCacheEvent,
-    ...(quota ? { quota } : {}),
+    clock,
+    metrics,
+    store,
+    redis,
+    dispatcher,
+    cachePolicy,
   });
-  metrics.observeCache(() => cache.status());
   const localRevocations = createRevocationList({
     clock,
     clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
@@ -123,21 +96,6 @@ export async function createBroker({
         logger,
       })
     : localReplays;
-  const proxy = upstream.apiUrl
-    ? createProxyForwarder({
-        apiUrl: upstream.apiUrl,
-        cache,
-        logger,
-        clock,
-        timeouts: {
-          connectMs: upstream.timeoutMs,
-          headersMs: upstream.timeoutMs,
-          bodyMs: upstream.timeoutMs,
-          totalMs: upstream.apiTimeoutMs,
-        },
-        maxReplayBytes: upstream.maxReplayBytes,
-      })
-    : undefined;
   const apiKeys = createApiKeyVerifier(config.apiKeys);
   const app = createApp({
     config,
@@ -149,9 +107,8 @@ export async function createBroker({
     clientTokens,
     dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
     publicJwks: keys.publicJwks,
-    cache,
+    upstreams,
     revocations,
-    proxy,
     metrics,
     rateLimits: createRateLimits({
       rules: config.rateLimits,
@@ -163,17 +120,16 @@ export async function createBroker({
   });
   return {
     app,
-    cache,
+    upstreams,
     metrics,
     metricsApp:
       config.metrics.port === undefined
         ? undefined
         : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
     async close() {
-      cache.close();
       revocations.close();
       await replayCache.close();
-      await proxy?.close();
+      await upstreams.close();
       await store.close();
       await redis?.close();
     },

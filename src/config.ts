@@ -7,12 +7,15 @@ import {
   clientTokensSecrets,
 } from './config/clientTokens.js';
 import { type LimitsConfig, limitsConfig, limitsSchema } from './config/limits.js';
+import { issueProblems, resolveSecretFiles } from './config/parse.js';
 import { type RedisConfig, redisConfig, redisSchema, redisSecrets } from './config/redis.js';
 import { type ServerConfig, serverConfig, serverSchema, serverSecrets } from './config/server.js';
-import { type UpstreamConfig, upstreamConfig, upstreamSchema, upstreamSecrets } from './config/upstream.js';
+import { upstreamSchema, upstreamSecrets } from './config/upstream.js';
+import { type UpstreamsConfig, upstreamsConfig, upstreamsSchema } from './config/upstreams.js';
 
 export type { RateLimitRule } from './config/fields.js';
 export type { UpstreamConfig } from './config/upstream.js';
+export type { NamedUpstream } from './config/upstreams.js';
 
 /** Settings whose value is a secret: they may come from `NAME_FILE`, and are never echoed in errors. */
 export const secretSettings = [
@@ -26,16 +29,19 @@ export const envSchema = z.object({
   ...serverSchema.shape,
   ...clientTokensSchema.shape,
   ...upstreamSchema.shape,
+  ...upstreamsSchema.shape,
   ...redisSchema.shape,
   ...limitsSchema.shape,
 });
 
 export type Env = z.infer<typeof envSchema>;
 
-export interface Config extends ServerConfig, ClientTokensConfig, RedisConfig, LimitsConfig {
-  /** Undefined outside production means "start the dev upstream"; in production it is a start-up error. */
-  upstream: UpstreamConfig | undefined;
-}
+export interface Config
+  extends ServerConfig,
+    ClientTokensConfig,
+    UpstreamsConfig,
+    RedisConfig,
+    LimitsConfig {}
 
 /** Every problem found in the environment, one line each; `message` lists them all. */
 export class ConfigError extends Error {
@@ -51,31 +57,6 @@ export interface LoadConfigOptions {
   readFile?: (path: string) => string;
 }
 
-/** The environment with every `NAME_FILE` secret read into `NAME`. */
-function resolveSecretFiles(
-  env: Record<string, string | undefined>,
-  readFile: (path: string) => string,
-  problems: string[],
-): Record<string, string | undefined> {
-  const resolved: Record<string, string | undefined> = { ...env };
-  for (const name of secretSettings) {
-    const file = env[`${name}_FILE`];
-    if (!file) continue;
-    if (env[name]) {
-      problems.push(`${name}_FILE: set together with ${name}; use one of them`);
-      continue;
-    }
-    try {
-      resolved[name] = readFile(file).trim();
-    } catch (error) {
-      problems.push(
-        `${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
-      );
-    }
-  }
-  return resolved;
-}
-
 /**
  * Parses the environment into a Config, or throws a ConfigError naming every bad variable at once.
  * Pure apart from reading `*_FILE` secrets through the injected `readFile`.
@@ -85,15 +66,9 @@ export function loadConfig(
   { readFile = (path) => readFileSync(path, 'utf8') }: LoadConfigOptions = {},
 ): Config {
   const problems: string[] = [];
-  const parsed = envSchema.safeParse(resolveSecretFiles(env, readFile, problems));
+  const parsed = envSchema.safeParse(resolveSecretFiles(env, secretSettings, readFile, problems));
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const name = String(issue.path[0] ?? 'environment');
-      // zod's default messages may quote the input; for secrets, name the rule only.
-      const secret = (secretSettings as readonly string[]).includes(name);
-      const message = secret && issue.code === 'invalid_type' ? 'has the wrong type' : issue.message;
-      problems.push(`${name}: ${message}`);
-    }
+    problems.push(...issueProblems(parsed.error.issues, secretSettings));
     throw new ConfigError(problems);
   }
   const e = parsed.data;
@@ -101,12 +76,19 @@ export function loadConfig(
   const config: Config = {
     ...server,
     ...clientTokensConfig(e, server.production, problems),
-    upstream: upstreamConfig(e, server.production, problems),
+    ...upstreamsConfig({
+      env,
+      names: e.UPSTREAMS,
+      unprefixedEnv: e,
+      production: server.production,
+      readFile,
+      problems,
+    }),
     ...redisConfig(e, problems),
     ...limitsConfig(e),
   };
   // Without the dev upstream no key is generated later, so every scrape would be refused.
-  if (e.METRICS_REQUIRE_API_KEY === 'true' && config.upstream && config.apiKeys.length === 0) {
+  if (e.METRICS_REQUIRE_API_KEY === 'true' && config.upstreams.length > 0 && config.apiKeys.length === 0) {
     problems.push('METRICS_REQUIRE_API_KEY: needs BROKER_API_KEYS (or BROKER_API_KEYS_FILE)');
   }
   if (problems.length > 0) throw new ConfigError(problems);

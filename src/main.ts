@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
 
   let closeDevUpstream: (() => Promise<void>) | undefined;
-  if (!config.upstream) {
+  if (config.upstreams.length === 0) {
     const dev = await startDevMode(config, logger);
     config = parseOrExit({ ...process.env, ...dev.env });
     closeDevUpstream = dev.close;

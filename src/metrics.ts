@@ -38,21 +38,25 @@ export interface Metrics {
   registry: Registry;
   clientTokens: Counter<'route' | 'outcome'>;
   verifications: Counter<'outcome'>;
-  upstreamRequests: Histogram<'grant' | 'outcome'>;
-  cacheEvents: Counter<'event'>;
-  proxyRequests: Histogram<'method' | 'status'>;
+  upstreamRequests: Histogram<'upstream' | 'grant' | 'outcome'>;
+  cacheEvents: Counter<'upstream' | 'event'>;
+  proxyRequests: Histogram<'upstream' | 'method' | 'status'>;
   redisDegraded: Gauge;
   recordMint(route: MintRoute, outcome: MintOutcome): void;
   recordVerification(outcome: VerificationOutcome): void;
-  /** One answer of `/api/proxy/*`: the broker's status (the API's, or a problem), and how long it took. */
-  observeProxyRequest(request: { method: string; status: number; seconds: number }): void;
-  recordCacheEvent(event: TokenCacheEvent): void;
+  /**
+   * One answer of `/api/proxy/*`: the broker's status (the API's, or a problem), and how long it took;
+   * `upstream` is the configured name the route chose, `none` when it named no upstream.
+   */
+  observeProxyRequest(request: { upstream: string; method: string; status: number; seconds: number }): void;
+  /** `upstream` names the upstreams sharing the cache (`uitpas,entry`), as for every token metric. */
+  recordCacheEvent(event: TokenCacheEvent, upstream: string): void;
   /** For the Redis store: `true` while it has fallen back to memory (or otherwise cannot reach Redis). */
   setRedisDegraded(degraded: boolean): void;
-  /** The cache whose `status()` the expiry and breaker gauges read at each scrape. */
-  observeCache(status: () => TokenCacheStatus): void;
-  /** With `UPSTREAM_TOKEN_QUOTA`: registers the budget gauges, read from `status()` at each scrape. */
-  observeQuota(status: () => QuotaStatus): void;
+  /** A cache whose `status()` the expiry and breaker gauges read at each scrape, under `upstream`. */
+  observeCache(upstream: string, status: () => TokenCacheStatus): void;
+  /** With `UPSTREAM_TOKEN_QUOTA`: the budget gauges, read from `status()` at each scrape. */
+  observeQuota(upstream: string, status: () => QuotaStatus): void;
 }
 
 export interface MetricsOptions {
@@ -77,7 +81,8 @@ const knownMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', '
 export function createMetrics({ clock, registry = new Registry() }: MetricsOptions): Metrics {
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  let cacheStatus: (() => TokenCacheStatus) | undefined;
+  const cacheStatuses = new Map<string, () => TokenCacheStatus>();
+  const quotaStatuses = new Map<string, () => QuotaStatus>();
 
   const clientTokens = new Counter({
     name: `${prefix}client_tokens_total`,
@@ -93,21 +98,21 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   });
   const upstreamRequests = new Histogram({
     name: `${prefix}upstream_token_request_duration_seconds`,
-    help: 'Requests to the upstream token endpoint by grant and outcome, and their latency',
-    labelNames: ['grant', 'outcome'] as const,
+    help: 'Requests to the upstream token endpoint by upstream, grant and outcome, and their latency',
+    labelNames: ['upstream', 'grant', 'outcome'] as const,
     buckets: upstreamBuckets,
     registers,
   });
   const cacheEvents = new Counter({
     name: `${prefix}token_cache_events_total`,
-    help: 'Upstream token cache: hit (answered from memory), miss (caller waited), background_renewal',
-    labelNames: ['event'] as const,
+    help: 'Upstream token cache by upstream: hit (answered from memory), miss (caller waited), background_renewal',
+    labelNames: ['upstream', 'event'] as const,
     registers,
   });
   const proxyRequests = new Histogram({
     name: `${prefix}proxy_request_duration_seconds`,
-    help: 'Answers of /api/proxy/* by method and status, and their latency until the last byte',
-    labelNames: ['method', 'status'] as const,
+    help: 'Answers of /api/proxy/* by upstream, method and status, and their latency until the last byte',
+    labelNames: ['upstream', 'method', 'status'] as const,
     buckets: proxyBuckets,
     registers,
   });
@@ -119,24 +124,55 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   new Gauge({
     name: `${prefix}upstream_token_expires_in_seconds`,
     help: 'Seconds until the cached upstream token expires; 0 when none is held',
+    labelNames: ['upstream'] as const,
     registers,
     collect() {
-      const status = cacheStatus?.();
-      const expiresAt = status?.hasToken ? status.expiresAt : undefined;
-      this.set(expiresAt === undefined ? 0 : Math.max(0, (expiresAt - clock.now()) / 1000));
+      for (const [upstream, cacheStatus] of cacheStatuses) {
+        const status = cacheStatus();
+        const expiresAt = status.hasToken ? status.expiresAt : undefined;
+        this.set({ upstream }, expiresAt === undefined ? 0 : Math.max(0, (expiresAt - clock.now()) / 1000));
+      }
     },
   });
   new Gauge({
     name: `${prefix}upstream_breaker_state`,
     help: 'Circuit breaker in front of the token endpoint: 1 for the current state (closed, open, half_open)',
-    labelNames: ['state'] as const,
+    labelNames: ['upstream', 'state'] as const,
     registers,
     collect() {
-      const current = cacheStatus?.().breaker ?? 'closed';
-      for (const state of breakerStates) this.set({ state }, state === current ? 1 : 0);
+      for (const [upstream, cacheStatus] of cacheStatuses) {
+        const current = cacheStatus().breaker ?? 'closed';
+        for (const state of breakerStates) this.set({ upstream, state }, state === current ? 1 : 0);
+      }
     },
   });
   redisDegraded.set(0);
+
+  function registerQuotaGauges(): void {
+    new Gauge({
+      name: `${prefix}upstream_token_quota_remaining`,
+      help: 'Upstream token requests left in the current quota window (UPSTREAM_TOKEN_QUOTA)',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        for (const [upstream, status] of quotaStatuses) {
+          const { limit, used } = status();
+          this.set({ upstream }, limit - used);
+        }
+      },
+    });
+    new Gauge({
+      name: `${prefix}upstream_token_quota_resets_in_seconds`,
+      help: 'Seconds until the current quota window ends and the budget is whole again',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        for (const [upstream, status] of quotaStatuses) {
+          this.set({ upstream }, Math.max(0, (status().resetsAt - clock.now()) / 1000));
+        }
+      },
+    });
+  }
 
   return {
     registry,
@@ -148,34 +184,19 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     redisDegraded,
     recordMint: (route, outcome) => clientTokens.inc({ route, outcome }),
     recordVerification: (outcome) => verifications.inc({ outcome }),
-    observeProxyRequest({ method, status, seconds }) {
+    observeProxyRequest({ upstream, method, status, seconds }) {
       const label = knownMethods.has(method) ? method : 'other';
-      proxyRequests.observe({ method: label, status: String(status) }, seconds);
+      proxyRequests.observe({ upstream, method: label, status: String(status) }, seconds);
     },
-    recordCacheEvent: (event) => cacheEvents.inc({ event }),
+    recordCacheEvent: (event, upstream) => cacheEvents.inc({ upstream, event }),
     setRedisDegraded: (degraded) => redisDegraded.set(degraded ? 1 : 0),
-    observeCache(status) {
-      cacheStatus = status;
+    observeCache(upstream, status) {
+      cacheStatuses.set(upstream, status);
     },
     // Registered only with a quota: an absent gauge says "no governor", a zero would say "budget spent".
-    observeQuota(status) {
-      new Gauge({
-        name: `${prefix}upstream_token_quota_remaining`,
-        help: 'Upstream token requests left in the current quota window (UPSTREAM_TOKEN_QUOTA)',
-        registers,
-        collect() {
-          const { limit, used } = status();
-          this.set(limit - used);
-        },
-      });
-      new Gauge({
-        name: `${prefix}upstream_token_quota_resets_in_seconds`,
-        help: 'Seconds until the current quota window ends and the budget is whole again',
-        registers,
-        collect() {
-          this.set(Math.max(0, (status().resetsAt - clock.now()) / 1000));
-        },
-      });
+    observeQuota(upstream, status) {
+      if (quotaStatuses.size === 0) registerQuotaGauges();
+      quotaStatuses.set(upstream, status);
     },
   };
 }
@@ -200,11 +221,11 @@ export function upstreamOutcome(error: unknown): UpstreamOutcome {
  * Wraps a token client so every grant is counted and timed, leaving the client and the cache unaware of
  * metrics. Latency is wall time (`performance.now()`), not the injected clock, which tests may freeze.
  */
-export function instrumentTokenClient(client: TokenClient, metrics: Metrics): TokenClient {
+export function instrumentTokenClient(client: TokenClient, metrics: Metrics, upstream: string): TokenClient {
   async function timed<T>(grant: UpstreamGrant, call: () => Promise<T>): Promise<T> {
     const started = performance.now();
     const observe = (outcome: UpstreamOutcome) =>
-      metrics.upstreamRequests.observe({ grant, outcome }, (performance.now() - started) / 1000);
+      metrics.upstreamRequests.observe({ upstream, grant, outcome }, (performance.now() - started) / 1000);
     try {
       const result = await call();
       observe('success');

@@ -21,6 +21,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     baseUrl = '',
     tokenPath = '/api/client-token',
     proxyPath = '/api/proxy',
+    upstreams,
     fetch = globalThis.fetch,
     now = () => Date.now(),
     refreshMargin = defaultRefreshMargin,
@@ -48,6 +49,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
   const tokens = createTokenHolder({
     request: createTokenRequest({
       url: root + tokenPath,
+      upstreams,
       fetch,
       now,
       signer,
@@ -59,10 +61,21 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     autoRefresh,
     emit,
   });
+  const proxyFetch = createProxyFetch({
+    proxyRoot: root + proxyPath.replace(/\/+$/, ''),
+    fetch,
+    tokens,
+    signer,
+    emit,
+  });
   return {
     getToken: async () => (await tokens.usable('initial')).token,
     refresh: async () => (await tokens.obtain('refresh')).token,
-    fetch: createProxyFetch({ proxyRoot: root + proxyPath.replace(/\/+$/, ''), fetch, tokens, signer, emit }),
+    fetch: proxyFetch,
+    upstream: (name) => ({
+      fetch: (path, init) =>
+        proxyFetch(`${encodeURIComponent(name)}/${String(path).replace(/^\/+/, '')}`, init),
+    }),
     tokenInfo: () => tokens.current(),
     clear: () => tokens.clear(),
   };

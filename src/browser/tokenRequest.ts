@@ -16,6 +16,8 @@ export function defaultRefreshMargin(expiresIn: number): number {
 
 export interface TokenRequestOptions {
   url: string;
+  /** The named upstreams the token should open, sent as `?upstreams=a,b`; undefined: all the origin may reach. */
+  upstreams?: readonly string[] | undefined;
   fetch: FetchFunction;
   now: () => number;
   /** Present for DPoP: the request carries a proof, and the token comes back bound to its key. */
@@ -30,7 +32,11 @@ export interface TokenRequestOptions {
  * `Retry-After` is at most `maxRetryAfter`; otherwise fails with a {@link BrokerClientError}.
  */
 export function createTokenRequest(options: TokenRequestOptions): () => Promise<TokenInfo> {
-  const { url, fetch, now, signer, refreshMargin, maxRetryAfter, emit } = options;
+  const { url, upstreams, fetch, now, signer, refreshMargin, maxRetryAfter, emit } = options;
+  // The DPoP proof names `url`: `htu` leaves out the query (RFC 9449 §4.2).
+  const requestUrl = upstreams
+    ? `${url}${url.includes('?') ? '&' : '?'}upstreams=${upstreams.map(encodeURIComponent).join(',')}`
+    : url;
 
   async function send(): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
@@ -38,7 +44,7 @@ export function createTokenRequest(options: TokenRequestOptions): () => Promise<
     try {
       // POST, because browsers send `Origin` on every POST but not on a same-origin GET, and a page
       // served with `Referrer-Policy: no-referrer` would then send neither (origin_required).
-      return await fetch(url, { method: 'POST', headers });
+      return await fetch(requestUrl, { method: 'POST', headers });
     } catch (cause) {
       throw new BrokerClientError('network_error', { detail: 'The broker could not be reached', cause });
     }

@@ -48,6 +48,11 @@ export interface BrokerClientOptions {
   tokenPath?: string;
   /** Default `/api/proxy`. */
   proxyPath?: string;
+  /**
+   * The named upstreams the token should open (sent as `?upstreams=a,b` to the token endpoint); by
+   * default every upstream the page's origin may reach.
+   */
+  upstreams?: readonly string[];
   /** Default `globalThis.fetch`. */
   fetch?: FetchFunction;
   /** Milliseconds since the epoch. Default `Date.now`. */
@@ -105,6 +110,11 @@ export interface BrokerClient {
    * when no token can be had, and like `fetch` on network errors.
    */
   fetch(path: string, init?: RequestInit): Promise<Response>;
+  /**
+   * The named upstream `name` (`UPSTREAMS`): its `fetch` is this client's `fetch` under
+   * `proxyPath/<name>/`, with the same token. One client calls several APIs with one token.
+   */
+  upstream(name: string): { fetch(path: string, init?: RequestInit): Promise<Response> };
   /** Drops the token, stops background renewal and ignores an answer still on its way. */
   clear(): void;
   /** The token in memory, or undefined. */

@@ -21,25 +21,31 @@ function showUrl(value: string): string {
   return url.href;
 }
 
-function describeUpstream(config: Config): [string, string][] {
-  const { upstream } = config;
-  if (!upstream) return [['upstream', 'none: the dev upstream starts (development only)']];
-  const rows: [string, string][] = [
-    [
-      'upstream',
-      upstream.tokenUrl
-        ? `token URL ${showUrl(upstream.tokenUrl)}`
-        : `issuer ${showUrl(upstream.issuer ?? '')}`,
-    ],
-    ['client id', upstream.clientId],
-    ['profile', upstream.profile],
-    ['auth method', upstream.authMethod],
-  ];
-  if (upstream.audience) rows.push(['audience', upstream.audience]);
-  if (upstream.scope) rows.push(['scope', upstream.scope]);
-  if (upstream.resource) rows.push(['resource', showUrl(upstream.resource)]);
-  rows.push(['api url', upstream.apiUrl ? showUrl(upstream.apiUrl) : 'none (/api/proxy is off)']);
-  return rows;
+function describeUpstreams(config: Config): [string, string][] {
+  if (config.upstreams.length === 0)
+    return [['upstream', 'none: the dev upstream starts (development only)']];
+  return config.upstreams.flatMap(({ name, config: upstream, allowedOrigins }) => {
+    // Without UPSTREAMS the one upstream keeps the labels it always had.
+    const label = (row: string) => (config.namedUpstreams ? `${name} ${row}` : row);
+    const rows: [string, string][] = [
+      [
+        label('upstream'),
+        upstream.tokenUrl
+          ? `token URL ${showUrl(upstream.tokenUrl)}`
+          : `issuer ${showUrl(upstream.issuer ?? '')}`,
+      ],
+      [label('client id'), upstream.clientId],
+      [label('profile'), upstream.profile],
+      [label('auth method'), upstream.authMethod],
+    ];
+    if (upstream.audience) rows.push([label('audience'), upstream.audience]);
+    if (upstream.scope) rows.push([label('scope'), upstream.scope]);
+    if (upstream.resource) rows.push([label('resource'), showUrl(upstream.resource)]);
+    const proxyPath = config.namedUpstreams ? `/api/proxy/${name}` : '/api/proxy';
+    rows.push([label('api url'), upstream.apiUrl ? showUrl(upstream.apiUrl) : `none (${proxyPath} is off)`]);
+    if (allowedOrigins) rows.push([label('allowed origins'), allowedOrigins.join(', ')]);
+    return rows;
+  });
 }
 
 function summary(config: Config): string {
@@ -47,7 +53,7 @@ function summary(config: Config): string {
   const rows: [string, string][] = [
     ['environment', config.nodeEnv],
     ['listen', `${config.host}:${config.port}`],
-    ...describeUpstream(config),
+    ...describeUpstreams(config),
     ['allowed origins', config.allowedOrigins.length > 0 ? config.allowedOrigins.join(', ') : 'none'],
     [
       'signing keys',
@@ -95,10 +101,17 @@ Options:
         throw new CliFailure(`cannot read ${envFile} (${(error as { code?: string }).code ?? 'error'})`);
     }
     const { secrets } = ctx;
-    for (const name of secretSettings) remember(secrets, name, env[name]);
+    // Named upstreams carry their secrets under their own prefix (UPSTREAM_<NAME>_CLIENT_SECRET).
+    const secretNames = [
+      ...secretSettings,
+      ...Object.keys(env)
+        .map((name) => name.replace(/_FILE$/, ''))
+        .filter((name) => /^UPSTREAM_[A-Z0-9_]+_CLIENT_(SECRET|KEY)$/.test(name)),
+    ];
+    for (const name of secretNames) remember(secrets, name, env[name]);
     const readFile = (path: string) => {
       const text = readFileSync(path, 'utf8');
-      for (const name of secretSettings) if (env[`${name}_FILE`] === path) remember(secrets, name, text);
+      for (const name of secretNames) if (env[`${name}_FILE`] === path) remember(secrets, name, text);
       return text;
     };
 

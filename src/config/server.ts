@@ -2,6 +2,19 @@ import { z } from 'zod';
 import { normalizeOrigin, parseOriginPattern } from '../origins.js';
 import { emptyToUndefined, int, list, trustProxy } from './fields.js';
 
+/** Origin patterns; also each named upstream's `UPSTREAM_<NAME>_ALLOWED_ORIGINS`. */
+export const allowedOriginsField = list.pipe(
+  z.array(
+    z.string().refine((entry) => parseOriginPattern(entry) !== undefined, {
+      error: (issue) =>
+        `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
+    }),
+  ),
+);
+
+export const normalizeAllowedOrigins = (entries: string[]) =>
+  entries.map((entry) => normalizeOrigin(entry) ?? entry.toLowerCase());
+
 /** Where the broker listens, who may call it, and how it reports: the settings of the process itself. */
 export const serverSchema = z.object({
   NODE_ENV: z.preprocess(
@@ -15,14 +28,7 @@ export const serverSchema = z.object({
     emptyToUndefined,
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
-  ALLOWED_ORIGINS: list.pipe(
-    z.array(
-      z.string().refine((entry) => parseOriginPattern(entry) !== undefined, {
-        error: (issue) =>
-          `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
-      }),
-    ),
-  ),
+  ALLOWED_ORIGINS: allowedOriginsField,
   BROKER_API_KEYS: list.pipe(
     z.array(
       z
@@ -76,7 +82,7 @@ export function serverConfig(e: ServerEnv, problems: string[]): ServerConfig {
     host: e.HOST,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
-    allowedOrigins: e.ALLOWED_ORIGINS.map((entry) => normalizeOrigin(entry) ?? entry.toLowerCase()),
+    allowedOrigins: normalizeAllowedOrigins(e.ALLOWED_ORIGINS),
     apiKeys: e.BROKER_API_KEYS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     metrics: {

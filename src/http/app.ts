@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
 import type { ApiKeyLabeler } from '../apiKeyLabel.js';
@@ -10,16 +10,12 @@ import type { DpopProofVerifier } from '../dpop/proof.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { OriginPolicy } from '../origins.js';
-import type { ProxyForwarder } from '../proxy/forward.js';
 import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
-import type { TokenCache } from '../upstream/types.js';
+import type { Upstreams } from '../upstreams.js';
 import { bodyIdleTimeout } from './bodyIdleTimeout.js';
-import { callerIp } from './callerIp.js';
-import { verifyClientToken } from './clientTokenAuth.js';
 import { allowedOriginsCors } from './cors.js';
-import { trustedForwardedFor } from './forwardedFor.js';
 import { originHeaderLimit } from './originHeaderLimit.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { RateLimits } from './rateLimits.js';
@@ -32,6 +28,7 @@ import { introspectionRoutes } from './routes/introspection.js';
 import { jwksRoute } from './routes/jwks.js';
 import { metricsRoute } from './routes/metrics.js';
 import { openApiRoute } from './routes/openapi.js';
+import { proxyRoutes } from './routes/proxy.js';
 import { staticRoutes } from './routes/static.js';
 import { upstreamTokenRoute } from './routes/upstreamToken.js';
 
@@ -46,10 +43,9 @@ export interface AppDeps {
   /** Verifies DPoP proofs at `/api/client-token` and on the proxy (RFC 9449). */
   dpop: DpopProofVerifier;
   publicJwks: JSONWebKeySet;
-  cache: TokenCache;
+  /** The configured upstreams: their token caches and the proxies behind `/api/proxy/*`. */
+  upstreams: Upstreams;
   revocations: RevocationList;
-  /** Forwards `/api/proxy/*` to `UPSTREAM_API_URL`; absent when none is configured. */
-  proxy?: ProxyForwarder | undefined;
   metrics: Metrics;
   /** Per-IP limits on the token and API-key routes; none when absent. */
   rateLimits?: RateLimits;
@@ -118,42 +114,16 @@ export function createApp(deps: AppDeps): Express {
   if (config.metrics.port === undefined) {
     app.use(metricsRoute({ ...deps, requireApiKey: config.metrics.requireApiKey }));
   }
-  app.use(openApiRoute());
+  app.use(openApiRoute(deps.upstreams));
   app.use(jwksRoute(deps));
   app.use(clientTokenRoute(deps));
   app.use(claimRoute(deps));
   app.use(upstreamTokenRoute(deps));
   app.use(introspectionRoutes(deps));
-  const { proxy } = deps;
-  if (proxy) {
-    // No body parser runs here: the forwarder streams the request body to the API untouched.
-    app.use(
-      '/api/proxy',
-      allowedOriginsCors(originPolicy, {
-        methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-        allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
-      }),
-      rateLimits?.proxy ?? [],
-      verifyClientToken(deps),
-      forwardTo(proxy),
-    );
-  }
+  app.use(proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy }));
   app.use(staticRoutes({ publicDir, clientDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);
   app.use(errorHandler(logger));
   return app;
-}
-
-/** Under `app.use('/api/proxy')`, `req.url` is the raw remainder: path and query, never decoded. */
-function forwardTo(proxy: ProxyForwarder): RequestHandler {
-  return (req, res) =>
-    proxy.forward(req, res, {
-      path: req.url,
-      clientIp: callerIp(req),
-      forwardedFor: trustedForwardedFor(req),
-      protocol: req.protocol,
-      host: req.host,
-      log: res.locals.log,
-    });
 }

@@ -28,11 +28,24 @@ const formType = 'application/x-www-form-urlencoded';
 const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
 const proxyMethods = ['get', 'head', 'post', 'put', 'patch', 'delete'] as const;
 
+/** The configured upstream names, which the document lists where a route takes one. */
+export interface OpenApiUpstreams {
+  /** Every name, in the order of `UPSTREAMS`. */
+  names: [string, ...string[]];
+  /** The names with an API behind `/api/proxy`. */
+  proxied: string[];
+  /** `UPSTREAMS` is set: proxy paths carry the name. */
+  named: boolean;
+}
+
+const singleDefault: OpenApiUpstreams = { names: ['default'], proxied: ['default'], named: false };
+
 /**
  * The OpenAPI 3.1 description of every route, generated from the zod schemas the routes parse and answer
  * with (`schemas.ts`, `tokenParameter`), so the document and the code cannot drift apart.
  */
-export function createOpenApiDocument(): OpenApiDocument {
+export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefault): OpenApiDocument {
+  const upstreamList = upstreams.names.join(', ');
   const registry = new OpenAPIRegistry();
   const problem = problemResponse
     .extend({ code: z.enum(errorCodes).meta({ description: 'Stable error code; see the README' }) })
@@ -107,10 +120,25 @@ export function createOpenApiDocument(): OpenApiDocument {
         headers: z.object({
           dpop: z.string().optional().meta({ description: 'RFC 9449 DPoP proof for this request' }),
         }),
+        query: z.object({
+          upstreams: z
+            .string()
+            .optional()
+            .meta({
+              description: `Comma-separated upstreams the token opens, some of: ${upstreamList}. By default all the origin may reach.`,
+            }),
+        }),
       },
       responses: {
         200: json(schemas.clientToken, 'A client token (`tokenType` is `DPoP` when bound to a proof key)'),
-        ...problems('origin_required', ['invalid_dpop_proof', 400], 'origin_not_allowed', 'rate_limited'),
+        ...problems(
+          'invalid_request',
+          'origin_required',
+          ['invalid_dpop_proof', 400],
+          'origin_not_allowed',
+          'upstream_not_allowed',
+          'rate_limited',
+        ),
       },
     });
   }
@@ -118,8 +146,7 @@ export function createOpenApiDocument(): OpenApiDocument {
     method: 'post',
     path: '/api/auth/claim',
     summary: 'A client token for an origin (and IP) of the backend’s choosing (Trefle-compatible)',
-    description:
-      'The API key comes as `Authorization: Bearer` (preferred) or as `token`; fields may be sent as query parameters, JSON or a form.',
+    description: `The API key comes as \`Authorization: Bearer\` (preferred) or as \`token\`; fields may be sent as query parameters, JSON or a form. \`upstreams\` names some of: ${upstreamList}.`,
     security: [...withApiKey, {}],
     request: {
       query: schemas.claimRequest,
@@ -137,6 +164,7 @@ export function createOpenApiDocument(): OpenApiDocument {
         'invalid_request',
         'origin_required',
         'invalid_api_key',
+        'upstream_not_allowed',
         'payload_too_large',
         'unsupported_media_type',
         'rate_limited',
@@ -148,9 +176,23 @@ export function createOpenApiDocument(): OpenApiDocument {
     path: '/api/upstream-token',
     summary: 'The cached upstream access token, for another container of the pod',
     security: withApiKey,
+    request: {
+      query: z.object({
+        upstream: z
+          .enum(upstreams.names)
+          .optional()
+          .meta({ description: 'Which upstream; may be left out when only one is configured' }),
+      }),
+    },
     responses: {
       200: json(schemas.upstreamToken, 'RFC 6749 §5.1 token answer'),
-      ...problems('invalid_api_key', 'rate_limited', 'upstream_rejected', 'upstream_unavailable'),
+      ...problems(
+        'invalid_request',
+        'invalid_api_key',
+        'rate_limited',
+        'upstream_rejected',
+        'upstream_unavailable',
+      ),
     },
   });
   const tokenBody = {
@@ -197,15 +239,28 @@ export function createOpenApiDocument(): OpenApiDocument {
       ),
     },
   });
-  for (const method of proxyMethods) {
+  const [firstProxied, ...moreProxied] = upstreams.proxied;
+  const proxiedName = firstProxied === undefined ? undefined : z.enum([firstProxied, ...moreProxied]);
+  for (const method of proxiedName ? proxyMethods : []) {
     route({
       method,
-      path: '/api/proxy/{path}',
-      summary: 'Forwards to UPSTREAM_API_URL with the upstream access token',
+      path: upstreams.named ? '/api/proxy/{upstream}/{path}' : '/api/proxy/{path}',
+      summary: upstreams.named
+        ? 'Forwards to UPSTREAM_<NAME>_API_URL with that upstream’s access token'
+        : 'Forwards to UPSTREAM_API_URL with the upstream access token',
       description:
-        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are.',
+        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`.',
       security: [{ [clientToken.name]: [] }, { [clientTokenHeader.name]: [] }, { [dpopToken.name]: [] }],
-      request: { params: z.object({ path: z.string() }) },
+      request: {
+        params: upstreams.named
+          ? z.object({
+              upstream: (proxiedName ?? z.string()).meta({
+                description: 'A configured upstream name; any other answers 404 not_found',
+              }),
+              path: z.string(),
+            })
+          : z.object({ path: z.string() }),
+      },
       responses: {
         default: { description: 'The API’s answer', content: { '*/*': { schema: {} } } },
         ...problems(
@@ -215,6 +270,8 @@ export function createOpenApiDocument(): OpenApiDocument {
           'token_revoked',
           'origin_mismatch',
           'ip_mismatch',
+          'upstream_not_allowed',
+          'not_found',
           'method_not_allowed',
           'upstream_rejected',
           'upstream_unavailable',

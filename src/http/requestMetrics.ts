@@ -39,6 +39,8 @@ export function requestMetrics(metrics: Metrics): RequestHandler {
         return;
       }
       metrics.observeProxyRequest({
+        // Set by the proxy route from the configured names only, so a client cannot mint label values.
+        upstream: typeof res.locals.upstream === 'string' ? res.locals.upstream : 'none',
         method: req.method,
         status: res.statusCode,
         seconds: (performance.now() - started) / 1000,

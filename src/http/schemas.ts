@@ -10,6 +10,8 @@ const boundedString = (max: number) => z.string().min(1).max(max);
 
 /** `POST /api/auth/claim`, from query, JSON or form (Trefle-compatible field names). */
 export const claimRequest = z.object({
+  /** The upstreams the token opens, comma-separated (or a JSON array); all the origin may reach by default. */
+  upstreams: z.union([boundedString(2048), z.array(boundedString(32)).max(64)]).optional(),
   token: boundedString(1024).optional(),
   origin: boundedString(2048).optional(),
   ip: z
@@ -55,17 +57,22 @@ export const problemResponse = z.object({
 /** `GET /healthz`. */
 export const healthResponse = z.object({ status: z.literal('ok') });
 
-/** `GET /readyz`: 200 when an upstream token is held or obtainable, 503 with the refusal's code otherwise. */
-export const readinessResponse = z.union([
-  z.object({
-    status: z.literal('ready'),
-    upstream: z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
-  }),
-  z.object({
-    status: z.literal('not_ready'),
-    upstream: z.object({ token: z.literal('unavailable'), code: z.string() }),
-  }),
+/** One upstream in `/readyz`: its token is held (or obtainable), or the refusal's code. */
+export const upstreamReadiness = z.union([
+  z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
+  z.object({ token: z.literal('unavailable'), code: z.string() }),
 ]);
+
+/**
+ * `GET /readyz`: 200 when a token is held or obtainable for every upstream, 503 otherwise; `upstreams`
+ * by name, and `upstream` as well when only one is configured.
+ */
+export const readinessResponse = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  redis: z.enum(['ok', 'degraded']).optional(),
+  upstream: upstreamReadiness.optional(),
+  upstreams: z.record(z.string(), upstreamReadiness),
+});
 
 /** `GET /.well-known/jwks.json` (RFC 7517 §5): public keys only, so no private members. */
 export const jwksResponse = z.object({
@@ -102,6 +109,8 @@ export const introspectionResponse = z.union([
     exp: z.number().int(),
     jti: z.string(),
     cnf: z.object({ jkt: z.string() }).optional(),
+    /** The upstreams the token opens; absent from tokens minted before names existed (`default` only). */
+    upstreams: z.array(z.string()).optional(),
   }),
 ]);
 
@@ -109,3 +118,4 @@ export type ClaimRequest = z.infer<typeof claimRequest>;
 export type ClientTokenResponse = z.infer<typeof clientTokenResponse>;
 export type ClaimResponse = z.infer<typeof claimResponse>;
 export type UpstreamTokenResponse = z.infer<typeof upstreamTokenResponse>;
+export type UpstreamReadiness = z.infer<typeof upstreamReadiness>;

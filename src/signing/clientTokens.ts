@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
+import { maxUpstreams, upstreamNamePattern } from '../config/upstreams.js';
 import type { Config } from '../config.js';
 import { BrokerError } from '../errors.js';
 import { canonicalIp } from '../ip.js';
@@ -44,6 +45,8 @@ const payloadSchema = z.object({
   jti: z.string().regex(jtiPattern),
   /** The key the token is bound to (RFC 9449 §6.1): a proof signed by it must come with every use. */
   cnf: z.object({ jkt: z.string().regex(jktPattern) }).optional(),
+  /** The upstreams the token opens at the proxy; a token without it opens `default` only. */
+  upstreams: z.array(z.string().regex(upstreamNamePattern)).max(maxUpstreams).optional(),
 });
 
 export type ClientTokenClaims = Omit<z.infer<typeof payloadSchema>, 'ip_prefix'> & { ipPrefix?: number };
@@ -57,6 +60,8 @@ export interface MintInput {
   ipPrefix?: number | undefined;
   /** Bind to the DPoP key with this RFC 7638 thumbprint (`cnf.jkt`, RFC 9449 §6.1). */
   jkt?: string | undefined;
+  /** The upstream names the token opens (the `upstreams` claim). */
+  upstreams?: readonly string[] | undefined;
 }
 
 export interface MintedClientToken {
@@ -104,7 +109,7 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
     });
 
   return {
-    async mint({ sub, origin, ip, ipPrefix, jkt }) {
+    async mint({ sub, origin, ip, ipPrefix, jkt, upstreams }) {
       if (ip !== undefined && canonicalIp(ip) !== ip)
         throw new TypeError('mint: ip must be a canonical address');
       if (ipPrefix !== undefined && ip === undefined) throw new TypeError('mint: ipPrefix needs ip');
@@ -123,6 +128,7 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
         exp,
         jti,
         ...(jkt !== undefined ? { cnf: { jkt } } : {}),
+        ...(upstreams !== undefined ? { upstreams } : {}),
       });
       return { token, jti, iat, exp, expiresIn: config.ttlSeconds };
     },

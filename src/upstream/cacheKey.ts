@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { UpstreamConfig } from '../config/upstream.js';
 
 /** Everything that decides which upstream token a request gets. */
 export interface CacheKeyInput {
@@ -59,4 +60,35 @@ export function cacheKey(input: CacheKeyInput): string {
     input.clientKeyThumbprint ? `jwk:${input.clientKeyThumbprint}` : secretFingerprint(input.secret),
   ]);
   return `upstream-token:${sha256Hex('cache-key/v1', tuple).slice(0, 32)}`;
+}
+
+type TokenRequestConfig = Pick<
+  UpstreamConfig,
+  'clientId' | 'clientSecret' | 'clientKey' | 'profile' | 'authMethod' | 'audience' | 'scope' | 'resource'
+>;
+
+/** The key input for a configuration once its token endpoint is known (configured or discovered). */
+export function cacheKeyInput(config: TokenRequestConfig, tokenEndpoint: string): CacheKeyInput {
+  return {
+    tokenEndpoint,
+    clientId: config.clientId,
+    authMethod: config.authMethod,
+    profile: config.profile,
+    scope: config.scope,
+    audience: config.audience,
+    resource: config.resource,
+    secret: config.clientSecret,
+    clientKeyThumbprint: config.clientKey?.thumbprint,
+  };
+}
+
+/**
+ * Which token a configuration asks for, known before any discovery: the cache key with the configured
+ * token URL, or the issuer it is discovered from. Named upstreams with the same identity share one
+ * cache; any difference in what is requested (scope, audience, resource, client, secret) keeps them apart.
+ */
+export function tokenIdentity(
+  config: TokenRequestConfig & Pick<UpstreamConfig, 'tokenUrl' | 'issuer'>,
+): string {
+  return cacheKey(cacheKeyInput(config, config.tokenUrl ?? `issuer:${config.issuer ?? ''}`));
 }

@@ -4,7 +4,7 @@ import { UpstreamError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createMemoryStore } from '../store/memoryStore.js';
 import type { FleetLock, KeyValueStore } from '../store/types.js';
-import { cacheKey, tokenFingerprint } from './cacheKey.js';
+import { cacheKey, cacheKeyInput, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
 import { renewAcrossFleet } from './fleetRenewal.js';
@@ -86,17 +86,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     token !== undefined && now < token.expiresAt;
 
   async function resolveKey(): Promise<string> {
-    key ??= cacheKey({
-      tokenEndpoint: await client.tokenEndpoint(),
-      clientId: config.clientId,
-      authMethod: config.authMethod,
-      profile: config.profile,
-      scope: config.scope,
-      audience: config.audience,
-      resource: config.resource,
-      secret: config.clientSecret,
-      clientKeyThumbprint: config.clientKey?.thumbprint,
-    });
+    key ??= cacheKey(cacheKeyInput(config, await client.tokenEndpoint()));
     return key;
   }
 

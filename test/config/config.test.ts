@@ -26,7 +26,7 @@ describe('loadConfig', () => {
       port: 8080,
       production: false,
       trustProxy: false,
-      upstream: undefined,
+      upstreams: [],
       clientToken: { ttlSeconds: 900, bindIp: 'exact', ipv4Prefix: 24, ipv6Prefix: 64 },
     });
   });
@@ -91,7 +91,7 @@ describe('loadConfig', () => {
   it('when production has keys and an upstream, then it loads', () => {
     const config = loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream });
     expect(config.production).toBe(true);
-    expect(config.upstream).toMatchObject({
+    expect(config.upstreams[0]?.config).toMatchObject({
       clientId: 'broker',
       profile: 'rfc6749',
       authMethod: 'client_secret_basic',
@@ -108,7 +108,7 @@ describe('loadConfig', () => {
       },
       { readFile: (path) => files[path] ?? '' },
     );
-    expect(config.upstream?.clientSecret).toBe('from-a-file-secret');
+    expect(config.upstreams[0]?.config.clientSecret).toBe('from-a-file-secret');
   });
 
   it('when NAME_FILE cannot be read or is set beside NAME, then that is reported', () => {

@@ -142,6 +142,7 @@ describe('upstream token endpoint faults, through /api/upstream-token and /ready
       expect(JSON.parse(ready.body)).toEqual({
         status: 'not_ready',
         upstream: { token: 'unavailable', code: 'upstream_unavailable' },
+        upstreams: { default: { token: 'unavailable', code: 'upstream_unavailable' } },
       });
       expect((await broker.request({ path: '/healthz' })).status).toBe(200);
 

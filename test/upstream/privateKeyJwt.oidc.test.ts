@@ -68,8 +68,9 @@ function configFor(alg: keyof typeof clients, extra: Record<string, string> = {}
     UPSTREAM_SCOPE: auth.scope,
     ...extra,
   });
-  if (!config.upstream) throw new Error('no upstream');
-  return config.upstream;
+  const upstream = config.upstreams[0]?.config;
+  if (!upstream) throw new Error('no upstream');
+  return upstream;
 }
 
 async function callApi(accessToken: string) {

@@ -266,7 +266,7 @@ describe('UPSTREAM_CLIENT_KEY', () => {
       env({ UPSTREAM_AUTH_METHOD: 'private_key_jwt', UPSTREAM_CLIENT_KEY_FILE: '/run/secrets/client-key' }),
       { readFile: (path) => (path === '/run/secrets/client-key' ? JSON.stringify({ keys: [jwk] }) : '') },
     );
-    expect(config.upstream).toMatchObject({
+    expect(config.upstreams[0]?.config).toMatchObject({
       authMethod: 'private_key_jwt',
       clientSecret: '',
       clientAssertionAudience: 'token_endpoint',

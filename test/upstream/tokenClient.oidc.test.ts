@@ -157,7 +157,7 @@ describe('dev upstream', () => {
     try {
       registerSecret('dev upstream client secret', dev.env.UPSTREAM_CLIENT_SECRET ?? '');
       const config = loadConfig({ ...dev.env, NODE_ENV: 'test' });
-      const upstream = config.upstream;
+      const upstream = config.upstreams[0]?.config;
       expect(upstream).toBeDefined();
       if (!upstream) return;
       const token = await createTokenClient({

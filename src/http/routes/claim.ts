@@ -6,12 +6,15 @@ import { BrokerError } from '../../errors.js';
 import { bindingFor, canonicalIp } from '../../ip.js';
 import { normalizeOrigin } from '../../origins.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
+import type { Upstreams } from '../../upstreams.js';
 import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
 import { type ClaimResponse, claimRequest } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
+import { grantedUpstreams, requestedUpstreams } from '../upstreamAccess.js';
 
 export interface ClaimRouteDeps {
   config: Config;
+  upstreams: Upstreams;
   apiKeys: ApiKeyVerifier;
   /** Names the claiming key in the token's `sub` without revealing anything testable about it. */
   apiKeyLabel: ApiKeyLabeler;
@@ -22,7 +25,13 @@ export interface ClaimRouteDeps {
  * `POST /api/auth/claim`: the Trefle-style route. A backend holding a broker API key asks for a client
  * token bound to an origin (and optionally an IP) of its choosing; the key is trusted to choose.
  */
-export function claimRoute({ config, apiKeys, apiKeyLabel, clientTokens }: ClaimRouteDeps): Router {
+export function claimRoute({
+  config,
+  upstreams,
+  apiKeys,
+  apiKeyLabel,
+  clientTokens,
+}: ClaimRouteDeps): Router {
   const router = Router();
   router.post('/api/auth/claim', async (req, res) => {
     const body: unknown = req.body;
@@ -42,11 +51,13 @@ export function claimRoute({ config, apiKeys, apiKeyLabel, clientTokens }: Claim
     const ip = rawIp === undefined ? undefined : canonicalIp(rawIp);
     if (rawIp !== undefined && !ip)
       throw new BrokerError('invalid_request', { detail: 'ip must be an IP address' });
+    const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(parsed.data.upstreams, upstreams));
     const binding = ip ? bindingFor(config.clientToken.bindIp, ip, config.clientToken) : undefined;
     const minted = await clientTokens.mint({
       sub: apiKeyLabel(presented ?? ''),
       origin,
       ...binding,
+      upstreams: opened,
     });
     const expiresAt = new Date(minted.exp * 1000);
     const answer: ClaimResponse = {

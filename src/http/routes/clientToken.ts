@@ -6,12 +6,15 @@ import { BrokerError } from '../../errors.js';
 import { bindingFor } from '../../ip.js';
 import { type OriginPolicy, requestOrigin } from '../../origins.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
+import type { Upstreams } from '../../upstreams.js';
 import { callerIp } from '../callerIp.js';
 import type { ClientTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
+import { grantedUpstreams, requestedUpstreams } from '../upstreamAccess.js';
 
 export interface ClientTokenRouteDeps {
   config: Config;
+  upstreams: Upstreams;
   originPolicy: OriginPolicy;
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
@@ -21,7 +24,13 @@ export interface ClientTokenRouteDeps {
  * `GET`/`POST /api/client-token`: the Miso-style route a page calls from its own origin. The origin
  * comes from the browser (`Origin`, else `Referer`); the token is bound to it and to the caller's IP.
  */
-export function clientTokenRoute({ config, originPolicy, clientTokens, dpop }: ClientTokenRouteDeps): Router {
+export function clientTokenRoute({
+  config,
+  upstreams,
+  originPolicy,
+  clientTokens,
+  dpop,
+}: ClientTokenRouteDeps): Router {
   const router = Router();
   router.all('/api/client-token', async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'POST') {
@@ -34,6 +43,8 @@ export function clientTokenRoute({ config, originPolicy, clientTokens, dpop }: C
     if (!originPolicy.isAllowed(origin)) {
       throw new BrokerError('origin_not_allowed', { detail: `${origin} is not in ALLOWED_ORIGINS` });
     }
+    // `?upstreams=entry` narrows the token to some of the upstreams the origin may reach.
+    const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(req.query.upstreams, upstreams));
     const binding = bindingFor(config.clientToken.bindIp, callerIp(req), config.clientToken);
     // A proof binds the token to its key (RFC 9449 §5); with CLIENT_TOKEN_BINDING=dpop one is required.
     const proof = req.get('dpop');
@@ -48,7 +59,7 @@ export function clientTokenRoute({ config, originPolicy, clientTokens, dpop }: C
             })
           ).jkt
         : undefined;
-    const minted = await clientTokens.mint({ sub: origin, origin, ...binding, jkt });
+    const minted = await clientTokens.mint({ sub: origin, origin, ...binding, jkt, upstreams: opened });
     const body: ClientTokenResponse = {
       token: minted.token,
       tokenType: jkt === undefined ? 'Bearer' : 'DPoP',

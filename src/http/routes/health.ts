@@ -3,20 +3,23 @@ import type { Clock } from '../../clock.js';
 import { BrokerError } from '../../errors.js';
 import type { RedisStatus } from '../../store/redisConnection.js';
 import type { TokenCache } from '../../upstream/types.js';
+import type { Upstreams } from '../../upstreams.js';
+import type { UpstreamReadiness } from '../schemas.js';
 
 export interface HealthRouteDeps {
-  cache: TokenCache;
+  upstreams: Upstreams;
   clock: Clock;
   /** With Redis: `degraded` while it is unreachable (still ready: requests are served from local state). */
   redisStatus?: () => RedisStatus;
 }
 
 /**
- * `/healthz`: the process answers (liveness: restart me if not). `/readyz`: an upstream token can be had
- * (readiness: send me traffic). Readiness asks the cache, which answers from memory when a token is held
- * and otherwise makes the one upstream request everyone would wait for anyway.
+ * `/healthz`: the process answers (liveness: restart me if not). `/readyz`: a token can be had for every
+ * upstream (readiness: send me traffic), reported by name. Readiness asks each cache once, however many
+ * names share it; a cache answers from memory when a token is held and otherwise makes the one upstream
+ * request everyone would wait for anyway.
  */
-export function healthRoutes({ cache, clock, redisStatus }: HealthRouteDeps): Router {
+export function healthRoutes({ upstreams, clock, redisStatus }: HealthRouteDeps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -24,21 +27,35 @@ export function healthRoutes({ cache, clock, redisStatus }: HealthRouteDeps): Ro
   });
   router.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
-    const shared = redisStatus ? { redis: redisStatus() } : {};
-    try {
-      const token = await cache.get();
-      res.json({
-        status: 'ready',
-        ...shared,
-        upstream: {
-          token: 'held',
-          expiresIn: Math.max(0, Math.floor((token.expiresAt - clock.now()) / 1000)),
-        },
-      });
-    } catch (error) {
-      const code = error instanceof BrokerError ? error.code : 'internal_error';
-      res.status(503).json({ status: 'not_ready', ...shared, upstream: { token: 'unavailable', code } });
-    }
+    const asked = new Map<TokenCache, Promise<UpstreamReadiness>>();
+    const readiness = (cache: TokenCache) => {
+      const answer = asked.get(cache) ?? readinessOf(cache, clock);
+      asked.set(cache, answer);
+      return answer;
+    };
+    const byName = Object.fromEntries(
+      await Promise.all(
+        upstreams.list.map(async ({ name, cache }) => [name, await readiness(cache)] as const),
+      ),
+    );
+    const ready = Object.values(byName).every((upstream) => upstream.token === 'held');
+    const [only] = upstreams.list;
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not_ready',
+      ...(redisStatus ? { redis: redisStatus() } : {}),
+      // The single-upstream shape of before names existed, kept for existing probes and dashboards.
+      ...(upstreams.list.length === 1 && only ? { upstream: byName[only.name] } : {}),
+      upstreams: byName,
+    });
   });
   return router;
+}
+
+async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamReadiness> {
+  try {
+    const token = await cache.get();
+    return { token: 'held', expiresIn: Math.max(0, Math.floor((token.expiresAt - clock.now()) / 1000)) };
+  } catch (error) {
+    return { token: 'unavailable', code: error instanceof BrokerError ? error.code : 'internal_error' };
+  }
 }

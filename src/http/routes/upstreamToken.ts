@@ -1,26 +1,28 @@
 import { Router } from 'express';
 import type { ApiKeyVerifier } from '../../apiKeys.js';
 import type { Clock } from '../../clock.js';
-import type { TokenCache } from '../../upstream/types.js';
+import { BrokerError } from '../../errors.js';
+import type { Upstream, Upstreams } from '../../upstreams.js';
 import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
 import type { UpstreamTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 
 export interface UpstreamTokenRouteDeps {
   apiKeys: ApiKeyVerifier;
-  cache: TokenCache;
+  upstreams: Upstreams;
   clock: Clock;
 }
 
 /**
- * `GET /api/upstream-token`: the cached upstream token, for another container of the pod that must call
- * the API itself. The only answer that ever carries an upstream token.
+ * `GET /api/upstream-token[?upstream=<name>]`: the cached upstream token, for another container of the
+ * pod that must call the API itself. The only answer that ever carries an upstream token. The name may
+ * be left out when only one upstream is configured.
  */
-export function upstreamTokenRoute({ apiKeys, cache, clock }: UpstreamTokenRouteDeps): Router {
+export function upstreamTokenRoute({ apiKeys, upstreams, clock }: UpstreamTokenRouteDeps): Router {
   const router = Router();
   router.get('/api/upstream-token', async (req, res) => {
     requireApiKey(apiKeys, bearerToken(req));
-    const token = await cache.get();
+    const token = await chosen(upstreams, req.query.upstream).cache.get();
     const body: UpstreamTokenResponse = {
       access_token: token.accessToken,
       token_type: token.tokenType,
@@ -30,4 +32,17 @@ export function upstreamTokenRoute({ apiKeys, cache, clock }: UpstreamTokenRoute
     sendToken(res, body);
   });
   return router;
+}
+
+function chosen(upstreams: Upstreams, name: unknown): Upstream {
+  const known = upstreams.list.map((upstream) => upstream.name).join(', ');
+  if (name === undefined && upstreams.list.length === 1 && upstreams.list[0]) return upstreams.list[0];
+  if (name === undefined) {
+    throw new BrokerError('invalid_request', { detail: `upstream is required: one of ${known}` });
+  }
+  const upstream = typeof name === 'string' ? upstreams.get(name) : undefined;
+  if (!upstream) {
+    throw new BrokerError('invalid_request', { detail: `upstream must be one of ${known}` });
+  }
+  return upstream;
 }

@@ -1,0 +1,87 @@
+import { upstreamSchema, upstreamSecrets } from './upstream.js';
+
+/**
+ * What an upstream name may be, and which variables belong to which name: `UPSTREAM_<NAME>_<SETTING>`,
+ * the name upper-cased and `-` turned into `_`.
+ */
+
+export const upstreamNamePattern = /^[a-z0-9-]{1,32}$/;
+/** Every name travels in each client token's `upstreams` claim, so their number is bounded. */
+export const maxUpstreams = 64;
+
+/** `TOKEN_URL`, `CLIENT_SECRET`, ...: what follows `UPSTREAM_` (or `UPSTREAM_<NAME>_`) in a setting. */
+export const suffixes = Object.keys(upstreamSchema.shape)
+  .filter((name) => name.startsWith('UPSTREAM_'))
+  .map((name) => name.slice('UPSTREAM_'.length));
+export const secretSuffixes = upstreamSecrets.map((name) => name.slice('UPSTREAM_'.length));
+const namedSuffixes = [...suffixes, ...secretSuffixes.map((suffix) => `${suffix}_FILE`), 'ALLOWED_ORIGINS'];
+export const unprefixed = new Set([
+  ...suffixes.map((suffix) => `UPSTREAM_${suffix}`),
+  ...upstreamSecrets.map((name) => `${name}_FILE`),
+]);
+
+/** `entry-api` → `UPSTREAM_ENTRY_API_`. */
+export const upstreamPrefix = (name: string) => `UPSTREAM_${name.toUpperCase().replaceAll('-', '_')}_`;
+
+export const isSet = (value: string | undefined) => value !== undefined && value.trim() !== '';
+
+/** The usable names of `UPSTREAMS`; each refused one is reported in one line. */
+export function validNames(names: string[], problems: string[]): string[] {
+  const seen = new Set<string>();
+  /** Every prefixed variable of the names kept so far, and whose it is. */
+  const owners = new Map<string, string>();
+  return names.filter((name) => {
+    if (!upstreamNamePattern.test(name)) {
+      problems.push(`UPSTREAMS: "${name}" is not a name (a-z, 0-9 and -, at most 32 characters)`);
+      return false;
+    }
+    if (seen.has(name)) {
+      problems.push(`UPSTREAMS: "${name}" is listed twice`);
+      return false;
+    }
+    seen.add(name);
+    // `api` would make UPSTREAM_API_TIMEOUT_MS both its TIMEOUT_MS and a setting of its own.
+    const clash = namedSuffixes.map((suffix) => upstreamPrefix(name) + suffix).find((v) => unprefixed.has(v));
+    if (clash) {
+      problems.push(`UPSTREAMS: "${name}" cannot be a name: ${clash} is a setting of its own`);
+      return false;
+    }
+    // `entry` and `entry-api` would both read UPSTREAM_ENTRY_API_TIMEOUT_MS.
+    const variables = namedSuffixes.map((suffix) => upstreamPrefix(name) + suffix);
+    const shared = variables.find((variable) => owners.has(variable));
+    if (shared) {
+      problems.push(
+        `UPSTREAMS: "${name}" and "${owners.get(shared)}" cannot both be names: ${shared} would belong to both`,
+      );
+      return false;
+    }
+    for (const variable of variables) owners.set(variable, name);
+    return true;
+  });
+}
+
+/** Every `UPSTREAM_<NAME>_<SETTING>` whose name is not listed, so no setting is silently ignored. */
+export function unlistedSettings(env: Record<string, string | undefined>, names: string[]): string[] {
+  const prefixes = names.map(upstreamPrefix);
+  const problems: string[] = [];
+  for (const [variable, value] of Object.entries(env)) {
+    if (!variable.startsWith('UPSTREAM_') || unprefixed.has(variable) || !isSet(value)) continue;
+    // `UPSTREAM_X_API_TIMEOUT_MS` ends in both TIMEOUT_MS and API_TIMEOUT_MS: any reading may be the listed one.
+    const matching = namedSuffixes.filter(
+      (candidate) => variable.endsWith(`_${candidate}`) && variable.length > `UPSTREAM__${candidate}`.length,
+    );
+    if (matching.some((suffix) => prefixes.some((prefix) => variable === prefix + suffix))) continue;
+    const suffix = matching.sort((a, b) => b.length - a.length)[0];
+    if (suffix === undefined) continue;
+    const name = variable
+      .slice('UPSTREAM_'.length, -suffix.length - 1)
+      .toLowerCase()
+      .replaceAll('_', '-');
+    problems.push(
+      names.length === 0
+        ? `${variable}: names upstream "${name}", but UPSTREAMS is not set (list it: UPSTREAMS=${name},...)`
+        : `${variable}: names upstream "${name}", which UPSTREAMS (${names.join(',')}) does not list`,
+    );
+  }
+  return problems;
+}

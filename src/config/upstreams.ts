@@ -1,0 +1,164 @@
+import { z } from 'zod';
+import { tokenIdentity } from '../upstream/cacheKey.js';
+import { list } from './fields.js';
+import { issueProblems, resolveSecretFiles } from './parse.js';
+import { allowedOriginsField, normalizeAllowedOrigins } from './server.js';
+import { type UpstreamConfig, upstreamConfig, upstreamSchema, upstreamSecrets } from './upstream.js';
+import {
+  isSet,
+  maxUpstreams,
+  secretSuffixes,
+  suffixes,
+  unlistedSettings,
+  unprefixed,
+  upstreamPrefix,
+  validNames,
+} from './upstreamNames.js';
+
+export { maxUpstreams, upstreamNamePattern } from './upstreamNames.js';
+
+/**
+ * Several upstreams behind one broker (`UPSTREAMS=uitpas,entry`), each configured by the settings of
+ * upstream.ts under its own prefix (`UPSTREAM_UITPAS_TOKEN_URL`). Without `UPSTREAMS` the unprefixed
+ * settings are the one upstream `default`, as before.
+ */
+export const upstreamsSchema = z.object({ UPSTREAMS: list });
+
+/** The upstream of the unprefixed settings, and of client tokens minted before names existed. */
+export const defaultUpstreamName = 'default';
+
+export interface NamedUpstream {
+  name: string;
+  config: UpstreamConfig;
+  /**
+   * `UPSTREAM_<NAME>_ALLOWED_ORIGINS`: the origins whose client tokens may open this upstream.
+   * Undefined: every origin the broker admits (`ALLOWED_ORIGINS`, or an API key's choice at the claim route).
+   */
+  allowedOrigins: string[] | undefined;
+}
+
+export interface UpstreamsConfig {
+  /** Empty outside production when nothing is configured: main.ts then starts the dev upstream. */
+  upstreams: NamedUpstream[];
+  /** `UPSTREAMS` is set: proxy routes carry the name (`/api/proxy/<name>/*`). */
+  namedUpstreams: boolean;
+}
+
+/** Token settings that upstreams sharing one token (and so one cache) must agree on. */
+const sharedTokenSettings: [keyof UpstreamConfig, string][] = [
+  ['timeoutMs', 'TIMEOUT_MS'],
+  ['defaultTtlSeconds', 'DEFAULT_TTL'],
+  ['clientAssertionAudience', 'CLIENT_ASSERTION_AUDIENCE'],
+  ['tokenQuota', 'TOKEN_QUOTA'],
+  ['issuer', 'ISSUER'],
+];
+
+export interface UpstreamsInput {
+  env: Record<string, string | undefined>;
+  names: string[];
+  /** The parsed unprefixed settings: the `default` upstream when `names` is empty. */
+  unprefixedEnv: z.infer<typeof upstreamSchema>;
+  production: boolean;
+  readFile: (path: string) => string;
+  problems: string[];
+}
+
+export function upstreamsConfig({
+  env,
+  names,
+  unprefixedEnv,
+  production,
+  readFile,
+  problems,
+}: UpstreamsInput): UpstreamsConfig {
+  problems.push(...unlistedSettings(env, names));
+  if (names.length === 0) {
+    const config = upstreamConfig(unprefixedEnv, production, problems);
+    return {
+      upstreams: config ? [{ name: defaultUpstreamName, config, allowedOrigins: undefined }] : [],
+      namedUpstreams: false,
+    };
+  }
+  for (const name of unprefixed) {
+    if (isSet(env[name])) {
+      problems.push(
+        `${name}: not used with UPSTREAMS; set UPSTREAM_<NAME>${name.slice('UPSTREAM'.length)} for each upstream instead`,
+      );
+    }
+  }
+  if (names.length > maxUpstreams) {
+    problems.push(`UPSTREAMS: lists ${names.length} upstreams; at most ${maxUpstreams} are possible`);
+  }
+  const valid = validNames(names, problems);
+  const upstreams = valid.flatMap((name) => {
+    const upstream = namedUpstream(name, env, readFile, problems);
+    return upstream ? [upstream] : [];
+  });
+  problems.push(...disagreements(upstreams));
+  return { upstreams, namedUpstreams: true };
+}
+
+/** One listed upstream: its prefixed settings parsed by the schema and assembly of upstream.ts. */
+function namedUpstream(
+  name: string,
+  env: Record<string, string | undefined>,
+  readFile: (path: string) => string,
+  problems: string[],
+): NamedUpstream | undefined {
+  const prefix = upstreamPrefix(name);
+  const shown = (variable: string) =>
+    variable.startsWith('UPSTREAM_') ? prefix + variable.slice('UPSTREAM_'.length) : variable;
+  // Messages of upstream.ts name the unprefixed variables; each line must name the one to fix.
+  const rename = (line: string) =>
+    line.replace(/\bUPSTREAM_([A-Z_]+)/g, (match, suffix: string) =>
+      unprefixed.has(match) || suffixes.includes(suffix) ? prefix + suffix : match,
+    );
+  const own: Record<string, string | undefined> = { PROXY_MAX_REPLAY_BYTES: env.PROXY_MAX_REPLAY_BYTES };
+  for (const suffix of [...suffixes, ...secretSuffixes.map((s) => `${s}_FILE`)]) {
+    own[`UPSTREAM_${suffix}`] = env[prefix + suffix];
+  }
+  const resolved = resolveSecretFiles(own, upstreamSecrets, readFile, problems, shown);
+  const parsed = upstreamSchema.safeParse(resolved);
+  const origins = allowedOriginsField.safeParse(env[`${prefix}ALLOWED_ORIGINS`]);
+  if (!origins.success) {
+    problems.push(...issueProblems(origins.error.issues, [], () => `${prefix}ALLOWED_ORIGINS`));
+  }
+  if (!parsed.success) {
+    problems.push(...issueProblems(parsed.error.issues, upstreamSecrets, shown));
+    return undefined;
+  }
+  const ownProblems: string[] = [];
+  const config = upstreamConfig(parsed.data, false, ownProblems);
+  problems.push(...ownProblems.map(rename));
+  if (!config) {
+    problems.push(
+      `${prefix}TOKEN_URL: upstream "${name}" is listed in UPSTREAMS but not configured (set ${prefix}TOKEN_URL or ${prefix}ISSUER, ${prefix}CLIENT_ID, ...)`,
+    );
+    return undefined;
+  }
+  const allowedOrigins =
+    origins.success && origins.data.length > 0 ? normalizeAllowedOrigins(origins.data) : undefined;
+  return { name, config, allowedOrigins };
+}
+
+/** Upstreams that get the same token share one cache, so its token settings must be the same. */
+function disagreements(upstreams: NamedUpstream[]): string[] {
+  const problems: string[] = [];
+  const first = new Map<string, NamedUpstream>();
+  for (const upstream of upstreams) {
+    const identity = tokenIdentity(upstream.config);
+    const earlier = first.get(identity);
+    if (!earlier) {
+      first.set(identity, upstream);
+      continue;
+    }
+    for (const [field, suffix] of sharedTokenSettings) {
+      if (JSON.stringify(upstream.config[field]) !== JSON.stringify(earlier.config[field])) {
+        problems.push(
+          `${upstreamPrefix(upstream.name)}${suffix}: "${upstream.name}" gets the same token as "${earlier.name}", so it must equal ${upstreamPrefix(earlier.name)}${suffix}`,
+        );
+      }
+    }
+  }
+  return problems;
+}
