@@ -68,8 +68,8 @@ export async function createBroker({
     metrics,
   );
   // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
-  const redis = config.redisUrl
-    ? await connectRedis({ url: config.redisUrl, settings: config.redis, clock, logger })
+  const redis = config.redisTarget
+    ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
     : undefined;
   if (redis) {
     metrics.setRedisDegraded(redis.status() === 'degraded');
@@ -100,6 +100,10 @@ export async function createBroker({
     ...(quota ? { quota } : {}),
   });
   metrics.observeCache(() => cache.status());
+  // Redis may come back empty: the token this replica holds is written back for the replicas to come.
+  redis?.connections.onStatusChange((status) => {
+    if (status === 'ok') void cache.shareHeld();
+  });
   const localRevocations = createRevocationList({
     clock,
     clockToleranceSeconds: config.clientToken.clockToleranceSeconds,

@@ -13,6 +13,7 @@ import {
 } from './configFields.js';
 import { normalizeOrigin, parseOriginPattern } from './origins.js';
 import { parseEncryptionKey } from './store/encryption.js';
+import { hostPortList, type RedisTarget, resolveRedisTarget } from './store/redisTarget.js';
 import { type ClientKey, parseClientKey } from './upstream/clientAssertion.js';
 import { parseTokenQuota, type TokenQuota } from './upstream/quota.js';
 
@@ -23,6 +24,8 @@ export const secretSettings = [
   'UPSTREAM_CLIENT_SECRET',
   'UPSTREAM_CLIENT_KEY',
   'CACHE_ENCRYPTION_KEY',
+  'REDIS_PASSWORD',
+  'REDIS_SENTINEL_PASSWORD',
 ] as const;
 
 export type { RateLimitRule } from './configFields.js';
@@ -109,6 +112,15 @@ export const envSchema = z.object({
   UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000),
   PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536),
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_SENTINELS: hostPortList,
+  REDIS_SENTINEL_NAME: optionalString,
+  REDIS_SENTINEL_PASSWORD: optionalString,
+  REDIS_CLUSTER_NODES: hostPortList,
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  REDIS_TLS: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
+  REDIS_TLS_CA_FILE: optionalString,
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 1_000),
   REDIS_KEY_PREFIX: z.preprocess(
     emptyToUndefined,
     z
@@ -195,12 +207,15 @@ export interface Config {
   apiKeys: string[];
   /** Undefined outside production means "start the dev upstream"; in production it is a start-up error. */
   upstream: UpstreamConfig | undefined;
-  redisUrl: string | undefined;
-  /** Settings of the shared Redis; used only when `redisUrl` is set. */
+  /** Where the shared Redis is (single, Sentinel or Cluster); undefined: no Redis, state per process. */
+  redisTarget: RedisTarget | undefined;
+  /** Settings of the shared Redis; used only when `redisTarget` is set. */
   redis: {
     keyPrefix: string;
     lockTtlMs: number;
-    /** 32 bytes for AES-256-GCM; always set when `redisUrl` is. */
+    /** A command unanswered this long fails, so a stalled Redis cannot hold a request. */
+    commandTimeoutMs: number;
+    /** 32 bytes for AES-256-GCM; always set when `redisTarget` is. */
     encryptionKey: Buffer | undefined;
   };
   /** Per-IP limits; undefined turns a limit off. */
@@ -345,11 +360,14 @@ export function loadConfig(
       tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
     };
   }
+  const { target: redisTarget, problems: redisProblems } = resolveRedisTarget(e, readFile);
+  problems.push(...redisProblems);
   // Required outside production too: replicas must share the key, and a silent "no encryption" mode in
   // development is the one that ends up in production.
-  if (e.REDIS_URL && !e.CACHE_ENCRYPTION_KEY) {
+  const redisWanted = e.REDIS_URL || e.REDIS_SENTINELS.length > 0 || e.REDIS_CLUSTER_NODES.length > 0;
+  if (redisWanted && !e.CACHE_ENCRYPTION_KEY) {
     problems.push(
-      'CACHE_ENCRYPTION_KEY: required when REDIS_URL is set (32 random bytes, e.g. `openssl rand -base64 32`; or CACHE_ENCRYPTION_KEY_FILE)',
+      'CACHE_ENCRYPTION_KEY: required when Redis is configured (32 random bytes, e.g. `openssl rand -base64 32`; or CACHE_ENCRYPTION_KEY_FILE)',
     );
   }
   if (production && !e.SIGNING_KEYS) {
@@ -385,10 +403,11 @@ export function loadConfig(
     signingKeys: e.SIGNING_KEYS as Config['signingKeys'],
     apiKeys: e.BROKER_API_KEYS,
     upstream,
-    redisUrl: e.REDIS_URL,
+    redisTarget,
     redis: {
       keyPrefix: e.REDIS_KEY_PREFIX,
       lockTtlMs: e.REDIS_LOCK_TTL_MS,
+      commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
       encryptionKey: e.CACHE_ENCRYPTION_KEY,
     },
     rateLimits: {

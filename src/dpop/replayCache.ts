@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
+import type { RedisClient } from '../store/redisConnection.js';
 
 /**
  * Remembers the DPoP proofs already seen, so each is accepted once (RFC 9449 §11.1). A proof is only
@@ -66,7 +66,7 @@ export function createMemoryReplayCache({
 }
 
 export interface RedisReplayCacheOptions {
-  client: Redis;
+  client: RedisClient;
   /** Prepended to every key, like the store's (`REDIS_KEY_PREFIX`). */
   prefix: string;
   /** This replica's own cache: checked first, and the only one while Redis is away. */

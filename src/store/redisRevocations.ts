@@ -22,6 +22,8 @@ export interface FleetRevocationList extends RevocationList {
 }
 
 const messageSeparator = ' ';
+/** Write-backs go out in transactions of this many revocations, so a long list does not block Redis. */
+const writeBackBatch = 500;
 
 /**
  * Revocations across replicas. A revoked `jti` is added to a sorted set (`<prefix>revocations`, scored by
@@ -29,9 +31,13 @@ const messageSeparator = ' ';
  * mirror, so verification stays a synchronous in-memory lookup that never waits on Redis. A periodic and
  * an on-reconnect resync read the set back, covering messages lost while a replica was disconnected.
  *
- * During a Redis outage a revocation takes effect on the replica that received it at once; it is kept
- * in a pending list and written and published again as soon as Redis is back, so the rest of the fleet
- * learns of it then. A `jti` is a random identifier, not a credential, so it is stored in clear.
+ * During a Redis outage a revocation takes effect on the replica that received it at once, and the
+ * resync when Redis is back writes and publishes it, so the rest of the fleet learns of it then. Redis
+ * itself may forget: restarted without persistence, or failed over to a replica
+ * that had not yet received the last writes. So every replica keeps each revocation until the token
+ * expires, and each resync writes back (and publishes) whatever it holds that the set lacks; a replica
+ * started after the loss learns the revocations from the set once any survivor has resynced.
+ * A `jti` is a random identifier, not a credential, so it is stored in clear.
  */
 export function createRedisRevocations({
   redis,
@@ -45,7 +51,6 @@ export function createRedisRevocations({
   const logger = parentLogger.child({ component: 'revocations' });
   const { client, subscriber } = redis;
   const key = `${prefix}revocations`;
-  const pending = new Map<string, number>();
   let closed = false;
 
   const onMessage = (channel: string, message: string) => {
@@ -60,13 +65,6 @@ export function createRedisRevocations({
     await client.multi().zadd(key, exp, jti).publish(key, `${jti}${messageSeparator}${exp}`).exec();
   }
 
-  async function flushPending(): Promise<void> {
-    for (const [jti, exp] of pending) {
-      await share(jti, exp);
-      pending.delete(jti);
-    }
-  }
-
   async function resync(): Promise<void> {
     // Scores are `exp` in seconds; anything past exp plus the tolerance can be forgotten fleet-wide.
     const horizon = Math.floor(clock.now() / 1000) - clockToleranceSeconds;
@@ -79,9 +77,24 @@ export function createRedisRevocations({
       [null, []],
     ];
     const entries = (live?.[1] ?? []) as string[];
+    const shared = new Set<string>();
     for (let index = 0; index + 1 < entries.length; index += 2) {
+      shared.add(entries[index] as string);
       local.remember(entries[index] as string, Number(entries[index + 1]));
     }
+    const missing = local.entries().filter(([jti]) => !shared.has(jti));
+    if (missing.length === 0) return;
+    for (let start = 0; start < missing.length; start += writeBackBatch) {
+      const transaction = client.multi();
+      for (const [jti, exp] of missing.slice(start, start + writeBackBatch)) {
+        transaction.zadd(key, exp, jti).publish(key, `${jti}${messageSeparator}${exp}`);
+      }
+      await transaction.exec();
+    }
+    logger.warn(
+      { count: missing.length },
+      'redis had lost revocations this replica holds (restarted empty or failed over): wrote them back',
+    );
   }
 
   async function sync(reason: string): Promise<void> {
@@ -89,7 +102,6 @@ export function createRedisRevocations({
     try {
       // Subscribing again is harmless; it covers a subscription that failed while Redis was away.
       await subscriber.subscribe(key);
-      await flushPending();
       await resync();
     } catch (error) {
       logger.debug({ err: error, reason }, 'revocation sync failed; retrying when redis is back');
@@ -110,7 +122,6 @@ export function createRedisRevocations({
       try {
         await share(jti, exp);
       } catch (error) {
-        pending.set(jti, exp);
         logger.warn(
           { err: error },
           'revocation not shared (redis unreachable): effective on this replica now, fleet-wide when redis returns',
@@ -120,6 +131,7 @@ export function createRedisRevocations({
     remember: local.remember,
     isRevoked: local.isRevoked,
     size: local.size,
+    entries: local.entries,
     close() {
       closed = true;
       clearInterval(timer);

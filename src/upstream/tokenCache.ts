@@ -252,6 +252,12 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       );
       if (key) await tokenStore.removeIf(key, accessToken);
     },
+    async shareHeld() {
+      const held = current;
+      if (!key || !isValid(held, clock.now()) || (await tokenStore.load(key)) !== undefined) return;
+      // Fence 0 loses to any lease granted since the loss: that holder's token is newer than this one.
+      await tokenStore.save(key, held, 0);
+    },
     status() {
       const now = clock.now();
       const valid = isValid(current, now);

@@ -51,6 +51,11 @@ export interface TokenCache {
    */
   invalidate(accessToken: string): Promise<void>;
   status(): TokenCacheStatus;
+  /**
+   * Writes the held token back to the shared store if the store lost it (Redis restarted empty) and no
+   * renewal lease was granted since, so replicas started afterwards take it instead of asking the upstream.
+   */
+  shareHeld(): Promise<void>;
   /** Stops background renewal timers. */
   close(): void;
 }
