@@ -7,9 +7,15 @@ import type { FleetLock, KeyValueStore } from '../store/types.js';
 import { cacheKey, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
-import { renewAcrossFleet } from './fleetRenewal.js';
+import { LockUnreachable, renewAcrossFleet } from './fleetRenewal.js';
 import { type QuotaGovernor, QuotaRefusal } from './quota.js';
-import { defaultRenewalPolicy, isFresh, type RenewalPolicy, renewalTime } from './renewalPolicy.js';
+import {
+  defaultRenewalPolicy,
+  isFresh,
+  type RenewalPolicy,
+  renewalMargin,
+  renewalTime,
+} from './renewalPolicy.js';
 import { createTokenStore } from './tokenStore.js';
 import type { TokenCache, TokenCacheEvent, TokenClient, UpstreamToken } from './types.js';
 
@@ -50,6 +56,8 @@ export interface TokenCacheOptions {
 }
 
 const defaultLockWaitMs = 15_000;
+/** Mean pause before a deferred renewal tries the unreachable lock again (Redis reconnects within 1 s). */
+const lockRetryMs = 1_000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -138,16 +146,34 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         logger,
         waitMs: options.lockWaitMs ?? defaultLockWaitMs,
         random,
+        renewWithoutLock: () => !canAwaitLock(),
       });
       return adopt(renewed.value, renewed.source);
     } catch (error) {
       if (error instanceof QuotaRefusal) return quotaRefused(error);
+      if (error instanceof LockUnreachable && isValid(current, clock.now())) return lockDeferred(current);
       const held = isValid(current, clock.now()) ? current : undefined;
       const refusal = streak.record(error, held?.expiresAt);
       // While a token is held, retry in the background as soon as the backoff allows.
       if (held) scheduleAt(streak.retryAt());
       throw refusal;
     }
+  }
+
+  /**
+   * While the held token has more than half its renewal margin left, a renewal that cannot reach the
+   * fleet lock waits for it: otherwise every replica would ask the upstream during a Redis failover.
+   */
+  function canAwaitLock(): boolean {
+    const held = current;
+    if (!isValid(held, clock.now())) return false;
+    return clock.now() < held.expiresAt - renewalMargin(held.expiresAt - held.obtainedAt, policy) / 2;
+  }
+
+  /** Not an upstream failure either: the held token is served and the lock tried again shortly. */
+  function lockDeferred(held: UpstreamToken): UpstreamToken {
+    scheduleAt(clock.now() + lockRetryMs * (0.5 + random()));
+    return held;
   }
 
   /** Asks the quota governor, if any, before a request goes out: early while a valid token is held. */
