@@ -48,8 +48,6 @@ export function createRedisClient(target: RedisTarget, options: RedisOptions): R
         name: target.name,
         ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
         ...(target.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls ?? {} } : {}),
-        // Listens for the sentinels' +switch-master, so a promotion is followed at once, not at the next error.
-        failoverDetector: true,
       });
     case 'cluster':
       return new Cluster(target.nodes, {
