@@ -81,6 +81,8 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const streak = createFailureStreak({ clock, logger, policy, random, breaker });
 
   let current: UpstreamToken | undefined;
+  /** The fleet lease `current` was fetched under (0: none, or taken from the store). */
+  let currentFence = 0;
   let renewAt = 0;
   let refreshToken: string | undefined;
   /** The last token the API refused, so a stale copy in the store is never adopted again. */
@@ -125,6 +127,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   }
 
   async function renew(): Promise<UpstreamToken> {
+    let fetchedFence = 0;
     try {
       const storeKey = await resolveKey();
       const stored = await tokenStore.load(storeKey);
@@ -141,6 +144,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
           await admit();
           const token = await breaker.execute(fetchFromUpstream);
           await tokenStore.save(storeKey, token, fence);
+          fetchedFence = fence ?? 0;
           return token;
         },
         logger,
@@ -148,7 +152,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         random,
         renewWithoutLock: () => !canAwaitLock(),
       });
-      return adopt(renewed.value, renewed.source);
+      return adopt(renewed.value, renewed.source, renewed.source === 'upstream' ? fetchedFence : 0);
     } catch (error) {
       if (error instanceof QuotaRefusal) return quotaRefused(error);
       if (error instanceof LockUnreachable && isValid(current, clock.now())) return lockDeferred(current);
@@ -161,13 +165,14 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   }
 
   /**
-   * While the held token has more than half its renewal margin left, a renewal that cannot reach the
-   * fleet lock waits for it: otherwise every replica would ask the upstream during a Redis failover.
+   * Until the last quarter of its renewal margin (90 s before expiry for an hour-long token), a renewal
+   * that cannot reach the fleet lock waits for it: otherwise every replica would ask the upstream
+   * during a Redis failover, which takes seconds.
    */
   function canAwaitLock(): boolean {
     const held = current;
     if (!isValid(held, clock.now())) return false;
-    return clock.now() < held.expiresAt - renewalMargin(held.expiresAt - held.obtainedAt, policy) / 2;
+    return clock.now() < held.expiresAt - renewalMargin(held.expiresAt - held.obtainedAt, policy) / 4;
   }
 
   /** Not an upstream failure either: the held token is served and the lock tried again shortly. */
@@ -204,9 +209,10 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     );
   }
 
-  function adopt(token: UpstreamToken, source: 'store' | 'upstream'): UpstreamToken {
+  function adopt(token: UpstreamToken, source: 'store' | 'upstream', fence = 0): UpstreamToken {
     streak.reset();
     current = Object.freeze({ ...token });
+    currentFence = fence;
     refreshToken = token.refreshToken;
     renewAt = renewalTime(token, policy, random);
     logger.info(
@@ -281,8 +287,9 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     async shareHeld() {
       const held = current;
       if (!key || !isValid(held, clock.now()) || (await tokenStore.load(key)) !== undefined) return;
-      // Fence 0 loses to any lease granted since the loss: that holder's token is newer than this one.
-      await tokenStore.save(key, held, 0);
+      // Fenced by the lease it was fetched under: a newer lease's token wins. This also covers a token
+      // fetched just before an outage whose write to the store failed.
+      await tokenStore.save(key, held, currentFence);
     },
     status() {
       const now = clock.now();

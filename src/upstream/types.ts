@@ -52,8 +52,9 @@ export interface TokenCache {
   invalidate(accessToken: string): Promise<void>;
   status(): TokenCacheStatus;
   /**
-   * Writes the held token back to the shared store if the store lost it (Redis restarted empty) and no
-   * renewal lease was granted since, so replicas started afterwards take it instead of asking the upstream.
+   * Writes the held token back to the shared store if the store lacks it (Redis restarted empty, or the
+   * write failed during an outage) and no newer renewal lease was granted, so the other replicas take it
+   * instead of asking the upstream again.
    */
   shareHeld(): Promise<void>;
   /** Stops background renewal timers. */
