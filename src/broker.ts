@@ -108,9 +108,13 @@ export async function createBroker({
     clock,
     clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
   });
-  const revocations = redis
-    ? redis.shareRevocations(localRevocations, config.clientToken.clockToleranceSeconds)
-    : localRevocations;
+  const fleetRevocations = redis?.shareRevocations(
+    localRevocations,
+    config.clientToken.clockToleranceSeconds,
+  );
+  // Loaded before the first request: a replica started after a revocation must refuse the token.
+  await fleetRevocations?.ready;
+  const revocations = fleetRevocations ?? localRevocations;
   const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
   // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
   const localReplays = createMemoryReplayCache({ clock });

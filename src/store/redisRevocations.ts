@@ -4,7 +4,7 @@ import type { RevocationList } from '../signing/revocations.js';
 import type { RedisConnections } from './redisConnection.js';
 
 export interface RedisRevocationsOptions {
-  redis: Pick<RedisConnections, 'client' | 'subscriber' | 'onStatusChange'>;
+  redis: Pick<RedisConnections, 'client' | 'subscriber' | 'onStatusChange' | 'status'>;
   prefix: string;
   /** The local mirror verification reads; this module keeps it in step with the fleet. */
   local: RevocationList;
@@ -16,7 +16,7 @@ export interface RedisRevocationsOptions {
   resyncIntervalMs?: number;
 }
 
-/** A RevocationList shared by the fleet; `ready` settles after the first sync (or its failure). */
+/** A RevocationList shared by the fleet; `ready` settles after the first sync (or about 3 s of failures). */
 export interface FleetRevocationList extends RevocationList {
   readonly ready: Promise<void>;
 }
@@ -24,6 +24,11 @@ export interface FleetRevocationList extends RevocationList {
 const messageSeparator = ' ';
 /** Write-backs go out in transactions of this many revocations, so a long list does not block Redis. */
 const writeBackBatch = 500;
+/** Pause before a failed sync is tried again while Redis is up. */
+const retryMs = 1_000;
+/** Start-up sync: attempts and the pause between them (about 3 s in all, as long as start-up waits for Redis). */
+const startAttempts = 12;
+const startRetryMs = 250;
 
 /**
  * Revocations across replicas. A revoked `jti` is added to a sorted set (`<prefix>revocations`, scored by
@@ -97,18 +102,38 @@ export function createRedisRevocations({
     );
   }
 
-  async function sync(reason: string): Promise<void> {
-    if (closed) return;
+  let retry: NodeJS.Timeout | undefined;
+
+  /** Whether it synced. A failure while Redis is up (a timed-out command) is retried shortly, not in 30 s. */
+  async function sync(reason: string): Promise<boolean> {
+    if (closed) return false;
     try {
       // Subscribing again is harmless; it covers a subscription that failed while Redis was away.
       await subscriber.subscribe(key);
       await resync();
+      return true;
     } catch (error) {
-      logger.debug({ err: error, reason }, 'revocation sync failed; retrying when redis is back');
+      logger.debug({ err: error, reason }, 'revocation sync failed; retrying');
+      if (!retry && redis.status() === 'ok') {
+        retry = setTimeout(() => {
+          retry = undefined;
+          void sync('retry');
+        }, retryMs);
+        retry.unref();
+      }
+      return false;
     }
   }
 
-  const ready = sync('start');
+  // A replica must not accept what the fleet revoked: start-up tries a few times before it settles
+  // (counted in attempts, not read from the clock, so a held test clock cannot stall it).
+  const ready = (async () => {
+    for (let attempt = 0; attempt < startAttempts && !closed; attempt += 1) {
+      // With Redis away, the sync on its return loads the set; start-up does not wait for that.
+      if ((await sync('start')) || redis.status() !== 'ok') return;
+      await new Promise((resolve) => setTimeout(resolve, startRetryMs).unref());
+    }
+  })();
   const stopListening = redis.onStatusChange((status) => {
     if (status === 'ok') void sync('reconnect');
   });
@@ -135,6 +160,7 @@ export function createRedisRevocations({
     close() {
       closed = true;
       clearInterval(timer);
+      clearTimeout(retry);
       stopListening();
       subscriber.off('message', onMessage);
       local.close();
