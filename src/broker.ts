@@ -55,8 +55,8 @@ export async function createBroker({
   const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
   const metrics = createMetrics({ clock });
   // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
-  const redis = config.redisUrl
-    ? await connectRedis({ url: config.redisUrl, settings: config.redis, clock, logger })
+  const redis = config.redisTarget
+    ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
     : undefined;
   if (redis) {
     metrics.setRedisDegraded(redis.status() === 'degraded');
@@ -78,9 +78,13 @@ export async function createBroker({
     clock,
     clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
   });
-  const revocations = redis
-    ? redis.shareRevocations(localRevocations, config.clientToken.clockToleranceSeconds)
-    : localRevocations;
+  const fleetRevocations = redis?.shareRevocations(
+    localRevocations,
+    config.clientToken.clockToleranceSeconds,
+  );
+  // Loaded before the first request: a replica started after a revocation must refuse the token.
+  await fleetRevocations?.ready;
+  const revocations = fleetRevocations ?? localRevocations;
   const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
   // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
   const localReplays = createMemoryReplayCache({

@@ -84,7 +84,7 @@ export function loadConfig(
       readFile,
       problems,
     }),
-    ...redisConfig(e, problems),
+    ...redisConfig(e, readFile, problems),
     ...limitsConfig(e),
   };
   // Without the dev upstream no key is generated later, so every scrape would be refused.

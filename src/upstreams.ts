@@ -146,5 +146,9 @@ function createSharedCache({
     ...(quota ? { quota } : {}),
   });
   metrics.observeCache(label, () => cache.status());
+  // Redis may come back empty: the token this replica holds is written back for the replicas to come.
+  redis?.connections.onStatusChange((status) => {
+    if (status === 'ok') void cache.shareHeld();
+  });
   return cache;
 }

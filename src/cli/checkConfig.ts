@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { type Config, ConfigError, loadConfig, secretSettings } from '../config.js';
+import { describeRedisTarget } from '../store/redisTarget.js';
 import { CliFailure, type Command, parseUsage, redact, UsageError } from './context.js';
 import { checkSigningKeys, type JwkSet } from './jwks.js';
 
@@ -64,7 +65,7 @@ function summary(config: Config): string {
     ['api keys', String(config.apiKeys.length)],
     ['client tokens', `ttl ${config.clientToken.ttlSeconds} s, ip binding ${config.clientToken.bindIp}`],
     ['trust proxy', JSON.stringify(config.trustProxy)],
-    ['redis', config.redisUrl ? 'yes' : 'no (in-memory store, one replica)'],
+    ['redis', describeRedisTarget(config.redisTarget)],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return rows.map(([label, value]) => `  ${`${label}:`.padEnd(width)}${value}`).join('\n');

@@ -1,10 +1,20 @@
 import { z } from 'zod';
 import { parseEncryptionKey } from '../store/encryption.js';
-import { emptyToUndefined, int } from './fields.js';
+import { hostPortList, type RedisTarget, resolveRedisTarget } from '../store/redisTarget.js';
+import { emptyToUndefined, int, optionalString } from './fields.js';
 
-/** The shared Redis of a fleet: where it is, how its keys are named, and how values are sealed. */
+/** The shared Redis of a fleet: where it is (one server, Sentinel or Cluster), how its keys are named, and how values are sealed. */
 export const redisSchema = z.object({
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_SENTINELS: hostPortList,
+  REDIS_SENTINEL_NAME: optionalString,
+  REDIS_SENTINEL_PASSWORD: optionalString,
+  REDIS_CLUSTER_NODES: hostPortList,
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  REDIS_TLS: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
+  REDIS_TLS_CA_FILE: optionalString,
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 1_000),
   REDIS_KEY_PREFIX: z.preprocess(
     emptyToUndefined,
     z
@@ -29,34 +39,45 @@ export const redisSchema = z.object({
   ),
 });
 
-export const redisSecrets = ['CACHE_ENCRYPTION_KEY'] as const;
+export const redisSecrets = ['CACHE_ENCRYPTION_KEY', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD'] as const;
 
 type RedisEnv = z.infer<typeof redisSchema>;
 
 export interface RedisConfig {
-  redisUrl: string | undefined;
-  /** Settings of the shared Redis; used only when `redisUrl` is set. */
+  /** Where the shared Redis is (single, Sentinel or Cluster); undefined: no Redis, state per process. */
+  redisTarget: RedisTarget | undefined;
+  /** Settings of the shared Redis; used only when `redisTarget` is set. */
   redis: {
     keyPrefix: string;
     lockTtlMs: number;
-    /** 32 bytes for AES-256-GCM; always set when `redisUrl` is. */
+    /** A command unanswered this long fails, so a stalled Redis cannot hold a request. */
+    commandTimeoutMs: number;
+    /** 32 bytes for AES-256-GCM; always set when `redisTarget` is. */
     encryptionKey: Buffer | undefined;
   };
 }
 
-export function redisConfig(e: RedisEnv, problems: string[]): RedisConfig {
+export function redisConfig(
+  e: RedisEnv,
+  readFile: (path: string) => string,
+  problems: string[],
+): RedisConfig {
+  const { target, problems: targetProblems } = resolveRedisTarget(e, readFile);
+  problems.push(...targetProblems);
   // Required outside production too: replicas must share the key, and a silent "no encryption" mode in
   // development is the one that ends up in production.
-  if (e.REDIS_URL && !e.CACHE_ENCRYPTION_KEY) {
+  const wanted = e.REDIS_URL || e.REDIS_SENTINELS.length > 0 || e.REDIS_CLUSTER_NODES.length > 0;
+  if (wanted && !e.CACHE_ENCRYPTION_KEY) {
     problems.push(
-      'CACHE_ENCRYPTION_KEY: required when REDIS_URL is set (32 random bytes, e.g. `openssl rand -base64 32`; or CACHE_ENCRYPTION_KEY_FILE)',
+      'CACHE_ENCRYPTION_KEY: required when Redis is configured (32 random bytes, e.g. `openssl rand -base64 32`; or CACHE_ENCRYPTION_KEY_FILE)',
     );
   }
   return {
-    redisUrl: e.REDIS_URL,
+    redisTarget: target,
     redis: {
       keyPrefix: e.REDIS_KEY_PREFIX,
       lockTtlMs: e.REDIS_LOCK_TTL_MS,
+      commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
       encryptionKey: e.CACHE_ENCRYPTION_KEY,
     },
   };

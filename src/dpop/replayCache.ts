@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
+import type { RedisClient } from '../store/redisConnection.js';
 
 /**
  * `new`: not seen before, now remembered. `replay`: seen within its ttl. `owner_full`: the owner (the
@@ -144,7 +144,7 @@ export function createMemoryReplayCache({
 }
 
 export interface RedisReplayCacheOptions {
-  client: Redis;
+  client: RedisClient;
   /** Prepended to every key, like the store's (`REDIS_KEY_PREFIX`). */
   prefix: string;
   /** This replica's own cache: checked first, and the only one while Redis is away. */

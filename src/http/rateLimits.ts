@@ -7,12 +7,12 @@ import {
   rateLimit,
   type Store,
 } from 'express-rate-limit';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { type RedisReply, RedisStore } from 'rate-limit-redis';
 import type { Config, RateLimitRule } from '../config.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { RedisStatus } from '../store/redisConnection.js';
+import type { RedisClient, RedisStatus } from '../store/redisConnection.js';
 import { callerIp } from './callerIp.js';
 
 /** One middleware per limited route family; each passes everything when its limit is `off`. */
@@ -31,7 +31,7 @@ export interface RateLimitsOptions {
   rules: Config['rateLimits'];
   logger: Logger;
   /** Counters shared by the fleet when set; in process memory otherwise. */
-  redis?: { client: Redis; prefix: string; status: () => RedisStatus } | undefined;
+  redis?: { client: RedisClient; prefix: string; status: () => RedisStatus } | undefined;
 }
 
 const pass: RequestHandler = (_req, _res, next) => next();
@@ -141,12 +141,17 @@ export function createRateLimits({ rules, logger: parentLogger, redis }: RateLim
  * rate-limit-redis loads its scripts once, when the limiter is built, and keeps the promise: a failure
  * then (Redis not yet reachable) would disable the limiter for good. `SCRIPT LOAD` answers the script's
  * SHA-1, so it is computed here instead when Redis is away; `EVALSHA` then gets `NOSCRIPT` once Redis is
- * back, and the store loads the script again.
+ * back, and the store loads the script again. On a Cluster `SCRIPT LOAD` names no key, so it goes to every
+ * master: the `EVALSHA` that follows runs on whichever one holds the counter's slot.
  */
-function commandSender(client: Redis) {
+function commandSender(client: RedisClient) {
   return async (...args: string[]): Promise<RedisReply> => {
     const [command = '', ...rest] = args;
     try {
+      if (client instanceof Cluster && command.toUpperCase() === 'SCRIPT') {
+        const replies = await Promise.all(client.nodes('master').map((node) => node.call(command, ...rest)));
+        return replies[0] as RedisReply;
+      }
       return (await client.call(command, ...rest)) as RedisReply;
     } catch (error) {
       const script = rest[1];

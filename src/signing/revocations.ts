@@ -18,6 +18,8 @@ export interface RevocationList {
   isRevoked(jti: string): boolean;
   /** Revocations still held (after dropping expired ones). */
   size(): number;
+  /** Every revocation still held, as `[jti, exp]`: what a replica writes back when the fleet's copy was lost. */
+  entries(): [jti: string, exp: number][];
   close(): void;
 }
 
@@ -119,6 +121,10 @@ export function createRevocationList({
     size() {
       sweep();
       return revoked.size;
+    },
+    entries() {
+      sweep();
+      return [...revoked].map(([jti, until]) => [jti, until / 1000 - clockToleranceSeconds]);
     },
     close() {
       clearInterval(timer);

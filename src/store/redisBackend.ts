@@ -7,11 +7,13 @@ import { createRedisConnections, type RedisConnections, type RedisStatus } from 
 import { createRedisLock } from './redisLock.js';
 import { createRedisRevocations, type FleetRevocationList } from './redisRevocations.js';
 import { createRedisStore } from './redisStore.js';
+import type { RedisTarget } from './redisTarget.js';
 import type { FleetLock, KeyValueStore } from './types.js';
 
 /** Everything a replica shares with the fleet through one Redis. */
 export interface RedisBackend {
   connections: RedisConnections;
+  /** Prefix of the keys that stand alone (rate limits, DPoP proofs, quota, revocations). */
   prefix: string;
   /** Encrypted token store. */
   store: KeyValueStore;
@@ -25,7 +27,7 @@ export interface RedisBackend {
 }
 
 export interface ConnectRedisOptions {
-  url: string;
+  target: RedisTarget;
   settings: Config['redis'];
   clock: Clock;
   logger: Logger;
@@ -38,22 +40,30 @@ export interface ConnectRedisOptions {
  * requests already share the fleet's token; a Redis that is down does not stop the broker from starting.
  */
 export async function connectRedis({
-  url,
+  target,
   settings,
   clock,
   logger,
   connectTimeoutMs = 3_000,
 }: ConnectRedisOptions): Promise<RedisBackend> {
-  if (!settings.encryptionKey) throw new Error('CACHE_ENCRYPTION_KEY is required with REDIS_URL');
-  const connections = createRedisConnections({ url, logger });
+  if (!settings.encryptionKey) throw new Error('CACHE_ENCRYPTION_KEY is required with Redis');
+  const connections = createRedisConnections({ target, logger, commandTimeoutMs: settings.commandTimeoutMs });
   await connections.ready(connectTimeoutMs);
   const prefix = settings.keyPrefix;
+  // A Cluster runs a script or a transaction only on keys of one hash slot: the token, its lock and its
+  // fence are used together, so they share the hash tag `{<prefix>}` (the broker's few tokens fit one node).
+  const slotPrefix = target.mode === 'cluster' ? `{${prefix}}` : prefix;
   const cipher = createValueCipher(settings.encryptionKey);
   return {
     connections,
     prefix,
-    store: createRedisStore({ client: connections.client, prefix, cipher }),
-    lock: createRedisLock({ client: connections.client, prefix, logger, ttlMs: settings.lockTtlMs }),
+    store: createRedisStore({ client: connections.client, prefix: slotPrefix, cipher }),
+    lock: createRedisLock({
+      client: connections.client,
+      prefix: slotPrefix,
+      logger,
+      ttlMs: settings.lockTtlMs,
+    }),
     lockTtlMs: settings.lockTtlMs,
     shareRevocations: (local, clockToleranceSeconds) =>
       createRedisRevocations({ redis: connections, prefix, local, clock, logger, clockToleranceSeconds }),

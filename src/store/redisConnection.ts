@@ -1,14 +1,18 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../logger.js';
+import type { RedisTarget } from './redisTarget.js';
+
+/** A connection to one server or Sentinel-watched master (`Redis`), or to a Cluster. */
+export type RedisClient = Redis | Cluster;
 
 /** `ok` while every Redis connection is ready; `degraded` while any is not (local state only). */
 export type RedisStatus = 'ok' | 'degraded';
 
 export interface RedisConnections {
   /** Commands: the token store, the lock, revocations, rate-limit counters. */
-  client: Redis;
+  client: RedisClient;
   /** Pub/sub only: a subscribed connection may not run other commands. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   status(): RedisStatus;
   /** Called on every ok/degraded transition (metrics); returns a function that unsubscribes. */
   onStatusChange(listener: (status: RedisStatus) => void): () => void;
@@ -18,12 +22,44 @@ export interface RedisConnections {
 }
 
 export interface RedisConnectionOptions {
-  url: string;
+  target: RedisTarget;
   logger: Logger;
   /** Longest pause between reconnection attempts. */
   maxReconnectDelayMs?: number;
   /** A command that gets no answer in this time fails, so a black-holed Redis cannot stall a request. */
   commandTimeoutMs?: number;
+}
+
+/** One ioredis client for the target: the only place that knows the three modes apart. */
+export function createRedisClient(target: RedisTarget, options: RedisOptions): RedisClient {
+  const auth: RedisOptions = {
+    ...(target.username ? { username: target.username } : {}),
+    ...(target.password ? { password: target.password } : {}),
+    ...(target.tls ? { tls: target.tls.ca ? { ca: target.tls.ca } : {} } : {}),
+  };
+  switch (target.mode) {
+    case 'single':
+      return new Redis(target.url, { ...options, ...auth });
+    case 'sentinel':
+      return new Redis({
+        ...options,
+        ...auth,
+        sentinels: target.sentinels,
+        name: target.name,
+        ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+        ...(target.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls ?? {} } : {}),
+      });
+    case 'cluster':
+      return new Cluster(target.nodes, {
+        redisOptions: { ...options, ...auth },
+        enableOfflineQueue: false,
+        clusterRetryStrategy: options.retryStrategy ?? (() => null),
+        // A moved slot or a failover is retried shortly instead of failing the command at once.
+        retryDelayOnFailover: 100,
+        retryDelayOnClusterDown: 100,
+        slotsRefreshTimeout: options.connectTimeout ?? 2_000,
+      });
+  }
 }
 
 /**
@@ -32,13 +68,13 @@ export interface RedisConnectionOptions {
  * local state (degraded mode). ioredis reconnects by itself; every transition is logged once.
  */
 export function createRedisConnections({
-  url,
+  target,
   logger: parentLogger,
   maxReconnectDelayMs = 1_000,
   commandTimeoutMs = 1_000,
 }: RedisConnectionOptions): RedisConnections {
   const logger = parentLogger.child({ component: 'redis' });
-  const options = {
+  const options: RedisOptions = {
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
     commandTimeout: commandTimeoutMs,
@@ -48,8 +84,8 @@ export function createRedisConnections({
     // A replica-promoted or read-only Redis answers READONLY: reconnect to find the writable one.
     reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
   };
-  const client = new Redis(url, { ...options, connectionName: 'token-broker' });
-  const subscriber = new Redis(url, { ...options, connectionName: 'token-broker-sub' });
+  const client = createRedisClient(target, { ...options, connectionName: 'token-broker' });
+  const subscriber = createRedisClient(target, { ...options, connectionName: 'token-broker-sub' });
   const listeners = new Set<(status: RedisStatus) => void>();
   let current: RedisStatus = 'degraded';
   let everReady = false;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
+import type { RedisClient } from './redisConnection.js';
 import type { FleetLock, LockLease } from './types.js';
 
 /** Redis key of the lock on `name`. */
@@ -12,9 +12,16 @@ export const fenceKey = (prefix: string, name: string) => `${prefix}fence:${name
 const fenceTtlMs = 7 * 24 * 3_600_000;
 
 // SET NX PX takes the lock; INCR in the same script hands out the fence, so no other lease can slip in.
+// ARGV[4] is the highest fence this replica has seen: a counter Redis lost restarts above it, not at 1,
+// so a holder from before the loss still counts as older than every lease granted after it.
 const acquireScript = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
+  local floor = tonumber(ARGV[4])
+  if fence <= floor then
+    fence = floor + 1
+    redis.call('SET', KEYS[2], fence)
+  end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return fence
 end
@@ -30,7 +37,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 export interface RedisLockOptions {
-  client: Redis;
+  client: RedisClient;
   prefix: string;
   logger: Logger;
   /** How long a lease lives unless extended; a dead holder blocks others for at most this long. */
@@ -46,14 +53,26 @@ export interface RedisLockOptions {
  * newest, which covers the case the extension cannot: a holder paused past its lease.
  */
 export function createRedisLock({ client, prefix, logger, ttlMs }: RedisLockOptions): FleetLock {
+  /** Per lock name, the highest fence granted to this replica (a handful of names: one per token). */
+  const highest = new Map<string, number>();
   return {
     async tryAcquire(name) {
       const key = lockKey(prefix, name);
       const token = randomBytes(16).toString('base64url');
       const fence = Number(
-        await client.eval(acquireScript, 2, key, fenceKey(prefix, name), token, ttlMs, fenceTtlMs),
+        await client.eval(
+          acquireScript,
+          2,
+          key,
+          fenceKey(prefix, name),
+          token,
+          ttlMs,
+          fenceTtlMs,
+          highest.get(name) ?? 0,
+        ),
       );
       if (!(fence > 0)) return undefined;
+      highest.set(name, fence);
 
       let lost = false;
       const extend = async () => {

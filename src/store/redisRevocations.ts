@@ -4,7 +4,7 @@ import type { RevocationList } from '../signing/revocations.js';
 import type { RedisConnections } from './redisConnection.js';
 
 export interface RedisRevocationsOptions {
-  redis: Pick<RedisConnections, 'client' | 'subscriber' | 'onStatusChange'>;
+  redis: Pick<RedisConnections, 'client' | 'subscriber' | 'onStatusChange' | 'status'>;
   prefix: string;
   /** The local mirror verification reads; this module keeps it in step with the fleet. */
   local: RevocationList;
@@ -16,12 +16,19 @@ export interface RedisRevocationsOptions {
   resyncIntervalMs?: number;
 }
 
-/** A RevocationList shared by the fleet; `ready` settles after the first sync (or its failure). */
+/** A RevocationList shared by the fleet; `ready` settles after the first sync (or about 3 s of failures). */
 export interface FleetRevocationList extends RevocationList {
   readonly ready: Promise<void>;
 }
 
 const messageSeparator = ' ';
+/** Write-backs go out in transactions of this many revocations, so a long list does not block Redis. */
+const writeBackBatch = 500;
+/** Pause before a failed sync is tried again while Redis is up. */
+const retryMs = 1_000;
+/** Start-up sync: attempts and the pause between them (about 3 s in all, as long as start-up waits for Redis). */
+const startAttempts = 12;
+const startRetryMs = 250;
 
 /**
  * Revocations across replicas. A revoked `jti` is added to a sorted set (`<prefix>revocations`, scored by
@@ -29,9 +36,13 @@ const messageSeparator = ' ';
  * mirror, so verification stays a synchronous in-memory lookup that never waits on Redis. A periodic and
  * an on-reconnect resync read the set back, covering messages lost while a replica was disconnected.
  *
- * During a Redis outage a revocation takes effect on the replica that received it at once; it is kept
- * in a pending list and written and published again as soon as Redis is back, so the rest of the fleet
- * learns of it then. A `jti` is a random identifier, not a credential, so it is stored in clear.
+ * During a Redis outage a revocation takes effect on the replica that received it at once, and the
+ * resync when Redis is back writes and publishes it, so the rest of the fleet learns of it then. Redis
+ * itself may forget: restarted without persistence, or failed over to a replica
+ * that had not yet received the last writes. So every replica keeps each revocation until the token
+ * expires, and each resync writes back (and publishes) whatever it holds that the set lacks; a replica
+ * started after the loss learns the revocations from the set once any survivor has resynced.
+ * A `jti` is a random identifier, not a credential, so it is stored in clear.
  */
 export function createRedisRevocations({
   redis,
@@ -45,7 +56,6 @@ export function createRedisRevocations({
   const logger = parentLogger.child({ component: 'revocations' });
   const { client, subscriber } = redis;
   const key = `${prefix}revocations`;
-  const pending = new Map<string, number>();
   let closed = false;
 
   const onMessage = (channel: string, message: string) => {
@@ -60,13 +70,6 @@ export function createRedisRevocations({
     await client.multi().zadd(key, exp, jti).publish(key, `${jti}${messageSeparator}${exp}`).exec();
   }
 
-  async function flushPending(): Promise<void> {
-    for (const [jti, exp] of pending) {
-      await share(jti, exp);
-      pending.delete(jti);
-    }
-  }
-
   async function resync(): Promise<void> {
     // Scores are `exp` in seconds; anything past exp plus the tolerance can be forgotten fleet-wide.
     const horizon = Math.floor(clock.now() / 1000) - clockToleranceSeconds;
@@ -79,24 +82,58 @@ export function createRedisRevocations({
       [null, []],
     ];
     const entries = (live?.[1] ?? []) as string[];
+    const shared = new Set<string>();
     for (let index = 0; index + 1 < entries.length; index += 2) {
+      shared.add(entries[index] as string);
       local.remember(entries[index] as string, Number(entries[index + 1]));
     }
+    const missing = local.entries().filter(([jti]) => !shared.has(jti));
+    if (missing.length === 0) return;
+    for (let start = 0; start < missing.length; start += writeBackBatch) {
+      const transaction = client.multi();
+      for (const [jti, exp] of missing.slice(start, start + writeBackBatch)) {
+        transaction.zadd(key, exp, jti).publish(key, `${jti}${messageSeparator}${exp}`);
+      }
+      await transaction.exec();
+    }
+    logger.warn(
+      { count: missing.length },
+      'redis had lost revocations this replica holds (restarted empty or failed over): wrote them back',
+    );
   }
 
-  async function sync(reason: string): Promise<void> {
-    if (closed) return;
+  let retry: NodeJS.Timeout | undefined;
+
+  /** Whether it synced. A failure while Redis is up (a timed-out command) is retried shortly, not in 30 s. */
+  async function sync(reason: string): Promise<boolean> {
+    if (closed) return false;
     try {
       // Subscribing again is harmless; it covers a subscription that failed while Redis was away.
       await subscriber.subscribe(key);
-      await flushPending();
       await resync();
+      return true;
     } catch (error) {
-      logger.debug({ err: error, reason }, 'revocation sync failed; retrying when redis is back');
+      logger.debug({ err: error, reason }, 'revocation sync failed; retrying');
+      if (!retry && redis.status() === 'ok') {
+        retry = setTimeout(() => {
+          retry = undefined;
+          void sync('retry');
+        }, retryMs);
+        retry.unref();
+      }
+      return false;
     }
   }
 
-  const ready = sync('start');
+  // A replica must not accept what the fleet revoked: start-up tries a few times before it settles
+  // (counted in attempts, not read from the clock, so a held test clock cannot stall it).
+  const ready = (async () => {
+    for (let attempt = 0; attempt < startAttempts && !closed; attempt += 1) {
+      // With Redis away, the sync on its return loads the set; start-up does not wait for that.
+      if ((await sync('start')) || redis.status() !== 'ok') return;
+      await new Promise((resolve) => setTimeout(resolve, startRetryMs).unref());
+    }
+  })();
   const stopListening = redis.onStatusChange((status) => {
     if (status === 'ok') void sync('reconnect');
   });
@@ -110,7 +147,6 @@ export function createRedisRevocations({
       try {
         await share(jti, exp);
       } catch (error) {
-        pending.set(jti, exp);
         logger.warn(
           { err: error },
           'revocation not shared (redis unreachable): effective on this replica now, fleet-wide when redis returns',
@@ -120,9 +156,11 @@ export function createRedisRevocations({
     remember: local.remember,
     isRevoked: local.isRevoked,
     size: local.size,
+    entries: local.entries,
     close() {
       closed = true;
       clearInterval(timer);
+      clearTimeout(retry);
       stopListening();
       subscriber.off('message', onMessage);
       local.close();

@@ -1,10 +1,10 @@
-import type { Redis } from 'ioredis';
 import type { ValueCipher } from './encryption.js';
+import type { RedisClient } from './redisConnection.js';
 import { fenceKey } from './redisLock.js';
 import type { KeyValueStore } from './types.js';
 
 export interface RedisStoreOptions {
-  client: Redis;
+  client: RedisClient;
   /** Prepended to every key (`REDIS_KEY_PREFIX`), so several deployments can share one Redis. */
   prefix: string;
   /** Every value is encrypted at rest; the key name is the associated data. */

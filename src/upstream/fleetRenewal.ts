@@ -11,6 +11,11 @@ export interface FleetRenewalOptions<T> {
   reload: () => Promise<T | undefined>;
   /** Asks the upstream and stores the result, fenced by the lease when there is one. */
   fetch: (fence: number | undefined) => Promise<T>;
+  /**
+   * Whether to renew alone when the lock is unreachable; when false, `LockUnreachable` is thrown instead
+   * (the caller holds a token that outlives a short Redis outage, and retries once the lock is back).
+   */
+  renewWithoutLock?: () => boolean;
   logger: Logger;
   /** How long a replica waits for another's renewal before giving up (a healthy holder is done well before). */
   waitMs: number;
@@ -18,6 +23,14 @@ export interface FleetRenewalOptions<T> {
   pollMs?: number;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
+}
+
+/** The lock could not be reached and the caller chose to wait for it rather than renew alone. */
+export class LockUnreachable extends Error {
+  constructor(options: { cause: unknown }) {
+    super('renewal lock unreachable; renewal deferred', options);
+    this.name = 'LockUnreachable';
+  }
 }
 
 const realSleep = (ms: number) =>
@@ -29,7 +42,9 @@ const realSleep = (ms: number) =>
  * Fleet-wide single flight: the replica that takes the lock asks the upstream; the others poll the
  * shared store (jittered, so they do not poll in lockstep) until the token appears, or take the lock
  * themselves once it is free (the holder failed, or died and its lease lapsed). With the lock service
- * unreachable, the replica renews on its own: one request per replica beats no token at all.
+ * unreachable, a replica that still holds a token with time left waits for it (`renewWithoutLock`), so a
+ * Redis failover does not turn one renewal into one per replica; one without renews on its own: one
+ * request per replica beats no token at all.
  */
 export async function renewAcrossFleet<T>(
   options: FleetRenewalOptions<T>,
@@ -44,6 +59,7 @@ export async function renewAcrossFleet<T>(
     pollMs = 50,
     random = Math.random,
     sleep = realSleep,
+    renewWithoutLock = () => true,
   } = options;
   if (!lock) return { value: await fetch(undefined), source: 'upstream' };
   // Counted in pauses, not read from a clock: bounded even under a clock that tests hold still.
@@ -53,10 +69,12 @@ export async function renewAcrossFleet<T>(
     try {
       lease = await lock.tryAcquire(name);
     } catch (error) {
+      if (!renewWithoutLock()) throw new LockUnreachable({ cause: error });
       logger.debug({ err: error }, 'renewal lock unreachable; renewing without it');
       return { value: await fetch(undefined), source: 'upstream' };
     }
     if (lease) {
+      logger.debug({ fence: lease.fence }, 'renewal lease taken: asking the upstream');
       try {
         // Another replica may have renewed between our look at the store and our lease.
         const renewed = await reload();

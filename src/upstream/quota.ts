@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { RedisClient } from '../store/redisConnection.js';
 
 /** Windows are aligned to the period in UTC: a minute, an hour, a calendar day or a calendar month. */
 export type QuotaPeriod = 'minute' | 'hour' | 'day' | 'month';
@@ -71,21 +71,60 @@ export function createMemoryQuotaCounter({ clock }: { clock: Clock }): QuotaCoun
   };
 }
 
+// INCR, raised to the floor (ARGV[2]) when Redis lost the count; PEXPIRE lets the window lapse.
+const incrementScript = `
+local count = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[2])
+if count <= floor then
+  count = floor + 1
+  redis.call('SET', KEYS[1], count)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return count`;
+
+/** Windows whose highest count a replica remembers; only the current one matters, the rest is slack. */
+const windowsRemembered = 4;
+
 /**
- * A fleet-wide counter in Redis: `INCR` is atomic, so replicas counting at once never lose a request;
- * `PEXPIRE` in the same transaction lets Redis forget the window after it ended.
+ * A fleet-wide counter in Redis: `INCR` is atomic, so replicas counting at once never lose a request.
+ * Each replica remembers the highest count it has seen per window and never lets Redis count below it,
+ * so a Redis that restarted empty mid-window does not hand out the spent budget a second time.
  */
-export function createRedisQuotaCounter({ client, prefix }: { client: Redis; prefix: string }): QuotaCounter {
+export function createRedisQuotaCounter({
+  client,
+  prefix,
+}: {
+  client: RedisClient;
+  prefix: string;
+}): QuotaCounter {
+  const highest = new Map<string, number>();
+  const remember = (windowKey: string, count: number) => {
+    if (count <= (highest.get(windowKey) ?? 0)) return;
+    highest.delete(windowKey);
+    highest.set(windowKey, count);
+    for (const oldest of highest.keys()) {
+      if (highest.size <= windowsRemembered) break;
+      highest.delete(oldest);
+    }
+  };
   return {
     async increment(windowKey, ttlMs) {
-      const key = `${prefix}${windowKey}`;
-      const replies = await client.multi().incr(key).pexpire(key, Math.ceil(ttlMs)).exec();
-      const [error, count] = replies?.[0] ?? [new Error('transaction discarded'), undefined];
-      if (error) throw error;
-      return Number(count);
+      const count = Number(
+        await client.eval(
+          incrementScript,
+          1,
+          `${prefix}${windowKey}`,
+          Math.ceil(ttlMs),
+          highest.get(windowKey) ?? 0,
+        ),
+      );
+      remember(windowKey, count);
+      return count;
     },
     async current(windowKey) {
-      return Number((await client.get(`${prefix}${windowKey}`)) ?? 0);
+      const count = Number((await client.get(`${prefix}${windowKey}`)) ?? 0);
+      remember(windowKey, count);
+      return Math.max(count, highest.get(windowKey) ?? 0);
     },
   };
 }

@@ -7,9 +7,15 @@ import type { FleetLock, KeyValueStore } from '../store/types.js';
 import { cacheKey, cacheKeyInput, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
-import { renewAcrossFleet } from './fleetRenewal.js';
+import { LockUnreachable, renewAcrossFleet } from './fleetRenewal.js';
 import { type QuotaGovernor, QuotaRefusal } from './quota.js';
-import { defaultRenewalPolicy, isFresh, type RenewalPolicy, renewalTime } from './renewalPolicy.js';
+import {
+  defaultRenewalPolicy,
+  isFresh,
+  type RenewalPolicy,
+  renewalMargin,
+  renewalTime,
+} from './renewalPolicy.js';
 import { createTokenStore } from './tokenStore.js';
 import type { TokenCache, TokenCacheEvent, TokenClient, UpstreamToken } from './types.js';
 
@@ -50,6 +56,8 @@ export interface TokenCacheOptions {
 }
 
 const defaultLockWaitMs = 15_000;
+/** Mean pause before a deferred renewal tries the unreachable lock again (Redis reconnects within 1 s). */
+const lockRetryMs = 1_000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -73,6 +81,8 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const streak = createFailureStreak({ clock, logger, policy, random, breaker });
 
   let current: UpstreamToken | undefined;
+  /** The fleet lease `current` was fetched under (0: none, or taken from the store). */
+  let currentFence = 0;
   let renewAt = 0;
   let refreshToken: string | undefined;
   /** The last token the API refused, so a stale copy in the store is never adopted again. */
@@ -107,6 +117,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   }
 
   async function renew(): Promise<UpstreamToken> {
+    let fetchedFence = 0;
     try {
       const storeKey = await resolveKey();
       const stored = await tokenStore.load(storeKey);
@@ -123,21 +134,41 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
           await admit();
           const token = await breaker.execute(fetchFromUpstream);
           await tokenStore.save(storeKey, token, fence);
+          fetchedFence = fence ?? 0;
           return token;
         },
         logger,
         waitMs: options.lockWaitMs ?? defaultLockWaitMs,
         random,
+        renewWithoutLock: () => !canAwaitLock(),
       });
-      return adopt(renewed.value, renewed.source);
+      return adopt(renewed.value, renewed.source, renewed.source === 'upstream' ? fetchedFence : 0);
     } catch (error) {
       if (error instanceof QuotaRefusal) return quotaRefused(error);
+      if (error instanceof LockUnreachable && isValid(current, clock.now())) return lockDeferred(current);
       const held = isValid(current, clock.now()) ? current : undefined;
       const refusal = streak.record(error, held?.expiresAt);
       // While a token is held, retry in the background as soon as the backoff allows.
       if (held) scheduleAt(streak.retryAt());
       throw refusal;
     }
+  }
+
+  /**
+   * Until the last quarter of its renewal margin (90 s before expiry for an hour-long token), a renewal
+   * that cannot reach the fleet lock waits for it: otherwise every replica would ask the upstream
+   * during a Redis failover, which takes seconds.
+   */
+  function canAwaitLock(): boolean {
+    const held = current;
+    if (!isValid(held, clock.now())) return false;
+    return clock.now() < held.expiresAt - renewalMargin(held.expiresAt - held.obtainedAt, policy) / 4;
+  }
+
+  /** Not an upstream failure either: the held token is served and the lock tried again shortly. */
+  function lockDeferred(held: UpstreamToken): UpstreamToken {
+    scheduleAt(clock.now() + lockRetryMs * (0.5 + random()));
+    return held;
   }
 
   /** Asks the quota governor, if any, before a request goes out: early while a valid token is held. */
@@ -168,9 +199,10 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     );
   }
 
-  function adopt(token: UpstreamToken, source: 'store' | 'upstream'): UpstreamToken {
+  function adopt(token: UpstreamToken, source: 'store' | 'upstream', fence = 0): UpstreamToken {
     streak.reset();
     current = Object.freeze({ ...token });
+    currentFence = fence;
     refreshToken = token.refreshToken;
     renewAt = renewalTime(token, policy, random);
     logger.info(
@@ -241,6 +273,13 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         'upstream token invalidated: the API refused it',
       );
       if (key) await tokenStore.removeIf(key, accessToken);
+    },
+    async shareHeld() {
+      const held = current;
+      if (!key || !isValid(held, clock.now()) || (await tokenStore.load(key)) !== undefined) return;
+      // Fenced by the lease it was fetched under: a newer lease's token wins. This also covers a token
+      // fetched just before an outage whose write to the store failed.
+      await tokenStore.save(key, held, currentFence);
     },
     status() {
       const now = clock.now();

@@ -51,6 +51,12 @@ export interface TokenCache {
    */
   invalidate(accessToken: string): Promise<void>;
   status(): TokenCacheStatus;
+  /**
+   * Writes the held token back to the shared store if the store lacks it (Redis restarted empty, or the
+   * write failed during an outage) and no newer renewal lease was granted, so the other replicas take it
+   * instead of asking the upstream again.
+   */
+  shareHeld(): Promise<void>;
   /** Stops background renewal timers. */
   close(): void;
 }

@@ -245,7 +245,7 @@ describe('token-broker check-config', () => {
     expect(result.stdout).toContain('https://app.example.com, https://*.example.org');
     expect(result.stdout).toMatch(/signing keys:\s+1 /);
     expect(result.stdout).toMatch(/api keys:\s+1/);
-    expect(result.stdout).toMatch(/redis:\s+yes/);
+    expect(result.stdout).toMatch(/redis:\s+one server at 127\.0\.0\.1:6379/);
     for (const secret of [clientSecret, apiKey, privatePart, cacheKey, 'redis-password-in-url']) {
       expect(result.stdout).not.toContain(secret);
     }

@@ -57,6 +57,7 @@ function createFakeCache(tokens: string[], failure?: BrokerError) {
         calls.renewals += 1;
       }
     },
+    shareHeld: async () => undefined,
     status: () => ({ hasToken: true, expiresAt: undefined, lastError: undefined }),
     close: () => {},
   };

@@ -12,6 +12,7 @@ import { createTokenCache } from '../../src/upstream/tokenCache.js';
 import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 import { mintToken, upstreamConfigFor } from '../support/oauthServers.js';
+import { singleRedis } from '../support/redisServers.js';
 import { startTcpForwarder } from '../support/tcpForwarder.js';
 
 const redisUrl = 'redis://127.0.0.1:6379';
@@ -28,7 +29,7 @@ function newPrefix(): string {
 
 async function connect(url = redisUrl) {
   const { logger } = captureLogs();
-  const connections = createRedisConnections({ url, logger, maxReconnectDelayMs: 100 });
+  const connections = createRedisConnections({ target: singleRedis(url), logger, maxReconnectDelayMs: 100 });
   opened.push(connections);
   expect(await connections.ready(3_000)).toBe('ok');
   return connections;
