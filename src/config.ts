@@ -7,6 +7,7 @@ import {
   clientTokensSecrets,
 } from './config/clientTokens.js';
 import { type LimitsConfig, limitsConfig, limitsSchema } from './config/limits.js';
+import { defaultText, secretFileExample, settingMeta } from './config/meta.js';
 import { type RedisConfig, redisConfig, redisSchema, redisSecrets } from './config/redis.js';
 import { type ServerConfig, serverConfig, serverSchema, serverSecrets } from './config/server.js';
 import { type UpstreamConfig, upstreamConfig, upstreamSchema, upstreamSecrets } from './config/upstream.js';
@@ -20,6 +21,31 @@ export const secretSettings = [
   ...serverSecrets,
   ...upstreamSecrets,
   ...redisSecrets,
+] as const;
+
+/** The parts of the configuration, in the order docs/configuration.md presents them. */
+export const configParts = [
+  {
+    title: 'Server',
+    intro: 'Where the broker listens, who may call it, and how it reports.',
+    schema: serverSchema,
+  },
+  {
+    title: 'Client tokens',
+    intro: 'What the broker mints for browsers: lifetime, binding and the keys that sign.',
+    schema: clientTokensSchema,
+  },
+  {
+    title: 'Upstream',
+    intro: 'The authorization server the broker gets tokens from, and the API those tokens open.',
+    schema: upstreamSchema,
+  },
+  {
+    title: 'Redis',
+    intro: 'The shared Redis of a fleet of replicas (see [fleet](fleet.md)).',
+    schema: redisSchema,
+  },
+  { title: 'Limits', intro: 'How much one caller may ask for.', schema: limitsSchema },
 ] as const;
 
 export const envSchema = z.object({
@@ -37,10 +63,26 @@ export interface Config extends ServerConfig, ClientTokensConfig, RedisConfig, L
   upstream: UpstreamConfig | undefined;
 }
 
-/** Every problem found in the environment, one line each; `message` lists them all. */
+/** A valid value of a setting (or of its `NAME_FILE` form), for the problem reported about it. */
+function exampleOf(name: string): string | undefined {
+  const secret = secretSettings.find((setting) => `${setting}_FILE` === name);
+  if (secret) return secretFileExample(secret);
+  const schema = (envSchema.shape as Record<string, z.ZodType | undefined>)[name];
+  return schema && (settingMeta(schema)?.example ?? defaultText(schema));
+}
+
+/** `NAME: what is wrong, e.g. NAME=<a valid value>`, unless the problem already gives one. */
+function withExample(problem: string): string {
+  const name = problem.slice(0, problem.indexOf(':'));
+  const example = problem.includes('e.g.') ? undefined : exampleOf(name);
+  return example === undefined ? problem : `${problem}, e.g. ${name}=${example}`;
+}
+
+/** Every problem found in the environment, one line each with a valid example; `message` lists them all. */
 export class ConfigError extends Error {
   readonly problems: string[];
-  constructor(problems: string[]) {
+  constructor(found: string[]) {
+    const problems = found.map(withExample);
     super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
     this.name = 'ConfigError';
     this.problems = problems;
@@ -91,7 +133,12 @@ export function loadConfig(
       const name = String(issue.path[0] ?? 'environment');
       // zod's default messages may quote the input; for secrets, name the rule only.
       const secret = (secretSettings as readonly string[]).includes(name);
-      const message = secret && issue.code === 'invalid_type' ? 'has the wrong type' : issue.message;
+      const message =
+        secret && issue.code === 'invalid_type'
+          ? 'has the wrong type'
+          : issue.code === 'invalid_value'
+            ? `must be one of ${issue.values.join(', ')}`
+            : issue.message;
       problems.push(`${name}: ${message}`);
     }
     throw new ConfigError(problems);
