@@ -1,4 +1,4 @@
-/** Codes the broker puts in its RFC 9457 problem answers (DESIGN.md, "Error codes"). */
+/** Codes the broker puts in its RFC 9457 problem answers (docs/routes.md, "Error codes"). */
 export type BrokerErrorCode =
   | 'invalid_request'
   | 'origin_required'

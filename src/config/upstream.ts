@@ -42,7 +42,7 @@ export const upstreamSchema = z.object({
     .preprocess(emptyToUndefined, z.enum(['rfc6749', 'json', 'bloq']).default('rfc6749'))
     .meta({
       description:
-        "wire format of the token request: `rfc6749` (form body), `json` (Auth0 and publiq, the Belgian cultural-events platform, take JSON) or `bloq` (Bloq's camelCase JSON)",
+        "wire format of the token request: `rfc6749` (form body), `json` (Auth0 and publiq, the Flemish cultural-events platform, take JSON) or `bloq` (Bloq's camelCase JSON)",
       example: 'json',
     }),
   UPSTREAM_AUTH_METHOD: z

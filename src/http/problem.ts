@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { BrokerError, type ErrorCode, errorCatalog } from '../errors.js';
 import type { Logger } from '../logger.js';
 
-/** RFC 9457 §3.1.1 allows a non-dereferenceable URI; the README's error table explains each code. */
+/** RFC 9457 §3.1.1 allows a non-dereferenceable URI; docs/routes.md's error table explains each code. */
 const typeBase = 'urn:token-broker:problem:';
 
 /** An RFC 9457 problem details object, with our stable `code` extension member. */
