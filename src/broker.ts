@@ -15,6 +15,7 @@ import { createProxyForwarder } from './proxy/forward.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
+import type { UpstreamProbe } from './startupChecks.js';
 import { createMemoryStore } from './store/memoryStore.js';
 import { connectRedis } from './store/redisBackend.js';
 import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './upstream/quota.js';
@@ -33,6 +34,8 @@ export interface BrokerDeps {
   demo?: boolean;
   /** Overrides of the token cache's renewal, backoff and breaker timings (tests shorten them). */
   cachePolicy?: Partial<RenewalPolicy>;
+  /** The start-up probe of the token endpoint (startupChecks.ts), shown by `/readyz`. */
+  upstreamProbe?: UpstreamProbe;
 }
 
 export interface Broker {
@@ -53,6 +56,7 @@ export async function createBroker({
   dispatcher,
   demo,
   cachePolicy,
+  upstreamProbe,
 }: BrokerDeps): Promise<Broker> {
   const upstream = config.upstream;
   if (!upstream) throw new Error('no upstream configured');
@@ -154,6 +158,7 @@ export async function createBroker({
     }),
     ...(redis ? { redisStatus: redis.status } : {}),
     demo: demo ?? false,
+    upstreamProbe,
   });
   return {
     app,

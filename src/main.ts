@@ -6,6 +6,8 @@ import { createBroker } from './broker.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { devOrigins } from './origins.js';
+import { configWarnings, probeUpstream, unreachableWarning } from './startupChecks.js';
 
 /**
  * The only module that reads `process.env`, listens, and handles signals. Everything else is built by
@@ -23,11 +25,21 @@ async function main(): Promise<void> {
     closeDevUpstream = dev.close;
   }
 
+  const devUpstream = closeDevUpstream !== undefined;
+  const upstreamProbe = config.upstream
+    ? await probeUpstream(config.upstream, { timeoutMs: Math.min(config.upstream.timeoutMs, 2_000) })
+    : undefined;
+  const unreachable = upstreamProbe && unreachableWarning(upstreamProbe);
+  for (const warning of [...configWarnings(config, { devUpstream }), ...(unreachable ? [unreachable] : [])]) {
+    logger.warn({ check: warning.code }, warning.message);
+  }
+
   const broker = await createBroker({
     config,
     logger,
     clock: systemClock,
-    demo: closeDevUpstream !== undefined,
+    demo: devUpstream,
+    ...(upstreamProbe ? { upstreamProbe } : {}),
   });
   const server = createServer(broker.app);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
@@ -128,7 +140,7 @@ async function startDevMode(config: Config, logger: Logger) {
     process.stderr.write(`\n  dev API key (for /api/auth/claim and /api/upstream-token): ${apiKey}\n\n`);
   }
   if (config.allowedOrigins.length === 0) {
-    env.ALLOWED_ORIGINS = `http://localhost:${config.port},http://127.0.0.1:${config.port}`;
+    env.ALLOWED_ORIGINS = devOrigins(config.port).join(',');
   }
   return { env, close: upstream.close };
 }

@@ -6,12 +6,14 @@ import type { ApiKeyVerifier } from '../apiKeys.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { DpopProofVerifier } from '../dpop/proof.js';
+import { BrokerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { OriginPolicy } from '../origins.js';
 import type { ProxyForwarder } from '../proxy/forward.js';
 import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
+import type { UpstreamProbe } from '../startupChecks.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { TokenCache } from '../upstream/types.js';
 import { callerIp } from './callerIp.js';
@@ -52,6 +54,8 @@ export interface AppDeps {
   redisStatus?: () => RedisStatus;
   /** Serve the demo page at `/` (dev upstream only). */
   demo?: boolean;
+  /** The start-up probe of the token endpoint, for `/readyz`. */
+  upstreamProbe?: UpstreamProbe | undefined;
 }
 
 export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
@@ -125,6 +129,10 @@ export function createApp(deps: AppDeps): Express {
       verifyClientToken(deps),
       forwardTo(proxy),
     );
+  } else {
+    app.use('/api/proxy', (_req, _res, next) => {
+      next(new BrokerError('not_found', { detail: 'the proxy is off: the broker has no UPSTREAM_API_URL' }));
+    });
   }
   app.use(staticRoutes({ publicDir, demo: deps.demo ?? false }));
 

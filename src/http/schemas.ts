@@ -15,7 +15,9 @@ export const claimRequest = z.object({
   ip: z
     .string()
     .max(64)
-    .refine((value) => isIP(value.split('%')[0] ?? '') !== 0, { error: 'ip must be an IPv4 or IPv6 address' })
+    .refine((value) => isIP(value.split('%')[0] ?? '') !== 0, {
+      error: "must be the user's IPv4 or IPv6 address, e.g. 203.0.113.7",
+    })
     .optional(),
 });
 
@@ -63,7 +65,12 @@ export const readinessResponse = z.union([
   }),
   z.object({
     status: z.literal('not_ready'),
-    upstream: z.object({ token: z.literal('unavailable'), code: z.string() }),
+    upstream: z.object({
+      token: z.literal('unavailable'),
+      code: z.string(),
+      /** Why the start-up probe could not reach the token endpoint, when it could not. */
+      unreachableAtStart: z.string().optional(),
+    }),
   }),
 ]);
 

@@ -26,7 +26,9 @@ export function claimRoute({ config, apiKeys, clientTokens }: ClaimRouteDeps): R
     const body: unknown = req.body;
     const fields = { ...req.query, ...(body && typeof body === 'object' ? body : {}) };
     const parsed = claimRequest.safeParse(fields);
-    const presented = bearerToken(req) ?? (parsed.success ? parsed.data.token : undefined);
+    // The key is read on its own, so a bad `origin` or `ip` next to a good key is a 400 naming the field.
+    const token = claimRequest.shape.token.safeParse((fields as { token?: unknown }).token);
+    const presented = bearerToken(req) ?? (token.success ? token.data : undefined);
     // The key is checked before the input, so an unauthenticated caller learns nothing about validation.
     requireApiKey(apiKeys, presented);
     if (!parsed.success) {
@@ -39,7 +41,9 @@ export function claimRoute({ config, apiKeys, clientTokens }: ClaimRouteDeps): R
       throw new BrokerError('invalid_request', { detail: 'origin must look like https://app.example.com' });
     const ip = rawIp === undefined ? undefined : canonicalIp(rawIp);
     if (rawIp !== undefined && !ip)
-      throw new BrokerError('invalid_request', { detail: 'ip must be an IP address' });
+      throw new BrokerError('invalid_request', {
+        detail: "ip: must be the user's IPv4 or IPv6 address, e.g. 203.0.113.7",
+      });
     const binding = ip ? bindingFor(config.clientToken.bindIp, ip, config.clientToken) : undefined;
     const minted = await clientTokens.mint({
       sub: `api-key:${keyFingerprint(presented ?? '')}`,
