@@ -17,14 +17,17 @@ export interface StartupWarning {
  */
 export function configWarnings(config: Config, { devUpstream }: { devUpstream: boolean }): StartupWarning[] {
   const warnings: StartupWarning[] = [];
-  // No upstream at all means the dev upstream is still to start, and it brings its own API.
-  if (config.upstream && !config.upstream.apiUrl) {
+  // No upstream at all (check-config) means the dev upstream is still to start: it brings its own API,
+  // and its own origin when ALLOWED_ORIGINS is empty.
+  const devPending = config.upstream === undefined;
+  if (!devPending && !config.upstream?.apiUrl) {
     warnings.push({
       code: 'proxy_disabled',
       message: 'UPSTREAM_API_URL is not set: /api/proxy/* is off and answers 404 not_found',
     });
   }
   if (config.allowedOrigins.length === 0) {
+    if (devPending) return warnings;
     warnings.push({
       code: 'no_allowed_origins',
       message:

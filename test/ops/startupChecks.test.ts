@@ -40,6 +40,11 @@ describe('configWarnings', () => {
     );
     expect(codes({ ...env, ALLOWED_ORIGINS: 'https://app.example.com' }, false)).toEqual([]);
   });
+
+  it('when no upstream is configured yet (check-config in development), then the dev defaults count', () => {
+    expect(codes({}, true)).toEqual([]);
+    expect(codes({ ALLOWED_ORIGINS: 'https://app.example.com' }, true)).toEqual(['dev_origin_replaced']);
+  });
 });
 
 describe('probeUpstream', () => {
