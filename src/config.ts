@@ -71,9 +71,12 @@ function exampleOf(name: string): string | undefined {
   return schema && (settingMeta(schema)?.example ?? defaultText(schema));
 }
 
-/** `NAME: what is wrong, e.g. NAME=<a valid value>`, unless the problem already gives one. */
+/**
+ * `NAME: what is wrong, e.g. NAME=<a valid value>`, unless the problem already gives one; when NAME
+ * "needs OTHER", the example is OTHER's, the setting to add.
+ */
 function withExample(problem: string): string {
-  const name = problem.slice(0, problem.indexOf(':'));
+  const name = /\bneeds ([A-Z][A-Z0-9_]+)/.exec(problem)?.[1] ?? problem.slice(0, problem.indexOf(':'));
   const example = problem.includes('e.g.') ? undefined : exampleOf(name);
   return example === undefined ? problem : `${problem}, e.g. ${name}=${example}`;
 }
