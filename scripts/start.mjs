@@ -1,5 +1,5 @@
-// `npm start`: build when dist/ is missing or older than src/, then run the server in this process's
-// place (signals reach it directly, so SIGTERM drains requests as in production).
+// `npm start`: warn on an unsupported Node, build when dist/ is missing or older than src/, then run the
+// server in this process's place (signals reach it directly, so SIGTERM drains requests as in production).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +8,14 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 // The browser helper (src/browser/ into dist/browser/) has its own build, which checks its own age.
 const helper = new Set([join(root, 'src', 'browser'), join(root, 'dist', 'browser')]);
+
+// package.json's `engines`: ^22.13.0 || >=24. Older runtimes mostly work, so warn and go on.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 13) || major === 23) {
+  console.warn(
+    `token-broker: Node ${process.versions.node} is not supported (use Node 22.13+ or 24); starting anyway`,
+  );
+}
 const newest = (dir) =>
   readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
     const path = join(dir, entry.name);

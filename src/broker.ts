@@ -15,6 +15,7 @@ import { createOriginPolicy } from './origins.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
+import type { UpstreamProbe } from './startupChecks.js';
 import { createMemoryStore } from './store/memoryStore.js';
 import { connectRedis } from './store/redisBackend.js';
 import type { RenewalPolicy } from './upstream/renewalPolicy.js';
@@ -30,6 +31,8 @@ export interface BrokerDeps {
   demo?: boolean;
   /** Overrides of the token cache's renewal, backoff and breaker timings (tests shorten them). */
   cachePolicy?: Partial<RenewalPolicy>;
+  /** The start-up probe of each upstream's token endpoint by name (startupChecks.ts), shown by `/readyz`. */
+  upstreamProbes?: ReadonlyMap<string, UpstreamProbe>;
 }
 
 export interface Broker {
@@ -50,6 +53,7 @@ export async function createBroker({
   dispatcher,
   demo,
   cachePolicy,
+  upstreamProbes,
 }: BrokerDeps): Promise<Broker> {
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
   const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
@@ -121,6 +125,7 @@ export async function createBroker({
     }),
     ...(redis ? { redisStatus: redis.status } : {}),
     demo: demo ?? false,
+    upstreamProbes,
   });
   return {
     app,

@@ -7,10 +7,12 @@ import {
   clientTokensSecrets,
 } from './config/clientTokens.js';
 import { type LimitsConfig, limitsConfig, limitsSchema } from './config/limits.js';
+import { defaultText, secretFileExample, settingMeta } from './config/meta.js';
 import { issueProblems, resolveSecretFiles } from './config/parse.js';
 import { type RedisConfig, redisConfig, redisSchema, redisSecrets } from './config/redis.js';
 import { type ServerConfig, serverConfig, serverSchema, serverSecrets } from './config/server.js';
 import { upstreamSchema, upstreamSecrets } from './config/upstream.js';
+import { unprefixedName } from './config/upstreamNames.js';
 import { type UpstreamsConfig, upstreamsConfig, upstreamsSchema } from './config/upstreams.js';
 
 export type { RateLimitRule } from './config/fields.js';
@@ -23,6 +25,32 @@ export const secretSettings = [
   ...serverSecrets,
   ...upstreamSecrets,
   ...redisSecrets,
+] as const;
+
+/** The parts of the configuration, in the order docs/configuration.md presents them. */
+export const configParts = [
+  {
+    title: 'Server',
+    intro: 'Where the broker listens, who may call it, and how it reports.',
+    schema: serverSchema,
+  },
+  {
+    title: 'Client tokens',
+    intro: 'What the broker mints for browsers: lifetime, binding and the keys that sign.',
+    schema: clientTokensSchema,
+  },
+  {
+    title: 'Upstream',
+    intro:
+      'The authorization server the broker gets tokens from, and the API those tokens open. With `UPSTREAMS=a,b` each upstream takes every `UPSTREAM_*` setting below as `UPSTREAM_<NAME>_*` (the name upper-cased, `-` as `_`), plus `UPSTREAM_<NAME>_ALLOWED_ORIGINS`; see [several APIs](upstreams.md).',
+    schema: z.object({ ...upstreamsSchema.shape, ...upstreamSchema.shape }),
+  },
+  {
+    title: 'Redis',
+    intro: 'The shared Redis of a fleet of replicas (see [fleet](fleet.md)).',
+    schema: redisSchema,
+  },
+  { title: 'Limits', intro: 'How much one caller may ask for.', schema: limitsSchema },
 ] as const;
 
 export const envSchema = z.object({
@@ -43,10 +71,36 @@ export interface Config
     RedisConfig,
     LimitsConfig {}
 
-/** Every problem found in the environment, one line each; `message` lists them all. */
+/** A valid value of a setting (or of its `NAME_FILE` form), for the problem reported about it. */
+function exampleOf(prefixed: string): string | undefined {
+  // A named upstream's `UPSTREAM_ENTRY_TOKEN_URL` takes the example of `UPSTREAM_TOKEN_URL`.
+  const name = unprefixedName(prefixed);
+  const secret = secretSettings.find((setting) => `${setting}_FILE` === name);
+  if (secret) return secretFileExample(secret);
+  const schema = (envSchema.shape as Record<string, z.ZodType | undefined>)[name];
+  return schema && (settingMeta(schema)?.example ?? defaultText(schema));
+}
+
+/** Lines that ask to drop or move a setting, where an example of its value would mislead. */
+const dropSetting =
+  /\b(only used|not used|set together|keep one|set only one|listed twice|does not list|cannot be a name)\b/;
+
+/**
+ * `NAME: what is wrong, e.g. NAME=<a valid value>`, unless the problem already shows a value or asks to
+ * drop the setting; when NAME "needs OTHER", the example is OTHER's, the setting to add.
+ */
+function withExample(problem: string): string {
+  const name = /\bneeds ([A-Z][A-Z0-9_]+)/.exec(problem)?.[1] ?? problem.slice(0, problem.indexOf(':'));
+  const shown = problem.includes('e.g.') || problem.includes(`${name}=`) || dropSetting.test(problem);
+  const example = shown ? undefined : exampleOf(name);
+  return example === undefined ? problem : `${problem}, e.g. ${name}=${example}`;
+}
+
+/** Every problem found in the environment, one line each with a valid example; `message` lists them all. */
 export class ConfigError extends Error {
   readonly problems: string[];
-  constructor(problems: string[]) {
+  constructor(found: string[]) {
+    const problems = found.map(withExample);
     super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
     this.name = 'ConfigError';
     this.problems = problems;

@@ -1,6 +1,6 @@
 /**
  * Every error a client can see, by stable `code`. `http/problem.ts` is the only place that turns
- * these into RFC 9457 problem+json answers; the README documents each code (a test keeps them in step).
+ * these into RFC 9457 problem+json answers; docs/routes.md documents each code (a test keeps them in step).
  */
 export const errorCatalog = {
   invalid_request: { status: 400, title: 'The request is malformed' },

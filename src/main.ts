@@ -7,6 +7,8 @@ import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { limitConnectionsPerIp } from './http/connectionLimit.js';
 import { createLogger, type Logger } from './logger.js';
+import { devOrigins } from './origins.js';
+import { configWarnings, probeUpstreams, unreachableWarning } from './startupChecks.js';
 
 /**
  * The only module that reads `process.env`, listens, and handles signals. Everything else is built by
@@ -24,11 +26,21 @@ async function main(): Promise<void> {
     closeDevUpstream = dev.close;
   }
 
+  const devUpstream = closeDevUpstream !== undefined;
+  const upstreamProbes = await probeUpstreams(config);
+  const unreachable = [...upstreamProbes].flatMap(
+    ([name, probe]) => unreachableWarning(probe, config.namedUpstreams ? name : undefined) ?? [],
+  );
+  for (const warning of [...configWarnings(config, { devUpstream }), ...unreachable]) {
+    logger.warn({ check: warning.code }, warning.message);
+  }
+
   const broker = await createBroker({
     config,
     logger,
     clock: systemClock,
-    demo: closeDevUpstream !== undefined,
+    demo: devUpstream,
+    upstreamProbes,
   });
   const server = createServer(broker.app);
   limitConnectionsPerIp(server, config.maxConnectionsPerIp, logger);
@@ -130,7 +142,7 @@ async function startDevMode(config: Config, logger: Logger) {
     process.stderr.write(`\n  dev API key (for /api/auth/claim and /api/upstream-token): ${apiKey}\n\n`);
   }
   if (config.allowedOrigins.length === 0) {
-    env.ALLOWED_ORIGINS = `http://localhost:${config.port},http://127.0.0.1:${config.port}`;
+    env.ALLOWED_ORIGINS = devOrigins(config.port).join(',');
   }
   return { env, close: upstream.close };
 }

@@ -110,3 +110,8 @@ export function requestOrigin(headers: {
   const referer = headers.referer?.trim();
   return referer ? originOfUrl(referer) : undefined;
 }
+
+/** What ALLOWED_ORIGINS means in development when it is empty: the broker's own origin, for its demo page. */
+export function devOrigins(port: number): string[] {
+  return [`http://localhost:${port}`, `http://127.0.0.1:${port}`];
+}

@@ -78,7 +78,7 @@ export function formatTable(rows) {
   ].join('\n');
 }
 
-/** The same rows as a GitHub-flavoured Markdown table, for the README. */
+/** The same rows as a GitHub-flavoured Markdown table, for docs/performance.md. */
 export function formatMarkdownTable(rows) {
   if (rows.length === 0) return '';
   const columns = Object.keys(rows[0]);

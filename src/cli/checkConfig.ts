@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { type Config, ConfigError, loadConfig, secretSettings } from '../config.js';
+import { devOrigins } from '../origins.js';
+import { configWarnings } from '../startupChecks.js';
 import { describeRedisTarget } from '../store/redisTarget.js';
 import { CliFailure, type Command, parseUsage, redact, UsageError } from './context.js';
 import { checkSigningKeys, type JwkSet } from './jwks.js';
@@ -49,13 +51,22 @@ function describeUpstreams(config: Config): [string, string][] {
   });
 }
 
+/** The origins the server will allow: with the dev upstream and none set, its own origin. */
+function allowedOrigins(config: Config): string {
+  if (config.allowedOrigins.length > 0) return config.allowedOrigins.join(', ');
+  if (config.upstreams.length === 0 && !config.production) {
+    return `${devOrigins(config.port).join(', ')} (development default, for the demo page)`;
+  }
+  return 'none: every page is refused at /api/client-token';
+}
+
 function summary(config: Config): string {
   const keys = config.signingKeys?.keys;
   const rows: [string, string][] = [
     ['environment', config.nodeEnv],
     ['listen', `${config.host}:${config.port}`],
     ...describeUpstreams(config),
-    ['allowed origins', config.allowedOrigins.length > 0 ? config.allowedOrigins.join(', ') : 'none'],
+    ['allowed origins', allowedOrigins(config)],
     [
       'signing keys',
       keys
@@ -134,7 +145,13 @@ Options:
       );
       return 1;
     }
-    ctx.stdout(redact(`configuration OK\n${summary(config)}\n`, secrets));
+    const warnings = configWarnings(config, { devUpstream: config.upstreams.length === 0 });
+    ctx.stdout(
+      redact(
+        `configuration OK\n${summary(config)}\n${warnings.map((warning) => `warning: ${warning.message}\n`).join('')}`,
+        secrets,
+      ),
+    );
     return 0;
   },
 };

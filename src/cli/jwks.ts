@@ -9,7 +9,7 @@ import {
 } from 'jose';
 import { CliFailure } from './context.js';
 
-/** The algorithms the broker signs client tokens with (see DESIGN.md, "signer"). */
+/** The algorithms the broker signs client tokens with (see docs/security.md and docs/configuration.md, SIGNING_KEYS). */
 export const signingAlgorithms = ['EdDSA', 'ES256', 'HS256'] as const;
 export type SigningAlgorithm = (typeof signingAlgorithms)[number];
 

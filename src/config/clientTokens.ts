@@ -3,19 +3,65 @@ import { emptyToUndefined, int, jwkSet, optionalUrl } from './fields.js';
 
 /** What the broker mints for browsers: lifetime, binding and the keys that sign. */
 export const clientTokensSchema = z.object({
-  CLIENT_TOKEN_TTL: int(1, 86_400, 900),
-  CLIENT_TOKEN_BIND_IP: z.preprocess(emptyToUndefined, z.enum(['exact', 'prefix', 'off']).default('exact')),
-  CLIENT_TOKEN_BINDING: z.preprocess(emptyToUndefined, z.enum(['none', 'dpop']).default('none')),
-  PUBLIC_URL: optionalUrl,
-  CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24),
-  CLIENT_TOKEN_IPV6_PREFIX: int(16, 128, 64),
-  CLIENT_TOKEN_ISSUER: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker')),
-  CLIENT_TOKEN_AUDIENCE: z.preprocess(emptyToUndefined, z.string().default('urn:token-broker:proxy')),
-  CLIENT_TOKEN_CLOCK_TOLERANCE: int(0, 300, 5),
-  DPOP_PROOF_MAX_AGE: int(5, 300, 30),
-  DPOP_REPLAY_CACHE_SIZE: int(100, 10_000_000, 200_000),
-  DPOP_PROOFS_PER_KEY: int(10, 1_000_000, 5_000),
-  SIGNING_KEYS: jwkSet,
+  CLIENT_TOKEN_TTL: int(1, 86_400, 900).meta({
+    description: 'client token lifetime, seconds',
+    example: '300',
+  }),
+  CLIENT_TOKEN_BIND_IP: z
+    .preprocess(emptyToUndefined, z.enum(['exact', 'prefix', 'off']).default('exact'))
+    .meta({
+      description: "bind client tokens to the caller's IP: `exact`, `prefix` (same `/24` or `/64`) or `off`",
+      example: 'prefix',
+    }),
+  CLIENT_TOKEN_BINDING: z.preprocess(emptyToUndefined, z.enum(['none', 'dpop']).default('none')).meta({
+    description:
+      "`dpop` requires a DPoP proof (RFC 9449) at `/api/client-token` and binds tokens to the browser's key (see [DPoP](dpop.md))",
+    example: 'dpop',
+  }),
+  PUBLIC_URL: optionalUrl.meta({
+    description:
+      "the URL browsers reach the broker at (with any path prefix a proxy strips); DPoP `htu` is checked against it instead of the request's `Host`. Required with `CLIENT_TOKEN_BINDING=dpop` in production",
+    example: 'https://app.example.com',
+  }),
+  CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24).meta({
+    description: 'IPv4 prefix length for `CLIENT_TOKEN_BIND_IP=prefix`',
+    example: '24',
+  }),
+  CLIENT_TOKEN_IPV6_PREFIX: int(16, 128, 64).meta({
+    description: 'IPv6 prefix length for `CLIENT_TOKEN_BIND_IP=prefix`',
+    example: '64',
+  }),
+  CLIENT_TOKEN_ISSUER: z
+    .preprocess(emptyToUndefined, z.string().default('urn:token-broker'))
+    .meta({ description: '`iss` of client tokens', example: 'https://broker.example.com' }),
+  CLIENT_TOKEN_AUDIENCE: z
+    .preprocess(emptyToUndefined, z.string().default('urn:token-broker:proxy'))
+    .meta({ description: '`aud` of client tokens', example: 'https://broker.example.com/api/proxy' }),
+  CLIENT_TOKEN_CLOCK_TOLERANCE: int(0, 300, 5).meta({
+    description: 'seconds of clock skew accepted when verifying client tokens',
+    example: '5',
+  }),
+  DPOP_PROOF_MAX_AGE: int(5, 300, 30).meta({
+    description:
+      "seconds a DPoP proof's `iat` may be in the past or the future; remembered proofs expire with it",
+    example: '30',
+  }),
+  DPOP_REPLAY_CACHE_SIZE: int(100, 10_000_000, 200_000).meta({
+    description:
+      'DPoP proofs each replica remembers; when full the oldest is forgotten, so a new proof is never refused',
+    example: '200000',
+  }),
+  DPOP_PROOFS_PER_KEY: int(10, 1_000_000, 5_000).meta({
+    description:
+      'live remembered proofs of one DPoP key; beyond it that key gets `429 rate_limited` (one key cannot fill the cache)',
+    example: '5000',
+  }),
+  SIGNING_KEYS: jwkSet.meta({
+    description:
+      'private JWK Set that signs client tokens: the first key signs, all verify. EdDSA recommended, ES256, or HS256 for Trefle-compatible verifiers. Required in production',
+    example: '"$(npx token-broker keys generate)"',
+    default: 'an ephemeral key (development only)',
+  }),
 });
 
 export const clientTokensSecrets = ['SIGNING_KEYS'] as const;

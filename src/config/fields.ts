@@ -9,9 +9,27 @@ import { parseTrustEntry } from '../trustProxy.js';
 export const emptyToUndefined = (value: unknown) =>
   typeof value === 'string' && value.trim() === '' ? undefined : value;
 export const optionalString = z.preprocess(emptyToUndefined, z.string().trim().optional());
-export const optionalUrl = z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/ }).optional());
-export const int = (min: number, max: number, fallback: number) =>
-  z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
+export const optionalUrl = z.preprocess(
+  emptyToUndefined,
+  z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' }).optional(),
+);
+/** A whole number in `min..max`; loadConfig adds the setting's example (or this fallback) to the message. */
+export const int = (min: number, max: number, fallback: number) => {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    emptyToUndefined,
+    z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }).default(fallback),
+  );
+};
+/** A whole number in `min..max`, or unset. */
+export const optionalInt = (min: number, max: number) => {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    emptyToUndefined,
+    z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }).optional(),
+  );
+};
+
 /** A request budget per client IP: `limit` requests per `windowMs`. */
 export interface RateLimitRule {
   limit: number;
@@ -44,6 +62,7 @@ export const rateLimit = (fallback: string) =>
       }),
   );
 
+/** A comma-separated list; empty means none. */
 export const list = z.preprocess(
   (value) =>
     typeof value === 'string'

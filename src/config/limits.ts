@@ -3,13 +3,41 @@ import { int, type RateLimitRule, rateLimit } from './fields.js';
 
 /** How much one caller may ask for: request budgets per client IP, body size and pace, open connections. */
 export const limitsSchema = z.object({
-  RATE_LIMIT_CLIENT_TOKEN: rateLimit('60/minute'),
-  RATE_LIMIT_CLAIM: rateLimit('600/minute'),
-  RATE_LIMIT_API_KEY_FAILURES: rateLimit('10/minute'),
-  RATE_LIMIT_PROXY: rateLimit('6000/minute'),
-  MAX_BODY_BYTES: int(256, 10_485_760, 16_384),
-  BODY_IDLE_TIMEOUT_MS: int(100, 600_000, 30_000),
-  MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512),
+  RATE_LIMIT_CLIENT_TOKEN: rateLimit('60/minute').meta({
+    description:
+      'per-IP limit of `/api/client-token`: `<n>/second`, `<n>/minute`, `<n>/hour` or `off` (shared by the fleet through Redis)',
+    example: '120/minute',
+    default: '60/minute',
+  }),
+  RATE_LIMIT_CLAIM: rateLimit('600/minute').meta({
+    description: 'per-IP limit of `/api/auth/claim`',
+    example: '100/second',
+    default: '600/minute',
+  }),
+  RATE_LIMIT_API_KEY_FAILURES: rateLimit('10/minute').meta({
+    description: 'per-IP failed API-key attempts; past it the IP is refused even with a valid key',
+    example: '10/minute',
+    default: '10/minute',
+  }),
+  RATE_LIMIT_PROXY: rateLimit('6000/minute').meta({
+    description: 'per-IP limit of `/api/proxy/*`, counted before the client token is checked',
+    example: '100/second',
+    default: '6000/minute',
+  }),
+  MAX_BODY_BYTES: int(256, 10_485_760, 16_384).meta({
+    description: 'largest accepted body on the JSON/form routes, bytes',
+    example: '16384',
+  }),
+  BODY_IDLE_TIMEOUT_MS: int(100, 600_000, 30_000).meta({
+    description:
+      'longest pause inside a request body (any route, the proxy included) before `408 request_timeout`, in ms',
+    example: '30000',
+  }),
+  MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512).meta({
+    description:
+      'most open connections from one peer address (`0`: no limit); behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
+    example: '512',
+  }),
 });
 
 type LimitsEnv = z.infer<typeof limitsSchema>;

@@ -42,7 +42,11 @@ export function issueProblems(
   return issues.map((issue) => {
     const name = String(issue.path[0] ?? 'environment');
     const message =
-      secrets.includes(name) && issue.code === 'invalid_type' ? 'has the wrong type' : issue.message;
+      secrets.includes(name) && issue.code === 'invalid_type'
+        ? 'has the wrong type'
+        : issue.code === 'invalid_value'
+          ? `must be one of ${issue.values.join(', ')}`
+          : issue.message;
     return `${shown(name)}: ${message}`;
   });
 }

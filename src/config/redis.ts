@@ -5,38 +5,91 @@ import { emptyToUndefined, int, optionalString } from './fields.js';
 
 /** The shared Redis of a fleet: where it is (one server, Sentinel or Cluster), how its keys are named, and how values are sealed. */
 export const redisSchema = z.object({
-  REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
-  REDIS_SENTINELS: hostPortList,
-  REDIS_SENTINEL_NAME: optionalString,
-  REDIS_SENTINEL_PASSWORD: optionalString,
-  REDIS_CLUSTER_NODES: hostPortList,
-  REDIS_USERNAME: optionalString,
-  REDIS_PASSWORD: optionalString,
-  REDIS_TLS: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
-  REDIS_TLS_CA_FILE: optionalString,
-  REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 1_000),
-  REDIS_KEY_PREFIX: z.preprocess(
-    emptyToUndefined,
-    z
-      .string()
-      .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 letters, digits or : _ . -')
-      .default('token-broker:'),
-  ),
-  REDIS_LOCK_TTL_MS: int(200, 120_000, 10_000),
-  CACHE_ENCRYPTION_KEY: z.preprocess(
-    emptyToUndefined,
-    z
-      .string()
-      .transform((value, ctx) => {
-        const key = parseEncryptionKey(value);
-        if (!key) {
-          ctx.addIssue({ code: 'custom', message: 'must be 32 random bytes as 64 hex digits or base64' });
-          return z.NEVER;
-        }
-        return key;
-      })
-      .optional(),
-  ),
+  REDIS_URL: z
+    .preprocess(
+      emptyToUndefined,
+      z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
+    )
+    .meta({
+      description:
+        'one Redis shared by a fleet of replicas (token cache, renewal lock, revocations, rate limits); needs `CACHE_ENCRYPTION_KEY`',
+      example: 'redis://127.0.0.1:6379/0',
+    }),
+  REDIS_SENTINELS: hostPortList.meta({
+    description:
+      'Redis Sentinel instead of `REDIS_URL`: the sentinels as `host:port,host:port`, with `REDIS_SENTINEL_NAME`',
+    example: '10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379',
+  }),
+  REDIS_SENTINEL_NAME: optionalString.meta({
+    description: 'the name of the master the sentinels monitor (their `sentinel monitor <name>`)',
+    example: 'mymaster',
+  }),
+  REDIS_SENTINEL_PASSWORD: optionalString.meta({
+    description: 'password of the sentinels themselves, if they require one',
+    example: 'the-sentinel-password',
+  }),
+  REDIS_CLUSTER_NODES: hostPortList.meta({
+    description:
+      'Redis Cluster instead: seed nodes as `host:port,...`; exactly one of `REDIS_URL`, `REDIS_SENTINELS`, `REDIS_CLUSTER_NODES`',
+    example: '10.0.0.5:6379,10.0.0.6:6379,10.0.0.7:6379',
+  }),
+  REDIS_USERNAME: optionalString.meta({
+    description: 'ACL user of the Redis data nodes (with `REDIS_URL` it may be in the URL instead)',
+    example: 'broker',
+  }),
+  REDIS_PASSWORD: optionalString.meta({
+    description: 'password of the Redis data nodes (with `REDIS_URL` it may be in the URL instead)',
+    example: 'the-redis-password',
+  }),
+  REDIS_TLS: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')).meta({
+    description:
+      '`true`: TLS to the Sentinel or Cluster nodes and the sentinels (`rediss://` does it for `REDIS_URL`)',
+    example: 'true',
+  }),
+  REDIS_TLS_CA_FILE: optionalString.meta({
+    description: 'a PEM file of CA certificates replacing the system roots for Redis TLS',
+    example: '/etc/ssl/redis-ca.pem',
+  }),
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 1_000).meta({
+    description: 'a Redis command unanswered this long fails, so a stalled Redis never holds a request, ms',
+    example: '1000',
+  }),
+  REDIS_KEY_PREFIX: z
+    .preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 letters, digits or : _ . -')
+        .default('token-broker:'),
+    )
+    .meta({
+      description: 'prefix of every Redis key and channel, so several deployments can share one Redis',
+      example: 'web:',
+    }),
+  REDIS_LOCK_TTL_MS: int(200, 120_000, 10_000).meta({
+    description: 'lease of the fleet-wide renewal lock, ms (extended while the holder works)',
+    example: '10000',
+  }),
+  CACHE_ENCRYPTION_KEY: z
+    .preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .transform((value, ctx) => {
+          const key = parseEncryptionKey(value);
+          if (!key) {
+            ctx.addIssue({ code: 'custom', message: 'must be 32 random bytes as 64 hex digits or base64' });
+            return z.NEVER;
+          }
+          return key;
+        })
+        .optional(),
+    )
+    .meta({
+      description:
+        'encrypts tokens in Redis (AES-256-GCM): 32 random bytes as base64 or hex, the same on every replica. Required with Redis',
+      example: '$(openssl rand -base64 32)',
+    }),
 });
 
 export const redisSecrets = ['CACHE_ENCRYPTION_KEY', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD'] as const;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { normalizeOrigin, parseOriginPattern } from '../origins.js';
-import { emptyToUndefined, int, list, trustProxy } from './fields.js';
+import { emptyToUndefined, int, list, optionalInt, trustProxy } from './fields.js';
 
 /** Origin patterns; also each named upstream's `UPSTREAM_<NAME>_ALLOWED_ORIGINS`. */
 export const allowedOriginsField = list.pipe(
@@ -17,31 +17,62 @@ export const normalizeAllowedOrigins = (entries: string[]) =>
 
 /** Where the broker listens, who may call it, and how it reports: the settings of the process itself. */
 export const serverSchema = z.object({
-  NODE_ENV: z.preprocess(
-    emptyToUndefined,
-    z.enum(['development', 'production', 'test']).default('development'),
-  ),
-  PORT: int(0, 65535, 8080),
-  HOST: z.preprocess(emptyToUndefined, z.string().default('0.0.0.0')),
-  TRUST_PROXY: trustProxy,
-  LOG_LEVEL: z.preprocess(
-    emptyToUndefined,
-    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  ),
-  ALLOWED_ORIGINS: allowedOriginsField,
-  BROKER_API_KEYS: list.pipe(
-    z.array(
-      z
-        .string()
-        .min(
-          32,
-          'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
-        ),
-    ),
-  ),
-  SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000),
-  METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65_535).optional()),
-  METRICS_REQUIRE_API_KEY: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
+  NODE_ENV: z
+    .preprocess(emptyToUndefined, z.enum(['development', 'production', 'test']).default('development'))
+    .meta({
+      description:
+        '`production` requires `SIGNING_KEYS` and an upstream, and never starts the embedded dev upstream',
+      example: 'production',
+    }),
+  PORT: int(0, 65535, 8080).meta({ description: 'port to listen on', example: '8080' }),
+  HOST: z
+    .preprocess(emptyToUndefined, z.string().default('0.0.0.0'))
+    .meta({ description: 'address to bind', example: '127.0.0.1' }),
+  TRUST_PROXY: trustProxy.meta({
+    description:
+      'proxies trusted for `X-Forwarded-For`: `false`, a hop count, or addresses/CIDRs/`loopback`/`linklocal`/`uniquelocal`; `true` is refused',
+    example: '1',
+  }),
+  LOG_LEVEL: z
+    .preprocess(
+      emptyToUndefined,
+      z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    )
+    .meta({ description: 'pino log level', example: 'warn' }),
+  ALLOWED_ORIGINS: allowedOriginsField.meta({
+    description:
+      "comma-separated origins that may fetch `/api/client-token`; `https://*.example.com` matches subdomains only. Empty: none (in development: the broker's own origin)",
+    example: 'https://app.example.com,https://*.example.com',
+  }),
+  BROKER_API_KEYS: list
+    .pipe(
+      z.array(
+        z
+          .string()
+          .min(
+            32,
+            'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
+          ),
+      ),
+    )
+    .meta({
+      description:
+        'comma-separated API keys for `/api/auth/claim`, `/api/upstream-token`, introspection and revocation, each at least 32 characters, plain or as `sha256:<hex>` of the key',
+      example: '$(openssl rand -base64 32)',
+    }),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 10_000).meta({
+    description: 'how long SIGTERM waits for in-flight requests, in ms',
+    example: '10000',
+  }),
+  METRICS_PORT: optionalInt(1, 65_535).meta({
+    description: 'serve `/metrics` on this port only, not on `PORT`. Empty: on `PORT`',
+    example: '9464',
+  }),
+  METRICS_REQUIRE_API_KEY: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')).meta({
+    description:
+      '`true`: scrapers of `/metrics` send a broker API key (`Authorization: Bearer`); in production `/metrics` on `PORT` always needs it (or set `METRICS_PORT`)',
+    example: 'true',
+  }),
 });
 
 export const serverSecrets = ['BROKER_API_KEYS'] as const;

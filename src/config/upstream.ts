@@ -22,29 +22,88 @@ const parsedBy = <T extends object>(parse: (value: string) => T | string) =>
 
 /** The authorization server the broker gets tokens from, and the API those tokens open. */
 export const upstreamSchema = z.object({
-  UPSTREAM_ISSUER: optionalUrl,
-  UPSTREAM_TOKEN_URL: optionalUrl,
-  UPSTREAM_CLIENT_ID: optionalString,
-  UPSTREAM_CLIENT_SECRET: optionalString,
-  UPSTREAM_PROFILE: z.preprocess(emptyToUndefined, z.enum(['rfc6749', 'json', 'bloq']).default('rfc6749')),
-  UPSTREAM_AUTH_METHOD: z.preprocess(
-    emptyToUndefined,
-    z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
-  ),
-  UPSTREAM_CLIENT_KEY: parsedBy(parseClientKey),
-  UPSTREAM_CLIENT_ASSERTION_AUDIENCE: z.preprocess(
-    emptyToUndefined,
-    z.enum(['token_endpoint', 'issuer']).default('token_endpoint'),
-  ),
-  UPSTREAM_TOKEN_QUOTA: parsedBy(parseTokenQuota),
-  UPSTREAM_AUDIENCE: optionalString,
-  UPSTREAM_SCOPE: optionalString,
-  UPSTREAM_RESOURCE: optionalUrl,
-  UPSTREAM_API_URL: optionalUrl,
-  UPSTREAM_DEFAULT_TTL: int(1, 86_400, 300),
-  UPSTREAM_TIMEOUT_MS: int(100, 120_000, 5_000),
-  UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000),
-  PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536),
+  UPSTREAM_ISSUER: optionalUrl.meta({
+    description: 'issuer to discover the token endpoint from (RFC 8414 / OpenID discovery)',
+    example: 'https://auth.example.com',
+  }),
+  UPSTREAM_TOKEN_URL: optionalUrl.meta({
+    description: 'the token endpoint itself (instead of `UPSTREAM_ISSUER`)',
+    example: 'https://auth.example.com/oauth/token',
+  }),
+  UPSTREAM_CLIENT_ID: optionalString.meta({
+    description: "the broker's client id at the upstream",
+    example: 'web-app',
+  }),
+  UPSTREAM_CLIENT_SECRET: optionalString.meta({
+    description: "the broker's client secret at the upstream (not with `private_key_jwt`)",
+    example: 'the-secret-your-authorization-server-issued',
+  }),
+  UPSTREAM_PROFILE: z
+    .preprocess(emptyToUndefined, z.enum(['rfc6749', 'json', 'bloq']).default('rfc6749'))
+    .meta({
+      description:
+        "wire format of the token request: `rfc6749` (form body), `json` (Auth0 and publiq, the Flemish cultural-events platform, take JSON) or `bloq` (Bloq's camelCase JSON)",
+      example: 'json',
+    }),
+  UPSTREAM_AUTH_METHOD: z
+    .preprocess(
+      emptyToUndefined,
+      z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
+    )
+    .meta({
+      description:
+        '`client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523, see [private_key_jwt](upstream.md#authenticating-with-a-private-key-private_key_jwt))',
+      example: 'client_secret_post',
+    }),
+  UPSTREAM_CLIENT_KEY: parsedBy(parseClientKey).meta({
+    description:
+      "`private_key_jwt` only: the broker's private JWK (or a JWK Set of one): Ed25519, P-256 or RSA ≥ 2048 bits",
+    example: '"$(npx token-broker keys generate --alg ES256)"',
+  }),
+  UPSTREAM_CLIENT_ASSERTION_AUDIENCE: z
+    .preprocess(emptyToUndefined, z.enum(['token_endpoint', 'issuer']).default('token_endpoint'))
+    .meta({
+      description: '`aud` of the client assertions: `token_endpoint` or `issuer` (needs `UPSTREAM_ISSUER`)',
+      example: 'issuer',
+    }),
+  UPSTREAM_TOKEN_QUOTA: parsedBy(parseTokenQuota).meta({
+    description:
+      'budget of upstream token requests, `<n>/minute`, `/hour`, `/day` or `/month` in UTC windows (see [quota](upstream.md#upstream-token-quota)). Empty: no limit',
+    example: '1000/day',
+  }),
+  UPSTREAM_AUDIENCE: optionalString.meta({
+    description: '`audience` sent with the grant (Auth0)',
+    example: 'https://api.example.com',
+  }),
+  UPSTREAM_SCOPE: optionalString.meta({
+    description: 'space-separated scopes sent with the grant',
+    example: 'read:things write:things',
+  }),
+  UPSTREAM_RESOURCE: optionalUrl.meta({
+    description: 'resource indicator sent with the grant (RFC 8707)',
+    example: 'https://api.example.com',
+  }),
+  UPSTREAM_API_URL: optionalUrl.meta({
+    description: 'base URL of the protected API behind `/api/proxy/*`. Empty: the proxy is off',
+    example: 'https://api.example.com',
+  }),
+  UPSTREAM_DEFAULT_TTL: int(1, 86_400, 300).meta({
+    description: 'lifetime in seconds assumed when the upstream gives neither `expires_in` nor a JWT `exp`',
+    example: '300',
+  }),
+  UPSTREAM_TIMEOUT_MS: int(100, 120_000, 5_000).meta({
+    description:
+      'timeout of each upstream request, ms; for proxied calls it bounds connecting, the headers and each gap between body chunks',
+    example: '5000',
+  }),
+  UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000).meta({
+    description: 'whole-exchange limit of a proxied API call, streaming included, ms',
+    example: '300000',
+  }),
+  PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536).meta({
+    description: 'proxied request bodies up to this size are retried once after a 401 from the API',
+    example: '65536',
+  }),
 });
 
 export const upstreamSecrets = ['UPSTREAM_CLIENT_SECRET', 'UPSTREAM_CLIENT_KEY'] as const;

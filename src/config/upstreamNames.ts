@@ -20,6 +20,15 @@ export const unprefixed = new Set([
   ...upstreamSecrets.map((name) => `${name}_FILE`),
 ]);
 
+/** `UPSTREAM_ENTRY_TOKEN_URL` → `UPSTREAM_TOKEN_URL`; any other name as it is. */
+export function unprefixedName(name: string): string {
+  if (!name.startsWith('UPSTREAM_') || unprefixed.has(name)) return name;
+  const suffix = namedSuffixes
+    .filter((candidate) => candidate !== 'ALLOWED_ORIGINS' && name.endsWith(`_${candidate}`))
+    .sort((a, b) => b.length - a.length)[0];
+  return suffix ? `UPSTREAM_${suffix}` : name;
+}
+
 /** `entry-api` → `UPSTREAM_ENTRY_API_`. */
 export const upstreamPrefix = (name: string) => `UPSTREAM_${name.toUpperCase().replaceAll('-', '_')}_`;
 
@@ -79,7 +88,7 @@ export function unlistedSettings(env: Record<string, string | undefined>, names:
       .replaceAll('_', '-');
     problems.push(
       names.length === 0
-        ? `${variable}: names upstream "${name}", but UPSTREAMS is not set (list it: UPSTREAMS=${name},...)`
+        ? `${variable}: names upstream "${name}", but UPSTREAMS is not set (list it, e.g. UPSTREAMS=${name},...)`
         : `${variable}: names upstream "${name}", which UPSTREAMS (${names.join(',')}) does not list`,
     );
   }

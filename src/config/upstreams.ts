@@ -22,7 +22,13 @@ export { maxUpstreams, upstreamNamePattern } from './upstreamNames.js';
  * upstream.ts under its own prefix (`UPSTREAM_UITPAS_TOKEN_URL`). Without `UPSTREAMS` the unprefixed
  * settings are the one upstream `default`, as before.
  */
-export const upstreamsSchema = z.object({ UPSTREAMS: list });
+export const upstreamsSchema = z.object({
+  UPSTREAMS: list.meta({
+    description:
+      'names of several upstreams (a-z, 0-9 and -, at most 32 characters), each configured as `UPSTREAM_<NAME>_*`. Empty: one upstream, `default`, from the unprefixed settings',
+    example: 'uitpas,entry',
+  }),
+});
 
 /** The upstream of the unprefixed settings, and of client tokens minted before names existed. */
 export const defaultUpstreamName = 'default';

@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.js';
 import type { OriginPolicy } from '../origins.js';
 import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
+import type { UpstreamProbe } from '../startupChecks.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { Upstreams } from '../upstreams.js';
 import { bodyIdleTimeout } from './bodyIdleTimeout.js';
@@ -53,6 +54,8 @@ export interface AppDeps {
   redisStatus?: () => RedisStatus;
   /** Serve the demo page at `/` (dev upstream only). */
   demo?: boolean;
+  /** The start-up probe of each upstream's token endpoint by name, for `/readyz`. */
+  upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
 }
 
 export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));

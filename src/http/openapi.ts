@@ -48,7 +48,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
   const upstreamList = upstreams.names.join(', ');
   const registry = new OpenAPIRegistry();
   const problem = problemResponse
-    .extend({ code: z.enum(errorCodes).meta({ description: 'Stable error code; see the README' }) })
+    .extend({ code: z.enum(errorCodes).meta({ description: 'Stable error code; see docs/routes.md' }) })
     .meta({ id: 'Problem', description: 'RFC 9457 problem details with a stable `code`' });
   const schemas = {
     clientToken: clientTokenResponse.meta({ id: 'ClientTokenResponse' }),

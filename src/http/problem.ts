@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { BrokerError, type ErrorCode, errorCatalog } from '../errors.js';
 import type { Logger } from '../logger.js';
 
-/** RFC 9457 §3.1.1 allows a non-dereferenceable URI; the README's error table explains each code. */
+/** RFC 9457 §3.1.1 allows a non-dereferenceable URI; docs/routes.md's error table explains each code. */
 const typeBase = 'urn:token-broker:problem:';
 
 /** An RFC 9457 problem details object, with our stable `code` extension member. */
@@ -69,8 +69,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (brokerError.status >= 500) {
       // `upstream_rejected` is logged at error level by the token cache, once per interval
       // (failureStreak.ts); repeating it for every waiting request would bury that line in a flood.
-      const level = brokerError.code === 'internal_error' ? 'error' : 'warn';
-      log[level]({ err: brokerError.cause ?? brokerError, code: brokerError.code }, brokerError.message);
+      // Only a bug earns a stack; an unreachable or slow upstream is expected weather, one line each.
+      if (brokerError.code === 'internal_error') {
+        log.error({ err: brokerError.cause ?? brokerError, code: brokerError.code }, brokerError.message);
+      } else {
+        log.warn({ code: brokerError.code, ...describeCause(brokerError.cause) }, brokerError.message);
+      }
     }
     if (res.headersSent) {
       // A streamed answer failed midway: the status line is gone, so cutting the connection is the only
@@ -80,6 +84,18 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     sendProblem(res, brokerError);
   };
+}
+
+/** The innermost message and the first system code (`ECONNREFUSED`, `UND_ERR_...`) along a cause chain. */
+export function describeCause(cause: unknown): { reason?: string; errorCode?: string } {
+  let reason: string | undefined;
+  let errorCode: string | undefined;
+  for (let link = cause, depth = 0; link instanceof Error && depth < 5; link = link.cause, depth += 1) {
+    reason = link.message;
+    const code = (link as { code?: unknown }).code;
+    if (errorCode === undefined && typeof code === 'string') errorCode = code;
+  }
+  return { ...(reason ? { reason } : {}), ...(errorCode ? { errorCode } : {}) };
 }
 
 export const notFoundHandler: RequestHandler = (_req, _res, next) => {

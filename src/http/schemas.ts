@@ -17,7 +17,9 @@ export const claimRequest = z.object({
   ip: z
     .string()
     .max(64)
-    .refine((value) => isIP(value.split('%')[0] ?? '') !== 0, { error: 'ip must be an IPv4 or IPv6 address' })
+    .refine((value) => isIP(value.split('%')[0] ?? '') !== 0, {
+      error: "must be the user's IPv4 or IPv6 address, e.g. 203.0.113.7",
+    })
     .optional(),
 });
 
@@ -60,7 +62,12 @@ export const healthResponse = z.object({ status: z.literal('ok') });
 /** One upstream in `/readyz`: its token is held (or obtainable), or the refusal's code. */
 export const upstreamReadiness = z.union([
   z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
-  z.object({ token: z.literal('unavailable'), code: z.string() }),
+  z.object({
+    token: z.literal('unavailable'),
+    code: z.string(),
+    /** Why the start-up probe could not reach the token endpoint, when it could not. */
+    unreachableAtStart: z.string().optional(),
+  }),
 ]);
 
 /**

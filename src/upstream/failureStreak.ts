@@ -45,7 +45,14 @@ export function createFailureStreak({
   let lastRejectedLogAt = Number.NEGATIVE_INFINITY;
 
   function refusal(waitMs: number): BrokerError {
-    if (rejected) return new BrokerError('upstream_rejected', { cause });
+    if (rejected) {
+      // The OAuth error code tells the operator what to fix; the upstream's own description stays in the log.
+      const error = cause instanceof UpstreamError ? ` (${cause.error})` : '';
+      return new BrokerError('upstream_rejected', {
+        detail: `the upstream authorization server refused the broker's client credentials or configuration${error}; an operator must fix the UPSTREAM_* settings`,
+        cause,
+      });
+    }
     // RFC 9110 §10.2.3: delay-seconds, a whole number.
     const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
     return new BrokerError('upstream_unavailable', { headers: { 'Retry-After': retryAfter }, cause });

@@ -91,14 +91,14 @@ describe('Redis target settings', () => {
 
   it('when Sentinel settings are incomplete or stray, then each problem is one line naming the variable', () => {
     expect(problemsOf({ REDIS_SENTINELS: '127.0.0.1:26379', ...cacheKey })).toEqual([
-      'REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the master name the sentinels monitor)',
+      'REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the master name the sentinels monitor), e.g. REDIS_SENTINEL_NAME=mymaster',
     ]);
     expect(problemsOf({ REDIS_SENTINEL_NAME: 'mymaster', REDIS_PASSWORD: 'x' })).toEqual([
       'REDIS_SENTINEL_NAME: only used with REDIS_SENTINELS',
       'REDIS_PASSWORD: only used with REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES',
     ]);
     expect(problemsOf({ REDIS_CLUSTER_NODES: 'node-without-port', ...cacheKey })).toEqual([
-      'REDIS_CLUSTER_NODES: "node-without-port" is not host:port',
+      'REDIS_CLUSTER_NODES: "node-without-port" is not host:port, e.g. REDIS_CLUSTER_NODES=10.0.0.5:6379,10.0.0.6:6379,10.0.0.7:6379',
     ]);
   });
 
@@ -110,7 +110,7 @@ describe('Redis target settings', () => {
       ...cacheKey,
     });
     expect(problems).toEqual([
-      'REDIS_TLS: with REDIS_URL, ask for TLS with a rediss:// URL',
+      'REDIS_TLS: with REDIS_URL, ask for TLS with a rediss:// URL, e.g. REDIS_TLS=true',
       'REDIS_PASSWORD: REDIS_URL carries a password already; keep one of them',
     ]);
     expect(problems.join('\n')).not.toMatch(/secret/);
@@ -119,7 +119,7 @@ describe('Redis target settings', () => {
     ).toEqual(['REDIS_TLS_CA_FILE: needs REDIS_TLS=true (or a rediss:// REDIS_URL)']);
     expect(
       problemsOf({ REDIS_URL: 'rediss://127.0.0.1:6379', REDIS_TLS_CA_FILE: '/missing.pem', ...cacheKey }),
-    ).toEqual(['REDIS_TLS_CA_FILE: cannot read /missing.pem (ENOENT)']);
+    ).toEqual(['REDIS_TLS_CA_FILE: cannot read /missing.pem (ENOENT), e.g. REDIS_TLS_CA_FILE=/etc/ssl/redis-ca.pem']);
   });
 
   it('when Sentinel or Cluster is set without CACHE_ENCRYPTION_KEY, then start-up asks for it', () => {

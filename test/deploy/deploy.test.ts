@@ -137,12 +137,13 @@ describe('deployment examples', () => {
     expect(secret?.data).toBeUndefined();
   });
 
-  it('when the compose file is read, then the broker is built here, reads .env and uses the redis service', () => {
+  it('when the compose file is read, then the broker is built here, reads broker.env and uses the redis service', () => {
     const [compose] = documents('deploy/compose.yaml');
     const services = compose?.services as Record<string, Record<string, unknown>>;
     expect(Object.keys(services).sort()).toEqual(['broker', 'redis']);
     expect(services.broker?.build).toEqual({ context: '..', dockerfile: 'Dockerfile' });
-    expect(JSON.stringify(services.broker?.env_file)).toContain('../.env');
+    expect(JSON.stringify(services.broker?.env_file)).toContain('broker.env');
+    expect(JSON.stringify(services.broker?.env_file)).not.toContain('.env.example');
     expect((services.broker?.environment as Record<string, string> | undefined)?.REDIS_URL).toBe(
       'redis://redis:6379',
     );

@@ -92,7 +92,7 @@ describe('API keys are long enough', () => {
       if (error instanceof ConfigError) problems = error.problems;
     }
     expect(problems).toEqual([
-      'BROKER_API_KEYS: each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
+      'BROKER_API_KEYS: each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash), e.g. BROKER_API_KEYS=$(openssl rand -base64 32)',
     ]);
   });
 

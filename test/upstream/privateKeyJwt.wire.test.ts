@@ -295,7 +295,7 @@ describe('UPSTREAM_CLIENT_KEY', () => {
       expect.stringMatching(
         /^UPSTREAM_AUTH_METHOD: private_key_jwt is not possible with UPSTREAM_PROFILE=bloq/,
       ),
-      'UPSTREAM_CLIENT_ASSERTION_AUDIENCE: "issuer" needs UPSTREAM_ISSUER',
+      'UPSTREAM_CLIENT_ASSERTION_AUDIENCE: "issuer" needs UPSTREAM_ISSUER, e.g. UPSTREAM_ISSUER=https://auth.example.com',
     ]);
     expect(
       problemsOf(() => loadConfig(env({ UPSTREAM_CLIENT_SECRET: 'a-secret', UPSTREAM_CLIENT_KEY: keyText }))),
@@ -307,7 +307,9 @@ describe('UPSTREAM_CLIENT_KEY', () => {
         env({ UPSTREAM_AUTH_METHOD: 'private_key_jwt', UPSTREAM_CLIENT_KEY: keyText.replace('"d"', '"dd"') }),
       ),
     );
-    expect(broken).toEqual(['UPSTREAM_CLIENT_KEY: must be a private key (the JWK has no "d")']);
+    expect(broken).toEqual([
+      'UPSTREAM_CLIENT_KEY: must be a private key (the JWK has no "d"), e.g. UPSTREAM_CLIENT_KEY="$(npx token-broker keys generate --alg ES256)"',
+    ]);
     expect(broken.join('\n')).not.toContain(jwk.d as string);
   });
 });

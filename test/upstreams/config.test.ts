@@ -109,8 +109,8 @@ describe('named upstreams: configuration', () => {
     });
     expect(problems).toEqual(
       expect.arrayContaining([
-        'UPSTREAM_UITPAS_CLIENT_ID: required when an upstream is configured',
-        'UPSTREAM_UITPAS_CLIENT_SECRET: required when an upstream is configured (or UPSTREAM_UITPAS_CLIENT_SECRET_FILE)',
+        'UPSTREAM_UITPAS_CLIENT_ID: required when an upstream is configured, e.g. UPSTREAM_UITPAS_CLIENT_ID=web-app',
+        'UPSTREAM_UITPAS_CLIENT_SECRET: required when an upstream is configured (or UPSTREAM_UITPAS_CLIENT_SECRET_FILE), e.g. UPSTREAM_UITPAS_CLIENT_SECRET=the-secret-your-authorization-server-issued',
         expect.stringMatching(
           /^UPSTREAM_ENTRY_TOKEN_URL: upstream "entry" is listed in UPSTREAMS but not configured/,
         ),
@@ -138,7 +138,7 @@ describe('named upstreams: configuration', () => {
     expect(
       problemsOf({ ...shared('UPSTREAM_'), UPSTREAM_ENTRY_API_URL: 'https://entry.example.com' }),
     ).toEqual([
-      'UPSTREAM_ENTRY_API_URL: names upstream "entry", but UPSTREAMS is not set (list it: UPSTREAMS=entry,...)',
+      'UPSTREAM_ENTRY_API_URL: names upstream "entry", but UPSTREAMS is not set (list it, e.g. UPSTREAMS=entry,...)',
     ]);
     expect(
       problemsOf({ UPSTREAMS: 'uitpas', ...shared('UPSTREAM_UITPAS_'), UPSTREAM_ENTRI_AUDIENCE: 'typo' }),
@@ -151,13 +151,13 @@ describe('named upstreams: configuration', () => {
       ...shared('UPSTREAM_UITPAS_'),
     });
     expect(problems).toEqual([
-      'UPSTREAMS: "Entry" is not a name (a-z, 0-9 and -, at most 32 characters)',
+      'UPSTREAMS: "Entry" is not a name (a-z, 0-9 and -, at most 32 characters), e.g. UPSTREAMS=uitpas,entry',
       'UPSTREAMS: "uitpas" is listed twice',
       'UPSTREAMS: "api" cannot be a name: UPSTREAM_API_TIMEOUT_MS is a setting of its own',
       'UPSTREAMS: "client-assertion" cannot be a name: UPSTREAM_CLIENT_ASSERTION_AUDIENCE is a setting of its own',
-      'UPSTREAMS: "a_b" is not a name (a-z, 0-9 and -, at most 32 characters)',
-      `UPSTREAMS: "${'x'.repeat(33)}" is not a name (a-z, 0-9 and -, at most 32 characters)`,
-      'UPSTREAMS: "uitpas-api" and "uitpas" cannot both be names: UPSTREAM_UITPAS_API_TIMEOUT_MS would belong to both',
+      'UPSTREAMS: "a_b" is not a name (a-z, 0-9 and -, at most 32 characters), e.g. UPSTREAMS=uitpas,entry',
+      `UPSTREAMS: "${'x'.repeat(33)}" is not a name (a-z, 0-9 and -, at most 32 characters), e.g. UPSTREAMS=uitpas,entry`,
+      'UPSTREAMS: "uitpas-api" and "uitpas" cannot both be names: UPSTREAM_UITPAS_API_TIMEOUT_MS would belong to both, e.g. UPSTREAMS=uitpas,entry',
     ]);
   });
 
@@ -168,7 +168,7 @@ describe('named upstreams: configuration', () => {
       ...shared('UPSTREAM_ENTRY_', { UPSTREAM_ENTRY_TIMEOUT_MS: '9000' }),
     });
     expect(problems).toEqual([
-      'UPSTREAM_ENTRY_TIMEOUT_MS: "entry" gets the same token as "uitpas", so it must equal UPSTREAM_UITPAS_TIMEOUT_MS',
+      'UPSTREAM_ENTRY_TIMEOUT_MS: "entry" gets the same token as "uitpas", so it must equal UPSTREAM_UITPAS_TIMEOUT_MS, e.g. UPSTREAM_ENTRY_TIMEOUT_MS=5000',
     ]);
     // A different scope is a different token: then the settings may differ.
     expect(

@@ -37,7 +37,9 @@ export function claimRoute({
     const body: unknown = req.body;
     const fields = { ...req.query, ...(body && typeof body === 'object' ? body : {}) };
     const parsed = claimRequest.safeParse(fields);
-    const presented = bearerToken(req) ?? (parsed.success ? parsed.data.token : undefined);
+    // The key is read on its own, so a bad `origin` or `ip` next to a good key is a 400 naming the field.
+    const token = claimRequest.shape.token.safeParse((fields as { token?: unknown }).token);
+    const presented = bearerToken(req) ?? (token.success ? token.data : undefined);
     // The key is checked before the input, so an unauthenticated caller learns nothing about validation.
     requireApiKey(apiKeys, presented);
     if (!parsed.success) {
@@ -50,7 +52,9 @@ export function claimRoute({
       throw new BrokerError('invalid_request', { detail: 'origin must look like https://app.example.com' });
     const ip = rawIp === undefined ? undefined : canonicalIp(rawIp);
     if (rawIp !== undefined && !ip)
-      throw new BrokerError('invalid_request', { detail: 'ip must be an IP address' });
+      throw new BrokerError('invalid_request', {
+        detail: "ip: must be the user's IPv4 or IPv6 address, e.g. 203.0.113.7",
+      });
     const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(parsed.data.upstreams, upstreams));
     const binding = ip ? bindingFor(config.clientToken.bindIp, ip, config.clientToken) : undefined;
     const minted = await clientTokens.mint({

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Clock } from '../../clock.js';
 import { BrokerError } from '../../errors.js';
+import type { UpstreamProbe } from '../../startupChecks.js';
 import type { RedisStatus } from '../../store/redisConnection.js';
 import type { TokenCache } from '../../upstream/types.js';
 import type { Upstreams } from '../../upstreams.js';
@@ -11,6 +12,8 @@ export interface HealthRouteDeps {
   clock: Clock;
   /** With Redis: `degraded` while it is unreachable (still ready: requests are served from local state). */
   redisStatus?: () => RedisStatus;
+  /** The start-up probe of each upstream's token endpoint: an unreachable one is named in `/readyz`. */
+  upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
 }
 
 /**
@@ -19,7 +22,7 @@ export interface HealthRouteDeps {
  * names share it; a cache answers from memory when a token is held and otherwise makes the one upstream
  * request everyone would wait for anyway.
  */
-export function healthRoutes({ upstreams, clock, redisStatus }: HealthRouteDeps): Router {
+export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: HealthRouteDeps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -33,9 +36,17 @@ export function healthRoutes({ upstreams, clock, redisStatus }: HealthRouteDeps)
       asked.set(cache, answer);
       return answer;
     };
+    const withProbe = (name: string, readiness: UpstreamReadiness): UpstreamReadiness => {
+      const probe = upstreamProbes?.get(name);
+      return readiness.token === 'unavailable' && probe?.reachable === false
+        ? { ...readiness, unreachableAtStart: probe.reason }
+        : readiness;
+    };
     const byName = Object.fromEntries(
       await Promise.all(
-        upstreams.list.map(async ({ name, cache }) => [name, await readiness(cache)] as const),
+        upstreams.list.map(
+          async ({ name, cache }) => [name, withProbe(name, await readiness(cache))] as const,
+        ),
       ),
     );
     const ready = Object.values(byName).every((upstream) => upstream.token === 'held');

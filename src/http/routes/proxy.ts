@@ -1,6 +1,8 @@
 import { type RequestHandler, Router } from 'express';
+import { upstreamPrefix } from '../../config/upstreamNames.js';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
+import { BrokerError } from '../../errors.js';
 import type { OriginPolicy } from '../../origins.js';
 import type { ProxyForwarder } from '../../proxy/forward.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
@@ -33,8 +35,14 @@ export function proxyRoutes(deps: ProxyRouteDeps): Router {
   });
   const verify = verifyClientToken(deps);
   for (const upstream of deps.upstreams.list) {
-    if (!upstream.proxy) continue;
     const mount = deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy';
+    if (!upstream.proxy) {
+      const setting = deps.upstreams.named ? `${upstreamPrefix(upstream.name)}API_URL` : 'UPSTREAM_API_URL';
+      router.use(mount, (_req, _res, next) => {
+        next(new BrokerError('not_found', { detail: `the proxy is off: the broker has no ${setting}` }));
+      });
+      continue;
+    }
     const name: RequestHandler = (_req, res, next) => {
       res.locals.upstream = upstream.name;
       next();

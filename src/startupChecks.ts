@@ -1,0 +1,108 @@
+import net from 'node:net';
+import { upstreamPrefix } from './config/upstreamNames.js';
+import type { Config, UpstreamConfig } from './config.js';
+import { devOrigins } from './origins.js';
+
+/**
+ * Settings that start fine but leave a part of the broker off, said once at start-up so an operator
+ * does not have to find out from a bare 403 or 404.
+ */
+export interface StartupWarning {
+  code: 'proxy_disabled' | 'no_allowed_origins' | 'dev_origin_replaced' | 'upstream_unreachable';
+  message: string;
+}
+
+/**
+ * The warnings a config deserves. `devUpstream`: the embedded dev upstream runs, whose demo page is
+ * served from the broker's own origin.
+ */
+export function configWarnings(config: Config, { devUpstream }: { devUpstream: boolean }): StartupWarning[] {
+  const warnings: StartupWarning[] = [];
+  // No upstream at all (check-config) means the dev upstream is still to start: it brings its own API,
+  // and its own origin when ALLOWED_ORIGINS is empty.
+  const devPending = config.upstreams.length === 0;
+  for (const { name, config: upstream } of config.upstreams) {
+    if (upstream.apiUrl) continue;
+    const [setting, route] = config.namedUpstreams
+      ? [`${upstreamPrefix(name)}API_URL`, `/api/proxy/${name}/*`]
+      : ['UPSTREAM_API_URL', '/api/proxy/*'];
+    warnings.push({
+      code: 'proxy_disabled',
+      message: `${setting} is not set: ${route} is off and answers 404 not_found`,
+    });
+  }
+  if (config.allowedOrigins.length === 0) {
+    if (devPending) return warnings;
+    warnings.push({
+      code: 'no_allowed_origins',
+      message:
+        'ALLOWED_ORIGINS is empty: every page is refused at /api/client-token (403 origin_not_allowed); set it, e.g. ALLOWED_ORIGINS=https://app.example.com',
+    });
+  } else if (devUpstream) {
+    const own = devOrigins(config.port);
+    if (!own.some((origin) => config.allowedOrigins.includes(origin))) {
+      warnings.push({
+        code: 'dev_origin_replaced',
+        message: `ALLOWED_ORIGINS replaces the development default (${own.join(', ')}): the demo page cannot get client tokens; add ${own[0]} to use it`,
+      });
+    }
+  }
+  return warnings;
+}
+
+export type UpstreamProbe = { reachable: true } | { reachable: false; reason: string };
+
+/**
+ * Opens (and closes) a TCP connection to the token endpoint, or to the issuer when the endpoint is
+ * discovered. A closed port or an unknown host is then a warning at start-up, not a surprise at the
+ * first request; it never stops the start, since the upstream may come up after the broker.
+ */
+export function probeUpstream(
+  upstream: UpstreamConfig,
+  { timeoutMs }: { timeoutMs: number },
+): Promise<UpstreamProbe> {
+  const target = new URL((upstream.tokenUrl ?? upstream.issuer) as string);
+  const port = Number(target.port) || (target.protocol === 'https:' ? 443 : 80);
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const where = `${target.protocol}//${target.host}`;
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (probe: UpstreamProbe) => {
+      socket.destroy();
+      resolve(probe);
+    };
+    socket.setTimeout(timeoutMs, () =>
+      done({ reachable: false, reason: `no connection to ${where} within ${timeoutMs} ms` }),
+    );
+    socket.once('connect', () => done({ reachable: true }));
+    socket.once('error', (error: NodeJS.ErrnoException) =>
+      done({ reachable: false, reason: `cannot connect to ${where} (${error.code ?? error.message})` }),
+    );
+  });
+}
+
+/** Each upstream's probe by name; upstreams with the same token endpoint share one connection attempt. */
+export async function probeUpstreams(
+  config: Pick<Config, 'upstreams'>,
+): Promise<ReadonlyMap<string, UpstreamProbe>> {
+  const byTarget = new Map<string, Promise<UpstreamProbe>>();
+  const probes = await Promise.all(
+    config.upstreams.map(async ({ name, config: upstream }) => {
+      const target = (upstream.tokenUrl ?? upstream.issuer) as string;
+      const probe =
+        byTarget.get(target) ?? probeUpstream(upstream, { timeoutMs: Math.min(upstream.timeoutMs, 2_000) });
+      byTarget.set(target, probe);
+      return [name, await probe] as const;
+    }),
+  );
+  return new Map(probes);
+}
+
+export function unreachableWarning(probe: UpstreamProbe, name?: string): StartupWarning | undefined {
+  if (probe.reachable) return undefined;
+  const which = name ? `the token endpoint of upstream ${name}` : 'the upstream token endpoint';
+  return {
+    code: 'upstream_unreachable',
+    message: `${which} is unreachable: ${probe.reason}; starting anyway, /readyz answers 503 until it is`,
+  };
+}

@@ -1,0 +1,66 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { checkConfigCommand } from '../../src/cli/checkConfig.js';
+
+const emptyDir = mkdtempSync(join(tmpdir(), 'token-broker-check-'));
+afterAll(() => rmSync(emptyDir, { recursive: true, force: true }));
+
+async function checkConfig(env: Record<string, string>) {
+  let stdout = '';
+  let stderr = '';
+  const code = await checkConfigCommand.run([], {
+    env,
+    cwd: emptyDir,
+    stdout: (text) => {
+      stdout += text;
+    },
+    stderr: (text) => {
+      stderr += text;
+    },
+    readStdin: async () => '',
+    secrets: new Set(),
+  });
+  return { code, stdout, stderr };
+}
+
+describe('token-broker check-config in development', () => {
+  it('when ALLOWED_ORIGINS is empty, then it reports the origins the dev upstream allows, without a warning', async () => {
+    const result = await checkConfig({ PORT: '8181' });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(
+      /allowed origins:\s+http:\/\/localhost:8181, http:\/\/127\.0\.0\.1:8181 \(development default/,
+    );
+    expect(result.stdout).not.toContain('warning:');
+  });
+
+  it('when ALLOWED_ORIGINS leaves the demo page out, then it says so', async () => {
+    const result = await checkConfig({ ALLOWED_ORIGINS: 'https://app.example.com' });
+    expect(result.stdout).toMatch(/allowed origins:\s+https:\/\/app\.example\.com\n/);
+    expect(result.stdout).toContain('warning: ALLOWED_ORIGINS replaces the development default');
+  });
+
+  it('when production has no allowed origin and no API URL, then both warnings are printed', async () => {
+    const result = await checkConfig({
+      NODE_ENV: 'production',
+      SIGNING_KEYS: JSON.stringify({
+        keys: [
+          {
+            kty: 'oct',
+            k: 'AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow',
+            alg: 'HS256',
+            kid: 'k',
+          },
+        ],
+      }),
+      UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
+      UPSTREAM_CLIENT_ID: 'broker',
+      UPSTREAM_CLIENT_SECRET: 'check-config-dev-test-secret',
+    });
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toContain('allowed origins: none');
+    expect(result.stdout).toContain('warning: UPSTREAM_API_URL is not set');
+    expect(result.stdout).toContain('warning: ALLOWED_ORIGINS is empty');
+  });
+});
