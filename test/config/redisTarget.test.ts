@@ -119,7 +119,9 @@ describe('Redis target settings', () => {
     ).toEqual(['REDIS_TLS_CA_FILE: needs REDIS_TLS=true (or a rediss:// REDIS_URL)']);
     expect(
       problemsOf({ REDIS_URL: 'rediss://127.0.0.1:6379', REDIS_TLS_CA_FILE: '/missing.pem', ...cacheKey }),
-    ).toEqual(['REDIS_TLS_CA_FILE: cannot read /missing.pem (ENOENT), e.g. REDIS_TLS_CA_FILE=/etc/ssl/redis-ca.pem']);
+    ).toEqual([
+      'REDIS_TLS_CA_FILE: cannot read /missing.pem (ENOENT), e.g. REDIS_TLS_CA_FILE=/etc/ssl/redis-ca.pem',
+    ]);
   });
 
   it('when Sentinel or Cluster is set without CACHE_ENCRYPTION_KEY, then start-up asks for it', () => {
