@@ -89,9 +89,14 @@ async function signingKeySet(alg) {
   return { keys: [{ ...jwk, alg, use: 'sig' }] };
 }
 
+const profileArgs = (name) => [
+  '--cpu-prof',
+  `--cpu-prof-dir=${benchDir}profiles`,
+  `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`,
+];
+
 async function launchBroker(alg, upstream, extraEnv = {}) {
-  const profileDir = `${benchDir}profiles`;
-  if (settings.cpuProfile) await mkdir(profileDir, { recursive: true });
+  if (settings.cpuProfile) await mkdir(`${benchDir}profiles`, { recursive: true });
   const broker = await startBroker(
     mainPath,
     {
@@ -111,13 +116,7 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
       ...extraEnv,
     },
     {
-      nodeArgs: settings.cpuProfile
-        ? [
-            '--cpu-prof',
-            `--cpu-prof-dir=${profileDir}`,
-            `--cpu-prof-name=broker-${alg}-${Date.now()}.cpuprofile`,
-          ]
-        : [],
+      nodeArgs: settings.cpuProfile ? profileArgs(`broker-${alg}`) : [],
     },
   );
   children.push(broker.child);
@@ -125,7 +124,11 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
 }
 
 async function launchScript(name, env) {
-  const server = await startScript(`${benchDir}servers/${name}.mjs`, env);
+  // With BENCH_CPU_PROF, baselines are profiled too, so their costs can be compared line by line.
+  if (settings.cpuProfile) await mkdir(`${benchDir}profiles`, { recursive: true });
+  const server = await startScript(`${benchDir}servers/${name}.mjs`, env, {
+    nodeArgs: settings.cpuProfile ? profileArgs(name) : [],
+  });
   children.push(server.child);
   return server;
 }

@@ -17,6 +17,7 @@ import type { TokenCache } from '../upstream/types.js';
 import { callerIp } from './callerIp.js';
 import { verifyClientToken } from './clientTokenAuth.js';
 import { allowedOriginsCors } from './cors.js';
+import { fixedHeaders } from './fixedHeaders.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { RateLimits } from './rateLimits.js';
 import { requestContext } from './requestContext.js';
@@ -68,17 +69,20 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(requestContext(logger));
   app.use(requestMetrics(deps.metrics));
+  // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
   app.use(
-    helmet({
-      contentSecurityPolicy: {
-        directives: {
-          defaultSrc: ["'self'"],
-          connectSrc: ["'self'"],
-          frameAncestors: ["'none'"],
-          formAction: ["'none'"],
+    fixedHeaders(
+      helmet({
+        contentSecurityPolicy: {
+          directives: {
+            defaultSrc: ["'self'"],
+            connectSrc: ["'self'"],
+            frameAncestors: ["'none'"],
+            formAction: ["'none'"],
+          },
         },
-      },
-    }),
+      }),
+    ),
   );
 
   app.use(
@@ -103,16 +107,7 @@ export function createApp(deps: AppDeps): Express {
     );
   }
 
-  app.use(healthRoutes(deps));
-  if (config.metrics.port === undefined) {
-    app.use(metricsRoute({ ...deps, requireApiKey: config.metrics.requireApiKey }));
-  }
-  app.use(openApiRoute());
-  app.use(jwksRoute(deps));
-  app.use(clientTokenRoute(deps));
-  app.use(claimRoute(deps));
-  app.use(upstreamTokenRoute(deps));
-  app.use(introspectionRoutes(deps));
+  // First of the routes: the hot path should not walk every other router's layers to reach it.
   const { proxy } = deps;
   if (proxy) {
     // No body parser runs here: the forwarder streams the request body to the API untouched.
@@ -126,6 +121,16 @@ export function createApp(deps: AppDeps): Express {
       forwardTo(proxy),
     );
   }
+  app.use(healthRoutes(deps));
+  if (config.metrics.port === undefined) {
+    app.use(metricsRoute({ ...deps, requireApiKey: config.metrics.requireApiKey }));
+  }
+  app.use(openApiRoute());
+  app.use(jwksRoute(deps));
+  app.use(clientTokenRoute(deps));
+  app.use(claimRoute(deps));
+  app.use(upstreamTokenRoute(deps));
+  app.use(introspectionRoutes(deps));
   app.use(staticRoutes({ publicDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);

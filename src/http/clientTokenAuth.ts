@@ -54,7 +54,9 @@ export function verifyClientToken({
         jkt,
       });
     }
-    const origin = requestOrigin(req.headers);
+    // A browser sends the origin exactly as the token holds it (normalised): then it needs no parsing.
+    const sent = req.headers.origin;
+    const origin = sent === claims.origin ? sent : requestOrigin(req.headers);
     if (origin !== claims.origin) {
       throw new BrokerError('origin_mismatch', {
         detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',
