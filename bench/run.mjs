@@ -25,6 +25,7 @@ import {
   formatMarkdownTable,
   formatTable,
   growthPercent,
+  loopRatio,
   median,
   ratio,
   summarise,
@@ -181,7 +182,10 @@ async function scenarioM(upstream) {
     ]);
     await stop(baseline.child);
     const [bare, ...minted] = rows;
-    for (const row of rows) row.ratio = ratio(row, bare);
+    for (const row of rows) {
+      row.ratio = ratio(row, bare);
+      row.loopRatio = loopRatio(row, bare);
+    }
     const eddsa = minted.find((row) => row.name.endsWith('EdDSA'));
     return {
       rows,
@@ -246,7 +250,12 @@ async function scenarioP(upstream) {
       { name: 'P1 hand-written proxy, 1 caller', load: { connections: 1, ...handWritten } },
       { name: 'P1 /api/proxy, 1 caller', load: { connections: 1, ...proxied } },
     ]);
-    for (const pair of [loaded, single]) for (const row of pair) row.ratio = ratio(row, pair[0]);
+    for (const pair of [loaded, single]) {
+      for (const row of pair) {
+        row.ratio = ratio(row, pair[0]);
+        row.loopRatio = loopRatio(row, pair[0]);
+      }
+    }
     const addedMs = Math.round((single[1].p50Ms - single[0].p50Ms) * 100) / 100;
     const measured = [...loaded.slice(0, 2), ...single];
     return {
@@ -411,6 +420,7 @@ async function main() {
     'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
     'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
     ratio: row.ratio.toFixed(2),
+    'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
     errors: row.errors,
   }));
   const targets = [...m.targets, ...p.targets, ...d.targets, ...e.targets, ...soakProxy.targets];
