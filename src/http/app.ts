@@ -107,7 +107,16 @@ export function createApp(deps: AppDeps): Express {
     );
   }
 
-  // First of the routes: the hot path should not walk every other router's layers to reach it.
+  app.use(healthRoutes(deps));
+  if (config.metrics.port === undefined) {
+    app.use(metricsRoute({ ...deps, requireApiKey: config.metrics.requireApiKey }));
+  }
+  app.use(openApiRoute());
+  app.use(jwksRoute(deps));
+  app.use(clientTokenRoute(deps));
+  app.use(claimRoute(deps));
+  app.use(upstreamTokenRoute(deps));
+  app.use(introspectionRoutes(deps));
   const { proxy } = deps;
   if (proxy) {
     // No body parser runs here: the forwarder streams the request body to the API untouched.
@@ -121,16 +130,6 @@ export function createApp(deps: AppDeps): Express {
       forwardTo(proxy),
     );
   }
-  app.use(healthRoutes(deps));
-  if (config.metrics.port === undefined) {
-    app.use(metricsRoute({ ...deps, requireApiKey: config.metrics.requireApiKey }));
-  }
-  app.use(openApiRoute());
-  app.use(jwksRoute(deps));
-  app.use(clientTokenRoute(deps));
-  app.use(claimRoute(deps));
-  app.use(upstreamTokenRoute(deps));
-  app.use(introspectionRoutes(deps));
   app.use(staticRoutes({ publicDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);
