@@ -4,9 +4,13 @@
  * the machine hits both sides alike). Prints a table and PASS/FAIL per target, writes
  * bench/results.json, and exits non-zero when a target is missed.
  *
- * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (50),
- * BENCH_SOAK_REQUESTS (1,000,000), BENCH_ONLY (a comma list of ab,c,d,e), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles to
- * bench/profiles/; see bench/profile-top.mjs).
+ * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
+ * proxy), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy).
+ *
+ * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
+ * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_ONLY (a comma
+ * list of m,p,d,e,s; all by default), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
+ * to bench/profiles/; see bench/profile-top.mjs).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +25,7 @@ import {
   formatMarkdownTable,
   formatTable,
   growthPercent,
+  loopRatio,
   median,
   ratio,
   summarise,
@@ -34,10 +39,10 @@ const mainPath = `${root}dist/main.js`;
 const settings = {
   rounds: positiveInt('BENCH_ROUNDS', 3),
   durationSeconds: positiveInt('BENCH_DURATION', 5),
-  connections: positiveInt('BENCH_CONNECTIONS', 50),
-  soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 1_000_000),
+  connections: positiveInt('BENCH_CONNECTIONS', 32),
+  soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 200_000),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
-  only: new Set((process.env.BENCH_ONLY ?? 'ab,c,d,e').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,d,e,s').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -85,9 +90,14 @@ async function signingKeySet(alg) {
   return { keys: [{ ...jwk, alg, use: 'sig' }] };
 }
 
+const profileArgs = (name) => [
+  '--cpu-prof',
+  `--cpu-prof-dir=${benchDir}profiles`,
+  `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`,
+];
+
 async function launchBroker(alg, upstream, extraEnv = {}) {
-  const profileDir = `${benchDir}profiles`;
-  if (settings.cpuProfile) await mkdir(profileDir, { recursive: true });
+  if (settings.cpuProfile) await mkdir(`${benchDir}profiles`, { recursive: true });
   const broker = await startBroker(
     mainPath,
     {
@@ -108,13 +118,7 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
       ...extraEnv,
     },
     {
-      nodeArgs: settings.cpuProfile
-        ? [
-            '--cpu-prof',
-            `--cpu-prof-dir=${profileDir}`,
-            `--cpu-prof-name=broker-${alg}-${Date.now()}.cpuprofile`,
-          ]
-        : [],
+      nodeArgs: settings.cpuProfile ? profileArgs(`broker-${alg}`) : [],
     },
   );
   children.push(broker.child);
@@ -122,7 +126,11 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
 }
 
 async function launchScript(name, env) {
-  const server = await startScript(`${benchDir}servers/${name}.mjs`, env);
+  // With BENCH_CPU_PROF, baselines are profiled too, so their costs can be compared line by line.
+  if (settings.cpuProfile) await mkdir(`${benchDir}profiles`, { recursive: true });
+  const server = await startScript(`${benchDir}servers/${name}.mjs`, env, {
+    nodeArgs: settings.cpuProfile ? profileArgs(name) : [],
+  });
   children.push(server.child);
   return server;
 }
@@ -158,79 +166,108 @@ async function post(url, headers) {
   return response.text();
 }
 
-async function scenarioAB(upstream) {
-  log('A/B: bare Express vs POST /api/client-token (EdDSA, ES256, HS256)');
+async function scenarioM(upstream) {
+  log('M: bare Express vs POST /api/client-token (EdDSA, ES256, HS256)');
   const brokers = {};
   for (const alg of ['EdDSA', 'ES256', 'HS256']) brokers[alg] = await launchBroker(alg, upstream);
-  // The baseline answers a body of the same size as a real EdDSA answer.
-  const sample = await post(`${brokers.EdDSA.url}/api/client-token`, { origin });
-  const baseline = await launchScript('baseline', { BENCH_BODY: sample });
-  const rows = await alternate([
-    { name: 'A  express baseline', load: clientTokenLoad(baseline) },
-    ...Object.entries(brokers).map(([alg, broker]) => ({
-      name: `B  client-token ${alg}`,
-      load: clientTokenLoad(broker),
-    })),
-  ]);
-  for (const broker of Object.values(brokers)) await stop(broker.child);
-  await stop(baseline.child);
-  const [a, ...b] = rows;
-  for (const row of rows) row.ratio = ratio(row, a);
-  const eddsa = b.find((row) => row.name.endsWith('EdDSA'));
-  return {
-    rows,
-    bodyBytes: Buffer.byteLength(sample),
-    targets: [
-      target('B(EdDSA)/A req/s', eddsa.ratio, '>=', 0.85),
-      target(
-        'A/B errors',
-        rows.reduce((sum, row) => sum + row.errors, 0),
-        '==',
-        0,
-      ),
-    ],
-  };
+  try {
+    // The baseline answers a body of the same size as a real EdDSA answer.
+    const sample = await post(`${brokers.EdDSA.url}/api/client-token`, { origin });
+    const baseline = await launchScript('baseline', { BENCH_BODY: sample });
+    const rows = await alternate([
+      { name: 'M  bare Express, fixed JSON', load: clientTokenLoad(baseline) },
+      ...Object.entries(brokers).map(([alg, broker]) => ({
+        name: `M  client-token ${alg}`,
+        load: clientTokenLoad(broker),
+      })),
+    ]);
+    await stop(baseline.child);
+    const [bare, ...minted] = rows;
+    for (const row of rows) {
+      row.ratio = ratio(row, bare);
+      row.loopRatio = loopRatio(row, bare);
+    }
+    const eddsa = minted.find((row) => row.name.endsWith('EdDSA'));
+    return {
+      rows,
+      bodyBytes: Buffer.byteLength(sample),
+      targets: [
+        target('M client-token(EdDSA)/bare Express req/s', eddsa.ratio, '>=', 0.8),
+        target(
+          'M errors',
+          rows.reduce((sum, row) => sum + row.errors, 0),
+          '==',
+          0,
+        ),
+      ],
+    };
+  } finally {
+    for (const broker of Object.values(brokers)) await stop(broker.child);
+  }
 }
 
-async function scenarioC(upstream) {
-  log('C: /api/proxy vs the API called directly');
+/** A GET that must answer 200; returns the body. */
+async function getOk(url, headers) {
+  const response = await fetch(url, { headers });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`${url} answered ${response.status}: ${text}`);
+  return text;
+}
+
+async function scenarioP(upstream) {
+  log('P: /api/proxy vs Express + http-proxy-middleware (keep-alive agent, fixed token)');
   const broker = await launchBroker('EdDSA', upstream);
+  const baseline = await launchScript('proxyBaseline', {
+    BENCH_API_URL: `${upstream.url}/api`,
+    BENCH_ACCESS_TOKEN: upstream.accessToken,
+  });
   try {
     const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
     const proxyHeaders = { origin, authorization: `Bearer ${token}` };
-    const probe = await fetch(`${broker.url}/api/proxy/items`, { headers: proxyHeaders });
-    if (probe.status === 404) {
-      log('SKIPPED: proxy route not present');
-      return { skipped: 'proxy route not present', rows: [], targets: [] };
-    }
-    if (!probe.ok) throw new Error(`the proxy probe answered ${probe.status}: ${await probe.text()}`);
+    // Both sides must answer the same thing, or the comparison means nothing.
+    const viaBroker = await getOk(`${broker.url}/api/proxy/items`, proxyHeaders);
+    const viaBaseline = await getOk(`${baseline.url}/api/proxy/items`, { origin });
+    if (viaBroker !== viaBaseline) throw new Error('the broker and the baseline proxy answered differently');
+    const handWritten = {
+      url: `${baseline.url}/api/proxy/items`,
+      headers: { origin },
+      pid: baseline.child.pid,
+    };
+    const proxied = { url: `${broker.url}/api/proxy/items`, headers: proxyHeaders, pid: broker.child.pid };
+    // Information only: what the API costs on its own.
     const direct = {
       url: `${upstream.url}/api/items`,
       headers: { authorization: `Bearer ${upstream.accessToken}` },
       pid: upstream.child.pid,
     };
-    const proxied = { url: `${broker.url}/api/proxy/items`, headers: proxyHeaders, pid: broker.child.pid };
     const loaded = await alternate([
-      { name: 'C  API direct', load: { ...loadDefaults(), ...direct } },
-      { name: 'C  API via /api/proxy', load: { ...loadDefaults(), ...proxied } },
+      { name: 'P  hand-written proxy', load: { ...loadDefaults(), ...handWritten } },
+      { name: 'P  /api/proxy', load: { ...loadDefaults(), ...proxied } },
+      { name: 'P  API direct (info)', load: { ...loadDefaults(), ...direct } },
     ]);
     // Added latency is measured with one caller at a time: under saturation p50 is queueing time,
     // which the throughput ratio already tells.
     const single = await alternate([
-      { name: 'C1 API direct, 1 caller', load: { connections: 1, ...direct } },
-      { name: 'C1 API via /api/proxy, 1 caller', load: { connections: 1, ...proxied } },
+      { name: 'P1 hand-written proxy, 1 caller', load: { connections: 1, ...handWritten } },
+      { name: 'P1 /api/proxy, 1 caller', load: { connections: 1, ...proxied } },
     ]);
-    for (const pair of [loaded, single]) for (const row of pair) row.ratio = ratio(row, pair[0]);
+    for (const pair of [loaded, single]) {
+      for (const row of pair) {
+        row.ratio = ratio(row, pair[0]);
+        row.loopRatio = loopRatio(row, pair[0]);
+      }
+    }
     const addedMs = Math.round((single[1].p50Ms - single[0].p50Ms) * 100) / 100;
+    const measured = [...loaded.slice(0, 2), ...single];
     return {
       rows: [...loaded, ...single],
       addedP50Ms: addedMs,
       targets: [
-        target('C proxy/direct req/s', loaded[1].ratio, '>=', 0.8),
-        target('C p50 added (ms, 1 caller)', addedMs, '<=', 1),
+        target('P /api/proxy/hand-written proxy req/s', loaded[1].ratio, '>=', 1),
+        target('P p50 added (ms, 1 caller)', addedMs, '<=', 0.5),
         target(
-          'C errors',
-          [...loaded, ...single].reduce((sum, row) => sum + row.errors, 0),
+          'P errors',
+          measured.reduce((sum, row) => sum + row.errors, 0),
           '==',
           0,
         ),
@@ -238,6 +275,7 @@ async function scenarioC(upstream) {
     };
   } finally {
     await stop(broker.child);
+    await stop(baseline.child);
   }
 }
 
@@ -286,12 +324,27 @@ async function scenarioD() {
   }
 }
 
-async function scenarioE(upstream) {
+/** The load of a soak: the mint route, or the proxy with one client token. */
+async function soakLoad(kind, broker) {
+  if (kind === 'mint') return clientTokenLoad(broker);
+  const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
+  return {
+    ...loadDefaults(),
+    url: `${broker.url}/api/proxy/items`,
+    headers: { origin, authorization: `Bearer ${token}` },
+  };
+}
+
+async function scenarioE(upstream, kind) {
   const amount = settings.soakRequests;
-  log(`E: soak of ${amount.toLocaleString('en')} requests on /api/client-token`);
+  const label = kind === 'mint' ? 'E' : 'S';
+  log(
+    `${label}: soak of ${amount.toLocaleString('en')} requests on ${kind === 'mint' ? '/api/client-token' : '/api/proxy'}`,
+  );
   const broker = await launchBroker('EdDSA', upstream);
   try {
     const pid = broker.child.pid;
+    const load = await soakLoad(kind, broker);
     const start = await rssBytes(pid);
     // RSS swings with every garbage collection: it is sampled twice a second, and "middle" and "end" are
     // the medians of the samples taken over 40-60 % and 90-100 % of the requests, not single readings.
@@ -303,7 +356,7 @@ async function scenarioE(upstream) {
     }, 500);
     const started = performance.now();
     const result = await soak({
-      ...clientTokenLoad(broker),
+      ...load,
       amount,
       onProgress(count) {
         done = count;
@@ -325,6 +378,7 @@ async function scenarioE(upstream) {
     const end = window(0.9, 1);
     const growth = growthPercent(middle, end);
     return {
+      route: kind,
       requests: result.total,
       errors: result.errors,
       requestsPerSecond: Math.round(result.total / seconds),
@@ -332,9 +386,9 @@ async function scenarioE(upstream) {
       growthMiddleToEndPercent: growth,
       samples,
       targets: [
-        target('E soak requests', result.total, '>=', amount),
-        target('E RSS growth middle->end (%)', growth, '<', 10),
-        target('E errors', result.errors, '==', 0),
+        target(`${label} soak requests`, result.total, '>=', amount),
+        target(`${label} RSS growth middle->end (%)`, growth, '<', 10),
+        target(`${label} errors`, result.errors, '==', 0),
       ],
     };
   } finally {
@@ -352,13 +406,14 @@ async function main() {
   const upstream = await launchScript('upstream', {});
   const skipped = (reason) => ({ skipped: reason, rows: [], targets: [] });
   const notSelected = skipped('not selected by BENCH_ONLY');
-  const ab = settings.only.has('ab') ? await scenarioAB(upstream) : notSelected;
-  const c = settings.only.has('c') ? await scenarioC(upstream) : notSelected;
+  const m = settings.only.has('m') ? await scenarioM(upstream) : notSelected;
+  const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
-  const e = settings.only.has('e') ? await scenarioE(upstream) : notSelected;
+  const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
+  const soakProxy = settings.only.has('s') ? await scenarioE(upstream, 'proxy') : notSelected;
   await stop(upstream.child);
 
-  const rows = [...ab.rows, ...c.rows].map((row) => ({
+  const rows = [...m.rows, ...p.rows].map((row) => ({
     scenario: row.name,
     'req/s': row.requestsPerSecond,
     'p50 ms': row.p50Ms,
@@ -366,22 +421,29 @@ async function main() {
     'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
     'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
     ratio: row.ratio.toFixed(2),
+    'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
     errors: row.errors,
   }));
-  const targets = [...ab.targets, ...c.targets, ...d.targets, ...e.targets];
+  const targets = [...m.targets, ...p.targets, ...d.targets, ...e.targets, ...soakProxy.targets];
   process.stdout.write(`\n${formatTable(rows)}\n`);
-  if (ab.skipped) process.stdout.write(`A/B SKIPPED: ${ab.skipped}\n`);
-  if (c.skipped) process.stdout.write(`C  SKIPPED: ${c.skipped}\n`);
+  if (m.skipped) process.stdout.write(`M  SKIPPED: ${m.skipped}\n`);
+  if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
   process.stdout.write(
     d.skipped
       ? `D  SKIPPED: ${d.skipped}\n`
       : `D  ${d.callers} concurrent callers, cold cache: ${d.upstreamTokenRequests} upstream token request(s)\n`,
   );
-  process.stdout.write(
-    e.skipped
-      ? `E  SKIPPED: ${e.skipped}\n\n`
-      : `E  ${e.requests.toLocaleString('en')} requests at ${e.requestsPerSecond} req/s: RSS start ${e.rssMiB.start} MiB, middle ${e.rssMiB.middle} MiB, end ${e.rssMiB.end} MiB (${e.growthMiddleToEndPercent} % middle->end)\n\n`,
-  );
+  for (const [label, soaked] of [
+    ['E', e],
+    ['S', soakProxy],
+  ]) {
+    process.stdout.write(
+      soaked.skipped
+        ? `${label}  SKIPPED: ${soaked.skipped}\n`
+        : `${label}  ${soaked.route} soak, ${soaked.requests.toLocaleString('en')} requests at ${soaked.requestsPerSecond} req/s: RSS start ${soaked.rssMiB.start} MiB, middle ${soaked.rssMiB.middle} MiB, end ${soaked.rssMiB.end} MiB (${soaked.growthMiddleToEndPercent} % middle->end)\n`,
+    );
+  }
+  process.stdout.write('\n');
   for (const item of targets) {
     process.stdout.write(
       `${item.passed ? 'PASS' : 'FAIL'}  ${item.name}: ${item.actual} (target ${item.op} ${item.limit})\n`,
@@ -395,10 +457,11 @@ async function main() {
         node: process.version,
         settings: { ...settings, only: [...settings.only] },
         markdownTable: formatMarkdownTable(rows),
-        ab,
-        c,
+        m,
+        p,
         d,
         e,
+        s: soakProxy,
         targets,
       },
       null,

@@ -32,9 +32,16 @@ export const redactPaths = [
   'apiKey',
 ];
 
+/**
+ * Standard output, asynchronous and batched: lines are written once 4 KiB have gathered, or every
+ * 100 ms, rather than one `write(2)` per line, which cost a measurable share of each proxied request.
+ * pino flushes the buffer on exit, and shutdown waits for `logger.flush()`.
+ */
+const defaultDestination = () => pino.destination({ sync: false, minLength: 4096, periodicFlush: 100 });
+
 export function createLogger(
   options: { level: string; name?: string },
-  destination: DestinationStream = pino.destination({ sync: false }),
+  destination: DestinationStream = defaultDestination(),
 ): Logger {
   return pino(
     {

@@ -147,6 +147,17 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     },
   });
   redisDegraded.set(0);
+  // Children bound to their label values once: prom-client hashes a label object on every call otherwise.
+  // Every key space is bounded (routes x error codes, outcomes, upstreams x methods x HTTP statuses).
+  const mintCounters = boundChildren((labels: { route: MintRoute; outcome: MintOutcome }) =>
+    clientTokens.labels(labels),
+  );
+  const verificationCounters = boundChildren((labels: { outcome: VerificationOutcome }) =>
+    verifications.labels(labels),
+  );
+  const proxyTimers = boundChildren((labels: { upstream: string; method: string; status: string }) =>
+    proxyRequests.labels(labels),
+  );
 
   function registerQuotaGauges(): void {
     new Gauge({
@@ -182,11 +193,13 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     cacheEvents,
     proxyRequests,
     redisDegraded,
-    recordMint: (route, outcome) => clientTokens.inc({ route, outcome }),
-    recordVerification: (outcome) => verifications.inc({ outcome }),
+    recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),
+    recordVerification: (outcome) => verificationCounters.get(outcome, () => ({ outcome })).inc(),
     observeProxyRequest({ upstream, method, status, seconds }) {
       const label = knownMethods.has(method) ? method : 'other';
-      proxyRequests.observe({ upstream, method: label, status: String(status) }, seconds);
+      proxyTimers
+        .get(`${upstream} ${label} ${status}`, () => ({ upstream, method: label, status: String(status) }))
+        .observe(seconds);
     },
     recordCacheEvent: (event, upstream) => cacheEvents.inc({ upstream, event }),
     setRedisDegraded: (degraded) => redisDegraded.set(degraded ? 1 : 0),
@@ -197,6 +210,21 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     observeQuota(upstream, status) {
       if (quotaStatuses.size === 0) registerQuotaGauges();
       quotaStatuses.set(upstream, status);
+    },
+  };
+}
+
+/** A memo of `bind(labels)` by key, for label sets drawn from a bounded space. */
+function boundChildren<L, C>(bind: (labels: L) => C) {
+  const children = new Map<string, C>();
+  return {
+    get(key: string, labels: () => L): C {
+      let child = children.get(key);
+      if (child === undefined) {
+        child = bind(labels());
+        children.set(key, child);
+      }
+      return child;
     },
   };
 }

@@ -9,8 +9,8 @@ import { createInterface } from 'node:readline';
  * Starts a bench server script that prints one JSON line (`{"port":n,...}`) once listening, and
  * resolves with that line's fields and the child.
  */
-export async function startScript(script, env = {}) {
-  const child = spawn(process.execPath, [script], {
+export async function startScript(script, env = {}, { nodeArgs = [] } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -27,6 +27,10 @@ export interface Target {
 export function median(values: number[]): number;
 export function summarise(name: string, rounds: Round[]): Row;
 export function ratio(row: { requestsPerSecond: number }, baseline: { requestsPerSecond: number }): number;
+export function loopRatio(
+  row: { loopMicrosPerRequest: number },
+  baseline: { loopMicrosPerRequest: number },
+): number;
 export function target(name: string, actual: number, op: Target['op'], limit: number): Target;
 export function growthPercent(from: number, to: number): number;
 export function formatTable(rows: Record<string, unknown>[]): string;

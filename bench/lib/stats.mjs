@@ -36,6 +36,15 @@ export function ratio(row, baseline) {
 }
 
 /**
+ * The baseline's event-loop time per request over the row's, two decimals: what the throughput ratio
+ * would be if the event loop were the only limit. It moves much less than req/s when other processes
+ * share the machine, so it is printed beside the ratio as a check on it. NaN without both figures.
+ */
+export function loopRatio(row, baseline) {
+  return Math.round((baseline.loopMicrosPerRequest / row.loopMicrosPerRequest) * 100) / 100;
+}
+
+/**
  * A target: `actual` compared with `limit` by `op`. Passes only for a finite actual value.
  * @param {string} name
  * @param {number} actual

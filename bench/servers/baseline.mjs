@@ -12,3 +12,5 @@ app.all('/api/client-token', (_req, res) => {
 const server = app.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
 });
+// Exit on SIGTERM through process.exit, so a CPU profile (BENCH_CPU_PROF) is written.
+process.once('SIGTERM', () => process.exit(0));

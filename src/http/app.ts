@@ -17,6 +17,7 @@ import type { RedisStatus } from '../store/redisConnection.js';
 import type { Upstreams } from '../upstreams.js';
 import { bodyIdleTimeout } from './bodyIdleTimeout.js';
 import { allowedOriginsCors } from './cors.js';
+import { fixedHeaders } from './fixedHeaders.js';
 import { originHeaderLimit } from './originHeaderLimit.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { RateLimits } from './rateLimits.js';
@@ -74,17 +75,20 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(requestContext(logger));
   app.use(requestMetrics(deps.metrics));
+  // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
   app.use(
-    helmet({
-      contentSecurityPolicy: {
-        directives: {
-          defaultSrc: ["'self'"],
-          connectSrc: ["'self'"],
-          frameAncestors: ["'none'"],
-          formAction: ["'none'"],
+    fixedHeaders(
+      helmet({
+        contentSecurityPolicy: {
+          directives: {
+            defaultSrc: ["'self'"],
+            connectSrc: ["'self'"],
+            frameAncestors: ["'none'"],
+            formAction: ["'none'"],
+          },
         },
-      },
-    }),
+      }),
+    ),
   );
 
   app.use(originHeaderLimit);

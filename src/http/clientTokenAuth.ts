@@ -43,7 +43,9 @@ export function verifyClientToken({
     const claims = await clientTokens.verify(token);
     // Origin and address first: a proof is remembered only for a request that passed every other check,
     // so a stolen token used from elsewhere cannot fill the replay cache.
-    const origin = requestOrigin(req.headers);
+    // A browser sends the origin exactly as the token holds it (normalised): then it needs no parsing.
+    const sent = req.headers.origin;
+    const origin = sent === claims.origin ? sent : requestOrigin(req.headers);
     if (origin !== claims.origin) {
       throw new BrokerError('origin_mismatch', {
         detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',

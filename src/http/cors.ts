@@ -16,6 +16,11 @@ export function allowedOriginsCors(
   };
   const handler = cors({
     origin: (origin, callback) => {
+      // An allowed origin sent in its normalised form (what browsers send) is allowed as it stands.
+      if (origin !== undefined && originPolicy.isAllowed(origin)) {
+        callback(null, true);
+        return;
+      }
       const normalized = origin === undefined ? undefined : normalizeOrigin(origin);
       callback(null, normalized !== undefined && originPolicy.isAllowed(normalized));
     },

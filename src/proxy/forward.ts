@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { TokenCache } from '../upstream/types.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { relayBody } from './relayBody.js';
 import { createRenewalGate } from './renewalGate.js';
 import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
 import { parseApiUrl, upstreamTarget } from './targetUrl.js';
@@ -181,11 +181,10 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       }
       res.statusCode = response.statusCode;
       copyHeaders(res, downstreamResponseHeaders(response.headers));
-      res.flushHeaders();
       response.body.once('error', () => {
         upstreamFailed = true;
       });
-      await pipeline(response.body, res);
+      await relayBody(response.body, res, controller.signal);
       log.debug(
         {
           method,

@@ -10,6 +10,7 @@ import { isCanonicalCompactJws } from './base64url.js';
 import { createCompactSigner } from './compactSigner.js';
 import type { SigningKeys } from './keys.js';
 import type { RevocationList } from './revocations.js';
+import { createVerifiedTokens } from './verifiedTokens.js';
 
 /**
  * The explicit `typ` of a client token, so no other JWT signed by a key we trust (or an upstream access
@@ -88,17 +89,48 @@ export interface ClientTokensOptions {
   config: Config['clientToken'];
   clock: Clock;
   revocations?: RevocationList;
+  /**
+   * How many verified tokens to remember, so a token used again skips the signature check until its
+   * `exp` (default 10,000, a few MiB at most; 0 turns it off). See verifiedTokens.ts.
+   */
+  verifiedTokensMax?: number;
 }
 
 /** RFC 6750 §3.1: a bad bearer token is `invalid_token`. */
 const challenge = { 'WWW-Authenticate': 'Bearer error="invalid_token"' };
 const required = ['exp', 'iat', 'jti', 'sub', 'origin'];
 
-export function createClientTokens({ keys, config, clock, revocations }: ClientTokensOptions): ClientTokens {
+export function createClientTokens({
+  keys,
+  config,
+  clock,
+  revocations,
+  verifiedTokensMax = 10_000,
+}: ClientTokensOptions): ClientTokens {
   const { signer } = keys;
   // The header never changes: encoded once, not per token.
   const signToken = createCompactSigner(signer, { kid: signer.kid, typ: clientTokenType });
   const tolerance = config.clockToleranceSeconds;
+  const verified = createVerifiedTokens<ClientTokenClaims>({ clock, maxEntries: verifiedTokensMax });
+
+  /**
+   * The time checks `jwtVerify` made, for a token taken from `verified`: `exp` with tolerance, and `iat`
+   * neither in the future nor older than the longest lifetime we mint. As strict as jose, so a token
+   * that fails here goes through full verification and is refused with the same reason.
+   */
+  const stillTimely = ({ iat, exp }: ClientTokenClaims) => {
+    const now = Math.floor(clock.now() / 1000);
+    const age = now - iat;
+    return exp > now - tolerance && age >= -tolerance && age - tolerance <= config.ttlSeconds;
+  };
+
+  /** Checked on every call, cached or not: a revocation takes effect at once. */
+  const notRevoked = (claims: ClientTokenClaims) => {
+    if (revocations?.isRevoked(claims.jti)) {
+      throw new BrokerError('token_revoked', { headers: challenge });
+    }
+    return claims;
+  };
 
   /** The reason goes to the log through `cause`; it names a check, never token content. */
   const refuse = (reason: string, detail?: string) =>
@@ -136,6 +168,8 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
     async verify(token) {
       // Cheap checks first: nothing is parsed or verified for input that cannot be one of ours.
       if (typeof token !== 'string' || token.length > maxClientTokenLength) throw refuse('size');
+      const known = verified.get(token);
+      if (known !== undefined && stillTimely(known)) return notRevoked(known);
       if (!isCanonicalCompactJws(token)) {
         throw refuse('shape', 'the client token is not a compact JWS in canonical base64url');
       }
@@ -189,10 +223,13 @@ export function createClientTokens({ keys, config, clock, revocations }: ClientT
       ) {
         throw refuse('ip_prefix');
       }
-      if (revocations?.isRevoked(claims.jti)) {
-        throw new BrokerError('token_revoked', { headers: challenge });
-      }
-      return ipPrefix === undefined ? claims : { ...claims, ipPrefix };
+      // Frozen: one object now answers every call with this token.
+      const result: ClientTokenClaims = Object.freeze(
+        ipPrefix === undefined ? claims : { ...claims, ipPrefix },
+      );
+      if (result.cnf) Object.freeze(result.cnf);
+      verified.set(token, result, (claims.exp + tolerance) * 1000);
+      return notRevoked(result);
     },
   };
 }

@@ -3,6 +3,7 @@ import {
   formatMarkdownTable,
   formatTable,
   growthPercent,
+  loopRatio,
   median,
   ratio,
   summarise,
@@ -30,6 +31,12 @@ describe('bench statistics', () => {
     });
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(() => median([])).toThrow();
+  });
+
+  it('when a row spends more event-loop time per request than its baseline, then its loop ratio is below 1', () => {
+    expect(loopRatio({ loopMicrosPerRequest: 400 }, { loopMicrosPerRequest: 300 })).toBe(0.75);
+    expect(loopRatio({ loopMicrosPerRequest: 200 }, { loopMicrosPerRequest: 300 })).toBe(1.5);
+    expect(loopRatio({ loopMicrosPerRequest: Number.NaN }, { loopMicrosPerRequest: 300 })).toBeNaN();
   });
 
   it('when a row is compared with its baseline, then the ratio is its share of the baseline throughput', () => {
