@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { list } from '../config/fields.js';
 
 export interface RedisEndpoint {
   host: string;
@@ -31,14 +32,7 @@ export function parseEndpoint(text: string): RedisEndpoint | undefined {
 }
 
 /** A comma-separated list of `host:port`; empty or unset is an empty list. */
-export const hostPortList = z.preprocess(
-  (value) =>
-    typeof value === 'string'
-      ? value
-          .split(',')
-          .map((item) => item.trim())
-          .filter(Boolean)
-      : [],
+export const hostPortList = list.pipe(
   z.array(
     z.string().transform((value, ctx) => {
       const endpoint = parseEndpoint(value);

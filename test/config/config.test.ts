@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, envSchema, loadConfig, secretSettings } from '../../src/config.js';
+import { envSchema, loadConfig, secretSettings } from '../../src/config.js';
+import { configProblems } from '../support/expectErrors.js';
 
 const upstream = {
   UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
@@ -8,16 +9,6 @@ const upstream = {
   UPSTREAM_CLIENT_SECRET: 'an-upstream-secret-value',
 };
 const signingKeys = JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'x', d: 'd' }] });
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('loadConfig', () => {
   it('when nothing is set outside production, then defaults apply and no upstream is configured', () => {
@@ -32,7 +23,7 @@ describe('loadConfig', () => {
   });
 
   it('when several variables are bad, then every one is reported at once', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       PORT: 'eighty',
       CLIENT_TOKEN_TTL: '0',
       CLIENT_TOKEN_BIND_IP: 'sometimes',
@@ -58,7 +49,7 @@ describe('loadConfig', () => {
 
   it('when a secret is malformed, then the problem names the variable but never its value', () => {
     const secret = 'short-but-secret';
-    const problems = problemsOf({
+    const problems = configProblems({
       ...upstream,
       BROKER_API_KEYS: 'tiny',
       SIGNING_KEYS: `{"keys":"${secret}"}`,
@@ -71,7 +62,7 @@ describe('loadConfig', () => {
   });
 
   it('when an upstream is half configured, then each missing part is named', () => {
-    const problems = problemsOf({ UPSTREAM_TOKEN_URL: upstream.UPSTREAM_TOKEN_URL });
+    const problems = configProblems({ UPSTREAM_TOKEN_URL: upstream.UPSTREAM_TOKEN_URL });
     expect(problems).toEqual([
       expect.stringMatching(/^UPSTREAM_CLIENT_ID:/),
       expect.stringMatching(/^UPSTREAM_CLIENT_SECRET:/),
@@ -79,7 +70,7 @@ describe('loadConfig', () => {
   });
 
   it('when production has neither signing keys nor an upstream, then it refuses to start, naming both', () => {
-    const problems = problemsOf({ NODE_ENV: 'production' });
+    const problems = configProblems({ NODE_ENV: 'production' });
     expect(problems.some((problem) => problem.startsWith('SIGNING_KEYS:'))).toBe(true);
     expect(
       problems.some((problem) =>
@@ -112,13 +103,13 @@ describe('loadConfig', () => {
   });
 
   it('when NAME_FILE cannot be read or is set beside NAME, then that is reported', () => {
-    const unreadable = problemsOf({
+    const unreadable = configProblems({
       ...upstream,
       UPSTREAM_CLIENT_SECRET: '',
       UPSTREAM_CLIENT_SECRET_FILE: '/nope',
     });
     expect(unreadable.join('\n')).toMatch(/UPSTREAM_CLIENT_SECRET_FILE: cannot read \/nope/);
-    const both = problemsOf({ ...upstream, UPSTREAM_CLIENT_SECRET_FILE: '/run/x' });
+    const both = configProblems({ ...upstream, UPSTREAM_CLIENT_SECRET_FILE: '/run/x' });
     expect(both.join('\n')).toMatch(/UPSTREAM_CLIENT_SECRET_FILE: set together with UPSTREAM_CLIENT_SECRET/);
   });
 
@@ -128,7 +119,7 @@ describe('loadConfig', () => {
       'loopback',
       '10.0.0.0/8',
     ]);
-    expect(problemsOf({ TRUST_PROXY: 'everyone' })[0]).toMatch(/^TRUST_PROXY:/);
+    expect(configProblems({ TRUST_PROXY: 'everyone' })[0]).toMatch(/^TRUST_PROXY:/);
   });
 
   it('when allowed origins are given loosely, then they are normalised', () => {

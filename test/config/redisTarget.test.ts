@@ -1,18 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import { describeRedisTarget, parseEndpoint } from '../../src/store/redisTarget.js';
+import { configProblems } from '../support/expectErrors.js';
 
 const cacheKey = { CACHE_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64') };
 
-function problemsOf(env: Record<string, string>, files: Record<string, string> = {}): string[] {
-  try {
-    loadConfig(env, { readFile: (path) => files[path] ?? fail(path) });
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problemsOf = (env: Record<string, string>, files: Record<string, string> = {}) =>
+  configProblems(env, { readFile: (path) => files[path] ?? fail(path) });
 
 function fail(path: string): never {
   throw Object.assign(new Error(`no ${path}`), { code: 'ENOENT' });

@@ -3,19 +3,10 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { settingMeta } from '../../src/config/meta.js';
 import { renderConfigurationReference } from '../../src/config/reference.js';
-import { ConfigError, configParts, envSchema, loadConfig } from '../../src/config.js';
+import { configParts, envSchema } from '../../src/config.js';
+import { configProblems } from '../support/expectErrors.js';
 
 const settings = Object.entries(envSchema.shape) as [string, z.ZodType][];
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('configuration reference', () => {
   it('when rendered from the schema, then it equals the committed docs/configuration.md (run npm run docs:config)', () => {
@@ -41,16 +32,16 @@ describe('configuration reference', () => {
 
 describe('config errors', () => {
   it('when PORT or a URL is malformed, then the problem says what is expected and gives a valid example', () => {
-    expect(problemsOf({ PORT: 'eighty' })).toEqual([
+    expect(configProblems({ PORT: 'eighty' })).toEqual([
       'PORT: must be a whole number from 0 to 65535, e.g. PORT=8080',
     ]);
-    expect(problemsOf({ UPSTREAM_TOKEN_URL: 'auth.example.com/token' })[0]).toBe(
+    expect(configProblems({ UPSTREAM_TOKEN_URL: 'auth.example.com/token' })[0]).toBe(
       'UPSTREAM_TOKEN_URL: must be an absolute http(s) URL, e.g. UPSTREAM_TOKEN_URL=https://auth.example.com/oauth/token',
     );
   });
 
   it('when many settings are wrong or missing, then every problem carries an example and no secret', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       NODE_ENV: 'production',
       PORT: '99999',
       CLIENT_TOKEN_BIND_IP: 'sometimes',

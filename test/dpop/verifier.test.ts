@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { accessTokenHash, createDpopProofVerifier, type ProofExpectation } from '../../src/dpop/proof.js';
 import { createMemoryReplayCache } from '../../src/dpop/replayCache.js';
-import { BrokerError } from '../../src/errors.js';
 import { ath, makeProof, proofKey } from '../support/dpopProofs.js';
+import { refusal } from '../support/expectErrors.js';
 
 const start = Date.UTC(2026, 0, 1, 12);
 const url = 'https://broker.example.com/api/proxy/items';
@@ -15,15 +15,6 @@ function verifierAt(clock = createManualClock(start)) {
     windowSeconds: 60,
   });
   return { clock, verifier };
-}
-
-async function refusal(promise: Promise<unknown>): Promise<BrokerError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  if (!(error instanceof BrokerError)) throw new Error('expected a BrokerError');
-  return error;
 }
 
 describe('DPoP proof verification', () => {

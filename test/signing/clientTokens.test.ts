@@ -1,23 +1,14 @@
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import { BrokerError } from '../../src/errors.js';
 import { createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys, type SigningKeys } from '../../src/signing/keys.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
+import { refusal } from '../support/expectErrors.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 import { clientTokenConfig as config, privateJwk } from '../support/signingKeys.js';
 
 const origin = 'https://app.example.com';
-
-async function refusal(promise: Promise<unknown>): Promise<BrokerError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  if (!(error instanceof BrokerError)) throw new Error('expected a BrokerError');
-  return error;
-}
 
 let keys: SigningKeys;
 beforeAll(async () => {

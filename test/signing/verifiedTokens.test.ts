@@ -1,33 +1,15 @@
 import { exportJWK, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config.js';
-import { BrokerError } from '../../src/errors.js';
 import { createClientTokens } from '../../src/signing/clientTokens.js';
 import { loadSigningKeys, type SigningKeys } from '../../src/signing/keys.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
 import { createVerifiedTokens } from '../../src/signing/verifiedTokens.js';
+import { refusal } from '../support/expectErrors.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { clientTokenConfig as config } from '../support/signingKeys.js';
 
-const config: Config['clientToken'] = {
-  ttlSeconds: 900,
-  bindIp: 'exact',
-  ipv4Prefix: 24,
-  ipv6Prefix: 64,
-  issuer: 'urn:token-broker',
-  audience: 'urn:token-broker:proxy',
-  clockToleranceSeconds: 5,
-};
 const origin = 'https://app.example.com';
-
-async function refusal(promise: Promise<unknown>): Promise<BrokerError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  if (!(error instanceof BrokerError)) throw new Error('expected a BrokerError');
-  return error;
-}
 
 let keys: SigningKeys;
 beforeAll(async () => {

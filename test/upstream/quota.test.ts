@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createManualClock, type ManualClock } from '../../src/clock.js';
-import { BrokerError } from '../../src/errors.js';
 import {
   createMemoryQuotaCounter,
   createQuotaGovernor,
@@ -15,6 +14,7 @@ import {
 } from '../../src/upstream/quota.js';
 import { createTokenCache } from '../../src/upstream/tokenCache.js';
 import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
+import { refusal } from '../support/expectErrors.js';
 import { createFakeTimers } from '../support/fakeTimers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 
@@ -73,15 +73,6 @@ function replica(clock: ManualClock, quota: QuotaGovernor, lifetimeMs = hour) {
     quota,
   });
   return { cache, calls: fake.calls, timers };
-}
-
-async function refusalOf(promise: Promise<unknown>): Promise<BrokerError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(BrokerError);
-  return error as BrokerError;
 }
 
 describe('UPSTREAM_TOKEN_QUOTA', () => {
@@ -206,12 +197,12 @@ describe('token cache under a quota', () => {
     await r.cache.invalidate((await r.cache.get()).accessToken);
     clock.advance(15_500);
 
-    const refusal = await refusalOf(r.cache.get());
-    expect(refusal.code).toBe('upstream_unavailable');
-    expect(refusal.status).toBe(503);
+    const refused = await refusal(r.cache.get());
+    expect(refused.code).toBe('upstream_unavailable');
+    expect(refused.status).toBe(503);
     // 10:20:15.5 → 11:00:00: 2384.5 s, rounded up.
-    expect(refusal.headers).toEqual({ 'Retry-After': '2385' });
-    expect((await refusalOf(r.cache.get())).code).toBe('upstream_unavailable');
+    expect(refused.headers).toEqual({ 'Retry-After': '2385' });
+    expect((await refusal(r.cache.get())).code).toBe('upstream_unavailable');
     expect(r.calls.count).toBe(2);
     expect(at('error')).toHaveLength(1);
     expect(r.cache.status().lastError).toBeUndefined();
@@ -235,7 +226,7 @@ describe('token cache under a quota', () => {
     expect(bGovernor.status()).toMatchObject({ used: 3 });
 
     await a.cache.invalidate((await a.cache.get()).accessToken);
-    expect((await refusalOf(a.cache.get())).headers['Retry-After']).toBe('2400');
+    expect((await refusal(a.cache.get())).headers['Retry-After']).toBe('2400');
     expect(a.calls.count + b.calls.count).toBe(3);
     a.cache.close();
     b.cache.close();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
+import { configProblems } from '../support/expectErrors.js';
 
 const secret = 'an-upstream-secret-value';
 const shared = (prefix: string, overrides: Record<string, string> = {}) => ({
@@ -9,16 +10,6 @@ const shared = (prefix: string, overrides: Record<string, string> = {}) => ({
   [`${prefix}AUDIENCE`]: 'https://api.example.com',
   ...overrides,
 });
-
-function problemsOf(env: Record<string, string>, readFile?: (path: string) => string): string[] {
-  try {
-    loadConfig(env, readFile ? { readFile } : {});
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('named upstreams: configuration', () => {
   it('when UPSTREAMS is unset, then the unprefixed settings are the one upstream "default", unnamed in routes', () => {
@@ -78,7 +69,7 @@ describe('named upstreams: configuration', () => {
   });
 
   it('when a named upstream is wrong, then each line names the prefixed variable and never the secret', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       UPSTREAMS: 'uitpas,entry',
       ...shared('UPSTREAM_UITPAS_', { UPSTREAM_UITPAS_PROFILE: 'soap', UPSTREAM_UITPAS_TIMEOUT_MS: 'soon' }),
       UPSTREAM_ENTRY_TOKEN_URL: 'not a url',
@@ -103,7 +94,7 @@ describe('named upstreams: configuration', () => {
   });
 
   it('when a listed upstream misses required settings, then the lines name its prefixed variables', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       UPSTREAMS: 'uitpas,entry',
       ...shared('UPSTREAM_UITPAS_', { UPSTREAM_UITPAS_CLIENT_ID: '', UPSTREAM_UITPAS_CLIENT_SECRET: '' }),
     });
@@ -119,14 +110,14 @@ describe('named upstreams: configuration', () => {
   });
 
   it('when UPSTREAMS is set, then each unprefixed UPSTREAM_* setting is refused, naming the prefixed form', () => {
-    const problems = problemsOf(
+    const problems = configProblems(
       {
         UPSTREAMS: 'entry',
         ...shared('UPSTREAM_ENTRY_'),
         UPSTREAM_API_URL: 'https://api.example.com',
         UPSTREAM_CLIENT_SECRET_FILE: '/run/secrets/x',
       },
-      () => 'read-but-unused',
+      { readFile: () => 'read-but-unused' },
     );
     expect(problems).toEqual([
       'UPSTREAM_API_URL: not used with UPSTREAMS; set UPSTREAM_<NAME>_API_URL for each upstream instead',
@@ -136,17 +127,17 @@ describe('named upstreams: configuration', () => {
 
   it('when a setting names an unlisted upstream, then it is refused, with or without UPSTREAMS', () => {
     expect(
-      problemsOf({ ...shared('UPSTREAM_'), UPSTREAM_ENTRY_API_URL: 'https://entry.example.com' }),
+      configProblems({ ...shared('UPSTREAM_'), UPSTREAM_ENTRY_API_URL: 'https://entry.example.com' }),
     ).toEqual([
       'UPSTREAM_ENTRY_API_URL: names upstream "entry", but UPSTREAMS is not set (list it, e.g. UPSTREAMS=entry,...)',
     ]);
     expect(
-      problemsOf({ UPSTREAMS: 'uitpas', ...shared('UPSTREAM_UITPAS_'), UPSTREAM_ENTRI_AUDIENCE: 'typo' }),
+      configProblems({ UPSTREAMS: 'uitpas', ...shared('UPSTREAM_UITPAS_'), UPSTREAM_ENTRI_AUDIENCE: 'typo' }),
     ).toEqual(['UPSTREAM_ENTRI_AUDIENCE: names upstream "entri", which UPSTREAMS (uitpas) does not list']);
   });
 
   it('when a name is malformed, listed twice or reads as another setting, then each is one line', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       UPSTREAMS: `Entry,uitpas,uitpas,api,client-assertion,a_b,${'x'.repeat(33)},uitpas-api`,
       ...shared('UPSTREAM_UITPAS_'),
     });
@@ -162,7 +153,7 @@ describe('named upstreams: configuration', () => {
   });
 
   it('when two names get the same token with different token settings, then the second is refused', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       UPSTREAMS: 'uitpas,entry',
       ...shared('UPSTREAM_UITPAS_'),
       ...shared('UPSTREAM_ENTRY_', { UPSTREAM_ENTRY_TIMEOUT_MS: '9000' }),
@@ -181,7 +172,7 @@ describe('named upstreams: configuration', () => {
   });
 
   it('when UPSTREAMS is set in production, then no dev upstream is implied and each name must be complete', () => {
-    const problems = problemsOf({ NODE_ENV: 'production', UPSTREAMS: 'entry' });
+    const problems = configProblems({ NODE_ENV: 'production', UPSTREAMS: 'entry' });
     expect(problems).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^UPSTREAM_ENTRY_TOKEN_URL: upstream "entry" is listed/),
