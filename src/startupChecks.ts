@@ -8,7 +8,12 @@ import { devOrigins } from './origins.js';
  * does not have to find out from a bare 403 or 404.
  */
 export interface StartupWarning {
-  code: 'proxy_disabled' | 'no_allowed_origins' | 'dev_origin_replaced' | 'upstream_unreachable';
+  code:
+    | 'proxy_disabled'
+    | 'no_allowed_origins'
+    | 'dev_origin_replaced'
+    | 'upstream_unreachable'
+    | 'metrics_refused';
   message: string;
 }
 
@@ -29,6 +34,14 @@ export function configWarnings(config: Config, { devUpstream }: { devUpstream: b
     warnings.push({
       code: 'proxy_disabled',
       message: `${setting} is not set: ${route} is off and answers 404 not_found`,
+    });
+  }
+  // METRICS_REQUIRE_API_KEY=true without keys is a config error; production asks for a key by itself.
+  if (config.metrics.requireApiKey && config.metrics.port === undefined && config.apiKeys.length === 0) {
+    warnings.push({
+      code: 'metrics_refused',
+      message:
+        '/metrics needs a broker API key and BROKER_API_KEYS is empty: every scrape is refused; set BROKER_API_KEYS, or METRICS_PORT to serve /metrics on a port of its own',
     });
   }
   if (config.allowedOrigins.length === 0) {

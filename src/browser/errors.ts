@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 
-/** Codes the broker puts in its RFC 9457 problem answers (README, "Error codes"). */
+/** Codes the broker puts in its RFC 9457 problem answers (docs/routes.md, "Error codes"). */
 export type BrokerErrorCode = ErrorCode;
 
 /**

@@ -1,5 +1,11 @@
+import type { RenewableCode } from './types.js';
+
 /** Proxy refusals that a new token can fix. `origin_mismatch` is not one: a new token is bound to the same origin. */
-const RENEWABLE_CODES = new Set(['invalid_client_token', 'ip_mismatch', 'token_revoked']);
+const RENEWABLE_CODES: ReadonlySet<string> = new Set<RenewableCode>([
+  'invalid_client_token',
+  'ip_mismatch',
+  'token_revoked',
+]);
 
 /** A refused DPoP proof: the call is sent once more with the same token and a fresh proof. */
 export const PROOF_REFUSED = 'invalid_dpop_proof';

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
+import { secretSuffixes } from '../config/upstreamNames.js';
 import { type Config, ConfigError, loadConfig, secretSettings } from '../config.js';
 import { devOrigins } from '../origins.js';
 import { configWarnings } from '../startupChecks.js';
@@ -114,11 +115,12 @@ Options:
     }
     const { secrets } = ctx;
     // Named upstreams carry their secrets under their own prefix (UPSTREAM_<NAME>_CLIENT_SECRET).
+    const namedSecret = new RegExp(`^UPSTREAM_[A-Z0-9_]+_(${secretSuffixes.join('|')})$`);
     const secretNames = [
       ...secretSettings,
       ...Object.keys(env)
         .map((name) => name.replace(/_FILE$/, ''))
-        .filter((name) => /^UPSTREAM_[A-Z0-9_]+_CLIENT_(SECRET|KEY)$/.test(name)),
+        .filter((name) => namedSecret.test(name)),
     ];
     for (const name of secretNames) remember(secrets, name, env[name]);
     const readFile = (path: string) => {

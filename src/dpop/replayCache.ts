@@ -131,6 +131,8 @@ export function createMemoryReplayCache({
         owned = { live: 0, queue: createQueue() };
         byOwner.set(owner, owned);
       }
+      // A key in steady use below its share would otherwise keep every expired entry in its queue.
+      else dropExpired(owned.queue, now);
       owned.live += 1;
       owned.queue.push(entry);
       return 'new';

@@ -49,7 +49,7 @@ export interface AppDeps {
   upstreams: Upstreams;
   revocations: RevocationList;
   metrics: Metrics;
-  /** Per-IP limits on the token and API-key routes; none when absent. */
+  /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
   /** Shared-state health for `/readyz` when Redis is configured. */
   redisStatus?: () => RedisStatus;

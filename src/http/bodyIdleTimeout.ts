@@ -7,7 +7,8 @@ import { sendProblem } from './problem.js';
  * yet (with `Connection: close`, RFC 9110 §15.5.9), else the connection is cut. Node's own
  * `requestTimeout` bounds the whole request (5 minutes); this bounds the silences in it, so an upload that
  * never finishes cannot hold a connection, a body parser or a proxied exchange for long. The socket's
- * `data` events are watched rather than the request's, so the body stream itself is left untouched.
+ * `data` events are watched rather than the request's, so the body stream itself is left untouched; a
+ * silence while the broker itself is not reading the body does not count.
  */
 export function bodyIdleTimeout(idleMs: number): RequestHandler {
   return (req, res, next) => {
@@ -27,6 +28,12 @@ export function bodyIdleTimeout(idleMs: number): RequestHandler {
       req.off('close', stop);
     };
     const onIdle = () => {
+      // Back-pressure, not the client: body data waits unread in the request, so the broker is the slow
+      // reader and Node has stopped reading the socket. The consumer's own deadline bounds that.
+      if (req.readableLength > 0) {
+        arm();
+        return;
+      }
       stop();
       if (res.headersSent) {
         res.destroy();

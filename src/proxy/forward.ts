@@ -155,8 +155,9 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     };
 
     let response: Dispatcher.ResponseData | undefined;
+    let body: OutgoingBody | undefined;
     try {
-      const body = await prepareBody(req, maxReplayBytes, controller.signal);
+      body = await prepareBody(req, maxReplayBytes, controller.signal);
       let token = await cache.get();
       response = await send(token.accessToken, body);
       let retried = false;
@@ -206,7 +207,9 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
               ? 'client closed'
               : undefined;
       if (reason === undefined) {
-        // Read and drop what the client is still uploading, so it gets to read the answer.
+        // Read and drop what the client is still uploading, so it gets to read the answer: a streamed body
+        // that never reached the API is destroyed first (which unpipes it), or it would pause the upload again.
+        if (body?.replayable === false) body.stream.destroy();
         if (!req.complete) req.resume();
         throw failureBeforeHeaders(error, controller.signal);
       }

@@ -91,7 +91,7 @@ export interface ClientTokensOptions {
   revocations?: RevocationList;
   /**
    * How many verified tokens to remember, so a token used again skips the signature check until its
-   * `exp` (default 10,000, a few MiB at most; 0 turns it off). See verifiedTokens.ts.
+   * `exp` (default 10,000: with tokens of up to 4 KiB, some 10–40 MiB at most; 0 turns it off). See verifiedTokens.ts.
    */
   verifiedTokensMax?: number;
 }
@@ -228,6 +228,7 @@ export function createClientTokens({
         ipPrefix === undefined ? claims : { ...claims, ipPrefix },
       );
       if (result.cnf) Object.freeze(result.cnf);
+      if (result.upstreams) Object.freeze(result.upstreams);
       verified.set(token, result, (claims.exp + tolerance) * 1000);
       return notRevoked(result);
     },

@@ -5,8 +5,9 @@ import type { Clock } from '../clock.js';
  * a deadline (its `exp` plus clock tolerance). Verifying an Ed25519 or ECDSA signature and parsing the
  * claims again on every proxied call of the same token is most of the proxy's own CPU time; the
  * checks that depend on the moment or the request (lifetime, revocation, origin, IP, DPoP) are not cached
- * here and run on every call. Bounded: when full, the oldest entry goes first (client tokens share one
- * lifetime, so the oldest is also the first to expire), so memory never grows with the traffic.
+ * here and run on every call. Bounded: when full, the entry verified first goes first (not always the
+ * first to expire: a token may be verified long after it was minted), so memory never grows with the
+ * traffic.
  */
 export interface VerifiedTokens<T> {
   /** The value stored for this exact token, unless its deadline has passed (then it is dropped). */

@@ -1,6 +1,6 @@
 /**
- * A small key-value store with expiry: in memory by default, Redis when `REDIS_URL` is set, so a fleet
- * of replicas shares tokens and revocations. Values are opaque strings (callers serialise).
+ * A small key-value store with expiry: in memory by default, Redis when one is configured (`REDIS_URL`,
+ * Sentinel or Cluster), so a fleet of replicas shares tokens and revocations. Values are opaque strings (callers serialise).
  */
 export interface KeyValueStore {
   get(key: string): Promise<string | undefined>;

@@ -47,7 +47,10 @@ export function createFailureStreak({
   function refusal(waitMs: number): BrokerError {
     if (rejected) {
       // The OAuth error code tells the operator what to fix; the upstream's own description stays in the log.
-      const error = cause instanceof UpstreamError ? ` (${cause.error})` : '';
+      // Only a well-formed code (RFC 6749 §5.2: printable ASCII, no quote or backslash) reaches the client.
+      const code = cause instanceof UpstreamError ? cause.error : undefined;
+      const error =
+        code !== undefined && /^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(code) ? ` (${code})` : '';
       return new BrokerError('upstream_rejected', {
         detail: `the upstream authorization server refused the broker's client credentials or configuration${error}; an operator must fix the UPSTREAM_* settings`,
         cause,

@@ -1,4 +1,5 @@
-import { connect, type Socket } from 'node:net';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiServer, startEchoApi } from '../support/apiServers.js';
 import { type FakeUpstreamBroker, startBroker } from '../support/broker.js';
@@ -129,5 +130,40 @@ describe('connections per address', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const health = await fetch(`${broker.url}/healthz`, { headers: { connection: 'close' } });
     expect(health.status).toBe(200);
+  });
+});
+
+describe('an upload the API reads slowly', () => {
+  it('when the API pauses longer than the idle bound before reading a large body, then the upload is forwarded whole', async () => {
+    // The broker, not the client, stops reading: that back-pressure is no stalled upload.
+    const api = createServer((req, res) => {
+      setTimeout(() => {
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+        });
+        req.on('end', () => res.end(JSON.stringify({ bytes })));
+      }, idleMs * 3);
+    });
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}/`;
+    try {
+      const broker = await startBroker({
+        upstream: 'fake',
+        env: { UPSTREAM_API_URL: apiUrl, BODY_IDLE_TIMEOUT_MS: String(idleMs), UPSTREAM_TIMEOUT_MS: '10000' },
+      });
+      const token = registerSecret('slow API client token', await broker.clientToken(origin));
+      const size = 4 * 1024 * 1024;
+      const answer = await broker.request({
+        method: 'POST',
+        path: '/api/proxy/upload',
+        headers: { origin, authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+        body: Buffer.alloc(size, 1),
+      });
+      expect(answer.status).toBe(200);
+      expect(JSON.parse(answer.body)).toEqual({ bytes: size });
+    } finally {
+      api.close();
+    }
   });
 });

@@ -41,6 +41,19 @@ describe('configWarnings', () => {
     expect(codes({ ...env, ALLOWED_ORIGINS: 'https://app.example.com' }, false)).toEqual([]);
   });
 
+  it('when production serves /metrics on PORT and no API key is set, then it warns that every scrape is refused', () => {
+    const env = {
+      ...upstream,
+      NODE_ENV: 'production',
+      SIGNING_KEYS: JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'x', d: 'd' }] }),
+      UPSTREAM_API_URL: 'https://api.example.com',
+      ALLOWED_ORIGINS: 'https://app.example.com',
+    };
+    expect(codes(env)).toEqual(['metrics_refused']);
+    expect(codes({ ...env, METRICS_PORT: '9464' })).toEqual([]);
+    expect(codes({ ...env, BROKER_API_KEYS: 'k'.repeat(32) })).toEqual([]);
+  });
+
   it('when no upstream is configured yet (check-config in development), then the dev defaults count', () => {
     expect(codes({}, true)).toEqual([]);
     expect(codes({ ALLOWED_ORIGINS: 'https://app.example.com' }, true)).toEqual(['dev_origin_replaced']);
