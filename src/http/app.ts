@@ -33,6 +33,7 @@ import { openApiRoute } from './routes/openapi.js';
 import { proxyRoutes } from './routes/proxy.js';
 import { staticRoutes } from './routes/static.js';
 import { upstreamTokenRoute } from './routes/upstreamToken.js';
+import { sequence } from './sequence.js';
 
 export interface AppDeps {
   config: Config;
@@ -73,26 +74,33 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
 
-  app.use(requestContext(logger));
-  app.use(requestMetrics(deps.metrics));
-  // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
+  // One layer for the middlewares every request goes through, rather than a router layer each.
   app.use(
-    fixedHeaders(
-      helmet({
-        contentSecurityPolicy: {
-          directives: {
-            defaultSrc: ["'self'"],
-            connectSrc: ["'self'"],
-            frameAncestors: ["'none'"],
-            formAction: ["'none'"],
+    sequence([
+      requestContext(logger),
+      requestMetrics(deps.metrics),
+      // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
+      fixedHeaders(
+        helmet({
+          contentSecurityPolicy: {
+            directives: {
+              defaultSrc: ["'self'"],
+              connectSrc: ["'self'"],
+              frameAncestors: ["'none'"],
+              formAction: ["'none'"],
+            },
           },
-        },
-      }),
-    ),
+        }),
+      ),
+      originHeaderLimit,
+      bodyIdleTimeout(config.bodyIdleTimeoutMs),
+    ]),
   );
 
-  app.use(originHeaderLimit);
-  app.use(bodyIdleTimeout(config.bodyIdleTimeoutMs));
+  const { rateLimits } = deps;
+  // The proxy's plain requests are served here, ahead of the routes that never match them.
+  const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
+  app.use(proxy.fast);
 
   // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
   app.all(
@@ -106,7 +114,6 @@ export function createApp(deps: AppDeps): Express {
   ];
   app.use(['/api/auth/claim', '/api/client-token/introspect', '/api/client-token/revoke'], ...bodyParsers);
 
-  const { rateLimits } = deps;
   if (rateLimits) {
     // Exact paths: `app.use('/api/client-token')` would also count introspect and revoke.
     app.all('/api/client-token', rateLimits.clientToken);
@@ -127,7 +134,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(claimRoute(deps));
   app.use(upstreamTokenRoute(deps));
   app.use(introspectionRoutes(deps));
-  app.use(proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy }));
+  app.use(proxy.router);
   app.use(staticRoutes({ publicDir, clientDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);
