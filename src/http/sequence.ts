@@ -40,3 +40,20 @@ function run(handler: RequestHandler, req: Request, res: Response, next: NextFun
     });
   }
 }
+
+/** What makes parseurl leave its fast path (and so may give another pathname): then the router decides. */
+export const unusualTarget = /[\s#]/;
+
+/**
+ * Runs `handler` for a request whose target is exactly `path` (with or without a query), as written;
+ * passes any other request on. Placed ahead of the router layers that never match `path`, it spares the
+ * request their matching; the same handler mounted as a route serves every other spelling Express accepts.
+ */
+export function exactPath(path: string, handler: RequestHandler): RequestHandler {
+  const withQuery = `${path}?`;
+  return (req, res, next) => {
+    const url = req.url;
+    if ((url === path || url.startsWith(withQuery)) && !unusualTarget.test(url)) handler(req, res, next);
+    else next();
+  };
+}

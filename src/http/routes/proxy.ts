@@ -11,7 +11,7 @@ import { callerIp } from '../callerIp.js';
 import { verifyClientToken } from '../clientTokenAuth.js';
 import { allowedOriginsCors } from '../cors.js';
 import { trustedForwardedFor } from '../forwardedFor.js';
-import { sequence } from '../sequence.js';
+import { sequence, unusualTarget } from '../sequence.js';
 import { requireUpstream } from '../upstreamAccess.js';
 
 export interface ProxyRouteDeps {
@@ -34,9 +34,6 @@ export interface ProxyRoutes {
   /** Every mount, as Express matches it: where `fast` passed a request on, this serves it. */
   router: Router;
 }
-
-/** What makes parseurl leave its fast path (and so may give another pathname): then the router decides. */
-const unusualTarget = /[\s#]/;
 
 /**
  * `/api/proxy/<name>/*` for each upstream with an API when `UPSTREAMS` is set; `/api/proxy/*` for the
