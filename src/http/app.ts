@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
 import type { ApiKeyLabeler } from '../apiKeyLabel.js';
@@ -24,7 +24,7 @@ import type { RateLimits } from './rateLimits.js';
 import { requestContext } from './requestContext.js';
 import { requestMetrics } from './requestMetrics.js';
 import { claimRoute } from './routes/claim.js';
-import { clientTokenRoute } from './routes/clientToken.js';
+import { clientTokenHandler } from './routes/clientToken.js';
 import { healthRoutes } from './routes/health.js';
 import { introspectionRoutes } from './routes/introspection.js';
 import { jwksRoute } from './routes/jwks.js';
@@ -33,6 +33,7 @@ import { openApiRoute } from './routes/openapi.js';
 import { proxyRoutes } from './routes/proxy.js';
 import { staticRoutes } from './routes/static.js';
 import { upstreamTokenRoute } from './routes/upstreamToken.js';
+import { exactPath, sequence } from './sequence.js';
 
 export interface AppDeps {
   config: Config;
@@ -73,32 +74,47 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
 
-  app.use(requestContext(logger));
-  app.use(requestMetrics(deps.metrics));
-  // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
+  // One layer for the middlewares every request goes through, rather than a router layer each.
   app.use(
-    fixedHeaders(
-      helmet({
-        contentSecurityPolicy: {
-          directives: {
-            defaultSrc: ["'self'"],
-            connectSrc: ["'self'"],
-            frameAncestors: ["'none'"],
-            formAction: ["'none'"],
+    sequence([
+      requestContext(logger),
+      requestMetrics(deps.metrics),
+      // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
+      fixedHeaders(
+        helmet({
+          contentSecurityPolicy: {
+            directives: {
+              defaultSrc: ["'self'"],
+              connectSrc: ["'self'"],
+              frameAncestors: ["'none'"],
+              formAction: ["'none'"],
+            },
           },
-        },
-      }),
-    ),
+        }),
+      ),
+      originHeaderLimit,
+      bodyIdleTimeout(config.bodyIdleTimeoutMs),
+    ]),
   );
 
-  app.use(originHeaderLimit);
-  app.use(bodyIdleTimeout(config.bodyIdleTimeoutMs));
+  const { rateLimits } = deps;
+  const clientTokenChain: RequestHandler[] = [
+    // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
+    ...allowedOriginsCors(originPolicy, {
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['content-type', 'dpop'],
+    }),
+    // Exact path: `app.use('/api/client-token')` would also count introspect and revoke.
+    ...(rateLimits ? [rateLimits.clientToken] : []),
+    clientTokenHandler(deps),
+  ];
+  // The proxy's plain requests are served here, ahead of the routes that never match them.
+  const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
+  app.use(proxy.fast);
+  // `/api/client-token` as it is always spelled, served here too; the route below serves the rest.
+  app.use(exactPath('/api/client-token', sequence(clientTokenChain)));
 
-  // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
-  app.all(
-    '/api/client-token',
-    allowedOriginsCors(originPolicy, { methods: ['GET', 'POST'], allowedHeaders: ['content-type', 'dpop'] }),
-  );
+  app.all('/api/client-token', ...clientTokenChain);
 
   const bodyParsers = [
     express.json({ limit: config.maxBodyBytes, strict: true }),
@@ -106,10 +122,7 @@ export function createApp(deps: AppDeps): Express {
   ];
   app.use(['/api/auth/claim', '/api/client-token/introspect', '/api/client-token/revoke'], ...bodyParsers);
 
-  const { rateLimits } = deps;
   if (rateLimits) {
-    // Exact paths: `app.use('/api/client-token')` would also count introspect and revoke.
-    app.all('/api/client-token', rateLimits.clientToken);
     app.post('/api/auth/claim', rateLimits.claim);
     app.use(
       ['/api/auth/claim', '/api/upstream-token', '/api/client-token/introspect', '/api/client-token/revoke'],
@@ -123,11 +136,10 @@ export function createApp(deps: AppDeps): Express {
   }
   app.use(openApiRoute(deps.upstreams));
   app.use(jwksRoute(deps));
-  app.use(clientTokenRoute(deps));
   app.use(claimRoute(deps));
   app.use(upstreamTokenRoute(deps));
   app.use(introspectionRoutes(deps));
-  app.use(proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy }));
+  app.use(proxy.router);
   app.use(staticRoutes({ publicDir, clientDir, demo: deps.demo ?? false }));
 
   app.use(notFoundHandler);

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { type RequestHandler, Router } from 'express';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { requestUrl } from '../../dpop/requestUrl.js';
@@ -32,7 +32,22 @@ export function clientTokenRoute({
   dpop,
 }: ClientTokenRouteDeps): Router {
   const router = Router();
-  router.all('/api/client-token', async (req, res) => {
+  router.all(
+    '/api/client-token',
+    clientTokenHandler({ config, upstreams, originPolicy, clientTokens, dpop }),
+  );
+  return router;
+}
+
+/** The handler of `/api/client-token`, for a chain built around it (CORS, rate limit) in one place. */
+export function clientTokenHandler({
+  config,
+  upstreams,
+  originPolicy,
+  clientTokens,
+  dpop,
+}: ClientTokenRouteDeps): RequestHandler {
+  return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'POST') {
       res.setHeader('Allow', 'GET, POST, OPTIONS');
       throw new BrokerError('method_not_allowed');
@@ -67,6 +82,5 @@ export function clientTokenRoute({
       expiresAt: new Date(minted.exp * 1000).toISOString(),
     };
     sendToken(res, body);
-  });
-  return router;
+  };
 }

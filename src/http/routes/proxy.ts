@@ -11,6 +11,7 @@ import { callerIp } from '../callerIp.js';
 import { verifyClientToken } from '../clientTokenAuth.js';
 import { allowedOriginsCors } from '../cors.js';
 import { trustedForwardedFor } from '../forwardedFor.js';
+import { sequence, unusualTarget } from '../sequence.js';
 import { requireUpstream } from '../upstreamAccess.js';
 
 export interface ProxyRouteDeps {
@@ -23,12 +24,24 @@ export interface ProxyRouteDeps {
   rateLimit?: RequestHandler | undefined;
 }
 
+export interface ProxyRoutes {
+  /**
+   * Serves the plain case (`<mount>/<more>`, a relative request target) as one layer, mounted right after
+   * the global middlewares: the same chains as `router`, run in sequence without the router's per-layer
+   * matching. Everything else (absolute-form targets, the bare mount, odd characters) falls through.
+   */
+  fast: RequestHandler;
+  /** Every mount, as Express matches it: where `fast` passed a request on, this serves it. */
+  router: Router;
+}
+
 /**
  * `/api/proxy/<name>/*` for each upstream with an API when `UPSTREAMS` is set; `/api/proxy/*` for the
  * one `default` upstream otherwise, as before names existed. An unknown name falls through to 404.
  */
-export function proxyRoutes(deps: ProxyRouteDeps): Router {
+export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
   const router = Router();
+  const mounts: { mount: string; chain: RequestHandler[] }[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
@@ -38,8 +51,13 @@ export function proxyRoutes(deps: ProxyRouteDeps): Router {
     const mount = deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy';
     if (!upstream.proxy) {
       const setting = deps.upstreams.named ? `${upstreamPrefix(upstream.name)}API_URL` : 'UPSTREAM_API_URL';
-      router.use(mount, (_req, _res, next) => {
-        next(new BrokerError('not_found', { detail: `the proxy is off: the broker has no ${setting}` }));
+      mounts.push({
+        mount,
+        chain: [
+          (_req, _res, next) => {
+            next(new BrokerError('not_found', { detail: `the proxy is off: the broker has no ${setting}` }));
+          },
+        ],
       });
       continue;
     }
@@ -48,17 +66,53 @@ export function proxyRoutes(deps: ProxyRouteDeps): Router {
       next();
     };
     // No body parser runs here: the forwarder streams the request body to the API untouched.
-    router.use(
+    mounts.push({
       mount,
-      name,
-      cors,
-      deps.rateLimit ?? [],
-      verify,
-      requireUpstream(upstream),
-      forwardTo(upstream.proxy),
-    );
+      chain: [
+        name,
+        ...cors,
+        ...(deps.rateLimit ? [deps.rateLimit] : []),
+        verify,
+        requireUpstream(upstream),
+        forwardTo(upstream.proxy),
+      ],
+    });
   }
-  return router;
+  for (const { mount, chain } of mounts) router.use(mount, ...chain);
+  return { fast: fastMounts(mounts), router };
+}
+
+/**
+ * Does what `app.use(mount, ...chain)` does for a target `<mount>/<more>` (matched case-insensitively,
+ * on a segment boundary): strips the mount from `req.url` into `req.baseUrl`, runs the chain, and puts
+ * both back before passing anything (an error, or a request the chain let through) on.
+ */
+function fastMounts(mounts: readonly { mount: string; chain: RequestHandler[] }[]): RequestHandler {
+  const compiled = mounts.map(({ mount, chain }) => ({
+    // Names are `[a-z0-9-]`, so the mount holds nothing a pattern would read as syntax.
+    pattern: new RegExp(`^${mount.replaceAll('/', '\\/')}\\/[^?]`, 'i'),
+    length: mount.length,
+    run: sequence(chain),
+  }));
+  return (req, res, next) => {
+    const url = req.url;
+    const mount = compiled.find(({ pattern }) => pattern.test(url));
+    if (mount === undefined || unusualTarget.test(url)) {
+      next();
+      return;
+    }
+    const { baseUrl, params } = req;
+    const removed = url.slice(0, mount.length);
+    req.baseUrl = baseUrl + removed;
+    req.url = url.slice(mount.length);
+    req.params = {};
+    mount.run(req, res, (error?: unknown) => {
+      req.baseUrl = baseUrl;
+      req.url = removed + req.url;
+      req.params = params;
+      next(error);
+    });
+  };
 }
 
 /** Under `use('/api/proxy[/<name>]')`, `req.url` is the raw remainder: path and query, never decoded. */
