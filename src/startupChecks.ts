@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { upstreamPrefix } from './config/upstreamNames.js';
+import { proxySetting } from './config/upstreamNames.js';
 import type { Config, UpstreamConfig } from './config.js';
 import { devOrigins } from './origins.js';
 
@@ -28,9 +28,7 @@ export function configWarnings(config: Config, { devUpstream }: { devUpstream: b
   const devPending = config.upstreams.length === 0;
   for (const { name, config: upstream } of config.upstreams) {
     if (upstream.apiUrl) continue;
-    const [setting, route] = config.namedUpstreams
-      ? [`${upstreamPrefix(name)}API_URL`, `/api/proxy/${name}/*`]
-      : ['UPSTREAM_API_URL', '/api/proxy/*'];
+    const { setting, route } = proxySetting(name, config.namedUpstreams);
     warnings.push({
       code: 'proxy_disabled',
       message: `${setting} is not set: ${route} is off and answers 404 not_found`,

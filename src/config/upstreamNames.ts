@@ -29,6 +29,13 @@ export function unprefixedName(name: string): string {
   return suffix ? `UPSTREAM_${suffix}` : name;
 }
 
+/** The setting that turns on an upstream's proxy, and the route it serves. */
+export function proxySetting(name: string, named: boolean): { setting: string; route: string } {
+  return named
+    ? { setting: `${upstreamPrefix(name)}API_URL`, route: `/api/proxy/${name}/*` }
+    : { setting: 'UPSTREAM_API_URL', route: '/api/proxy/*' };
+}
+
 /** `entry-api` → `UPSTREAM_ENTRY_API_`. */
 export const upstreamPrefix = (name: string) => `UPSTREAM_${name.toUpperCase().replaceAll('-', '_')}_`;
 

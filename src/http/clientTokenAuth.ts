@@ -5,7 +5,7 @@ import { requestUrl } from '../dpop/requestUrl.js';
 import { BrokerError } from '../errors.js';
 import { ipMatches } from '../ip.js';
 import { requestOrigin } from '../origins.js';
-import type { ClientTokens } from '../signing/clientTokens.js';
+import type { ClientTokenClaims, ClientTokens } from '../signing/clientTokens.js';
 import { bearerToken } from './apiKeyAuth.js';
 import { callerIp } from './callerIp.js';
 
@@ -23,10 +23,13 @@ export function verifyClientToken({
   clientTokens,
   dpop,
   config,
+  admit,
 }: {
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
   config: Pick<Config, 'publicUrl'>;
+  /** A further check of the claims (a proxy mount's upstream), run before a DPoP proof is remembered. */
+  admit?: ((claims: ClientTokenClaims) => void) | undefined;
 }): RequestHandler {
   return async (req, res, next) => {
     const header = req.headers['x-client-token'];
@@ -41,8 +44,8 @@ export function verifyClientToken({
       });
     }
     const claims = await clientTokens.verify(token);
-    // Origin and address first: a proof is remembered only for a request that passed every other check,
-    // so a stolen token used from elsewhere cannot fill the replay cache.
+    // Origin, address and `admit` first: a proof is remembered only for a request that passed every other
+    // check, so a stolen token used from elsewhere cannot fill the replay cache.
     // A browser sends the origin exactly as the token holds it (normalised): then it needs no parsing.
     const sent = req.headers.origin;
     const origin = sent === claims.origin ? sent : requestOrigin(req.headers);
@@ -54,6 +57,7 @@ export function verifyClientToken({
     if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, callerIp(req))) {
       throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
     }
+    admit?.(claims);
     const jkt = claims.cnf?.jkt;
     if (jkt !== undefined || dpopToken !== undefined) {
       const refuse = (detail: string) =>

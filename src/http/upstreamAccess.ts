@@ -1,4 +1,3 @@
-import type { RequestHandler } from 'express';
 import { defaultUpstreamName } from '../config/upstreams.js';
 import { BrokerError } from '../errors.js';
 import type { ClientTokenClaims } from '../signing/clientTokens.js';
@@ -8,7 +7,7 @@ import type { Upstream, Upstreams } from '../upstreams.js';
  * Which upstreams a client token opens: the names in its `upstreams` claim, chosen when it was minted
  * from what its origin may reach. A token minted before names existed opens `default` only.
  */
-export function openedUpstreams(claims: Pick<ClientTokenClaims, 'upstreams'>): readonly string[] {
+function openedUpstreams(claims: Pick<ClientTokenClaims, 'upstreams'>): readonly string[] {
   return claims.upstreams ?? [defaultUpstreamName];
 }
 
@@ -64,12 +63,12 @@ export function grantedUpstreams(
 }
 
 /**
- * After verifyClientToken: the token must open this upstream, and its origin must still be admitted by
- * the upstream's own origins (so a narrowing applies to tokens minted before it, too).
+ * The check verifyClientToken runs for a proxy mount: the token must open this upstream, and its origin
+ * must still be admitted by the upstream's own origins (so a narrowing applies to tokens minted before it,
+ * too).
  */
-export function requireUpstream(upstream: Upstream): RequestHandler {
-  return (_req, res, next) => {
-    const claims = res.locals.clientToken as ClientTokenClaims;
+export function upstreamAdmission(upstream: Upstream): (claims: ClientTokenClaims) => void {
+  return (claims) => {
     if (!openedUpstreams(claims).includes(upstream.name)) {
       throw new BrokerError('upstream_not_allowed', {
         detail: `this client token does not open upstream "${upstream.name}"; get one that does (upstreams=${upstream.name})`,
@@ -80,6 +79,5 @@ export function requireUpstream(upstream: Upstream): RequestHandler {
         detail: `${claims.origin} may not reach upstream "${upstream.name}"`,
       });
     }
-    next();
   };
 }

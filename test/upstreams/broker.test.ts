@@ -3,6 +3,8 @@ import { importJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiServer, startEchoApi } from '../support/apiServers.js';
 import { type OidcBroker, startBroker } from '../support/broker.js';
+import { ath, makeProof, proofKey } from '../support/dpopProofs.js';
+import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
 import { call } from '../support/rawCall.js';
 import { signingKeySet } from '../support/signingKeys.js';
@@ -268,5 +270,43 @@ describe('named upstreams behind one broker', () => {
         upstreams: { default: { token: 'held' } },
       });
     });
+  });
+});
+
+describe('DPoP proofs sent to an upstream the token does not open', () => {
+  it('when a bound token floods another upstream with fresh proofs, then each is refused before it is remembered, and the key keeps its whole share', async () => {
+    const perKey = 10;
+    const target = await broker({
+      ...namedUpstreamsEnv(auth, {
+        uitpas: { API_URL: uitpasApi.origin },
+        entry: { API_URL: entryApi.origin },
+      }),
+      CLIENT_TOKEN_BINDING: 'dpop',
+      DPOP_PROOFS_PER_KEY: String(perKey),
+      RATE_LIMIT_PROXY: 'off',
+    });
+    const key = await proofKey();
+    const tokenUrl = `${target.url}/api/client-token`;
+    const minted = await fetch(`${tokenUrl}?upstreams=uitpas`, {
+      method: 'POST',
+      headers: { origin: app, dpop: await makeProof(key, { htm: 'POST', htu: tokenUrl }) },
+    });
+    expect(minted.status).toBe(200);
+    const token = registerSecret(
+      'dpop uitpas client token',
+      ((await minted.json()) as { token: string }).token,
+    );
+    const send = async (path: string) => {
+      const url = `${target.url}${path}`;
+      const proof = await makeProof(key, { htm: 'GET', htu: url, ath: ath(token) });
+      const answer = await fetch(url, {
+        headers: { origin: app, authorization: `DPoP ${token}`, dpop: proof },
+      });
+      await answer.body?.cancel();
+      return answer.status;
+    };
+    for (let i = 0; i < perKey * 2; i += 1) expect(await send(`/api/proxy/entry/e/${i}`)).toBe(403);
+    // The proof that minted the token is one of the share: the rest are all still there.
+    for (let i = 1; i < perKey; i += 1) expect(await send(`/api/proxy/uitpas/p/${i}`)).toBe(200);
   });
 });

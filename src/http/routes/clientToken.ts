@@ -1,4 +1,4 @@
-import { type RequestHandler, Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { requestUrl } from '../../dpop/requestUrl.js';
@@ -23,23 +23,8 @@ export interface ClientTokenRouteDeps {
 /**
  * `GET`/`POST /api/client-token`: the Miso-style route a page calls from its own origin. The origin
  * comes from the browser (`Origin`, else `Referer`); the token is bound to it and to the caller's IP.
+ * app.ts builds the route's chain (CORS, rate limit, this handler) in one place.
  */
-export function clientTokenRoute({
-  config,
-  upstreams,
-  originPolicy,
-  clientTokens,
-  dpop,
-}: ClientTokenRouteDeps): Router {
-  const router = Router();
-  router.all(
-    '/api/client-token',
-    clientTokenHandler({ config, upstreams, originPolicy, clientTokens, dpop }),
-  );
-  return router;
-}
-
-/** The handler of `/api/client-token`, for a chain built around it (CORS, rate limit) in one place. */
 export function clientTokenHandler({
   config,
   upstreams,

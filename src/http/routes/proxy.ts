@@ -1,5 +1,5 @@
 import { type RequestHandler, Router } from 'express';
-import { upstreamPrefix } from '../../config/upstreamNames.js';
+import { proxySetting } from '../../config/upstreamNames.js';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { BrokerError } from '../../errors.js';
@@ -12,7 +12,7 @@ import { verifyClientToken } from '../clientTokenAuth.js';
 import { allowedOriginsCors } from '../cors.js';
 import { trustedForwardedFor } from '../forwardedFor.js';
 import { sequence, unusualTarget } from '../sequence.js';
-import { requireUpstream } from '../upstreamAccess.js';
+import { upstreamAdmission } from '../upstreamAccess.js';
 
 export interface ProxyRouteDeps {
   upstreams: Upstreams;
@@ -46,11 +46,10 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
   });
-  const verify = verifyClientToken(deps);
   for (const upstream of deps.upstreams.list) {
     const mount = deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy';
     if (!upstream.proxy) {
-      const setting = deps.upstreams.named ? `${upstreamPrefix(upstream.name)}API_URL` : 'UPSTREAM_API_URL';
+      const { setting } = proxySetting(upstream.name, deps.upstreams.named);
       mounts.push({
         mount,
         chain: [
@@ -72,8 +71,7 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         name,
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
-        verify,
-        requireUpstream(upstream),
+        verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
         forwardTo(upstream.proxy),
       ],
     });
