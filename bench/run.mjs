@@ -109,6 +109,8 @@ async function launchBroker(alg, upstream, extraEnv = {}) {
       // measure without refusing the load.
       RATE_LIMIT_CLIENT_TOKEN: '999999999/second',
       RATE_LIMIT_PROXY: '999999999/second',
+      // Scenario D opens 1,000 connections from that one address at once; the cap stays in place.
+      MAX_CONNECTIONS_PER_IP: '2000',
       SIGNING_KEYS: JSON.stringify(await signingKeySet(alg)),
       BROKER_API_KEYS: apiKey,
       UPSTREAM_TOKEN_URL: `${upstream.url}/oauth/token`,
