@@ -4,6 +4,7 @@ import { Agent, request } from 'undici';
 import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
+import { sleep } from '../support/waiting.js';
 
 /**
  * A fleet of broker processes for the chaos suites: one environment (keys, upstream, prefix), a Redis
@@ -13,8 +14,6 @@ import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '..
 
 export const origin = 'http://app.test';
 const dispatcher = new Agent({ connections: 32, pipelining: 1, headersTimeout: 20_000 });
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
 export interface Answer {
   status: number;
   /** How long the answer took, in ms. */

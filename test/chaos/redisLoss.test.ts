@@ -3,13 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../support/brokerProcess.js';
 import { mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
 import { type RedisServer, startRedisServer } from '../support/redisServers.js';
+import { sleep } from '../support/waiting.js';
 import {
   createFleet,
   eventually,
   type Fleet,
   jtiOf,
   logAfter,
-  sleep,
   startUpstream,
   type UpstreamLog,
 } from './chaosFleet.js';

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../support/brokerProcess.js';
 import { type SentinelGroup, startSentinelGroup } from '../support/redisServers.js';
+import { sleep } from '../support/waiting.js';
 import {
   createFleet,
   eventually,
@@ -9,7 +10,6 @@ import {
   gaps,
   jtiOf,
   logAfter,
-  sleep,
   startUpstream,
   type UpstreamLog,
 } from './chaosFleet.js';
