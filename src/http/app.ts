@@ -108,7 +108,8 @@ export function createApp(deps: AppDeps): Express {
     ...(rateLimits ? [rateLimits.clientToken] : []),
     clientTokenHandler(deps),
   ];
-  // The proxy's plain requests are served here, ahead of the routes that never match them.
+  // The proxy's plain requests are served here, ahead of the routes that never match them. They never
+  // reach a later layer: a middleware every request must pass belongs in the sequence above.
   const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
   app.use(proxy.fast);
   // `/api/client-token` as it is always spelled, served here too; the route below serves the rest.
