@@ -7,6 +7,8 @@ import type { Config } from './config.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
+import { createCallerReader } from './http/caller.js';
+import type { RequestListener } from './http/directRoutes.js';
 import { createRateLimits } from './http/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import type { Logger } from './logger.js';
@@ -36,7 +38,8 @@ export interface BrokerDeps {
 }
 
 export interface Broker {
-  app: Express;
+  /** Serves every route but the separate `/metrics` (`metricsApp`). */
+  app: RequestListener;
   upstreams: Upstreams;
   metrics: Metrics;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
@@ -105,6 +108,7 @@ export async function createBroker({
       })
     : localReplays;
   const apiKeys = createApiKeyVerifier(config.apiKeys);
+  const caller = createCallerReader(config.trustProxy);
   const app = createApp({
     config,
     logger,
@@ -112,6 +116,7 @@ export async function createBroker({
     originPolicy: createOriginPolicy(config.allowedOrigins),
     apiKeys,
     apiKeyLabel: createApiKeyLabeler(config.signingKeys),
+    caller,
     clientTokens,
     dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
     publicJwks: keys.publicJwks,
@@ -121,6 +126,7 @@ export async function createBroker({
     rateLimits: createRateLimits({
       rules: config.rateLimits,
       logger,
+      caller,
       redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
     }),
     ...(redis ? { redisStatus: redis.status } : {}),

@@ -1,17 +1,19 @@
-import type { Request } from 'express';
+import type { CallerReader } from '../http/caller.js';
+import type { BrokerRequest } from '../http/handler.js';
 
 /**
  * The URL a DPoP proof's `htu` must name: `PUBLIC_URL` followed by the request's path when it is set (the
  * `Host` header is the client's to write, so production configures it). Otherwise this request as the
- * client addressed the broker, scheme and
- * host included. Behind a reverse proxy they come from `X-Forwarded-Proto` and `X-Forwarded-Host`, which
- * Express honours only for the proxies `TRUST_PROXY` names, so set it (or have the proxy keep `Host`),
- * else the broker sees its internal URL and refuses every proof. Query and fragment are ignored later
- * (RFC 9449 §4.3 step 9); `originalUrl` keeps the path exactly as the client sent it.
+ * client addressed the broker, scheme and host included. Behind a reverse proxy they come from
+ * `X-Forwarded-Proto` and `X-Forwarded-Host`, which are honoured only for the proxies `TRUST_PROXY`
+ * names, so set it (or have the proxy keep `Host`), else the broker sees its internal URL and refuses
+ * every proof. Query and fragment are ignored later (RFC 9449 §4.3 step 9); `originalUrl` keeps the path
+ * exactly as the client sent it.
  */
-export function requestUrl(req: Request, publicUrl?: string): string | undefined {
-  if (publicUrl !== undefined) return `${publicUrl}${req.originalUrl}`;
-  const host = req.host;
+export function requestUrl(req: BrokerRequest, caller: CallerReader, publicUrl?: string): string | undefined {
+  const target = req.originalUrl ?? req.url ?? '';
+  if (publicUrl !== undefined) return `${publicUrl}${target}`;
+  const host = caller.host(req);
   if (!host) return undefined;
-  return `${req.protocol}://${host}${req.originalUrl}`;
+  return `${caller.protocol(req)}://${host}${target}`;
 }

@@ -1,9 +1,9 @@
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { ApiKeyVerifier } from '../apiKeys.js';
 import { BrokerError } from '../errors.js';
 
 /** `Authorization: Bearer <key>` (RFC 6750 §2.1); the scheme is case-insensitive (RFC 9110 §11.1). */
-export function bearerToken(req: Request): string | undefined {
+export function bearerToken(req: IncomingMessage): string | undefined {
   const header = req.headers.authorization;
   if (!header) return undefined;
   const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);

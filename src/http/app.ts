@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import express, { type Express, type RequestHandler } from 'express';
+import express from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
 import type { ApiKeyLabeler } from '../apiKeyLabel.js';
@@ -16,8 +16,11 @@ import type { UpstreamProbe } from '../startupChecks.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { Upstreams } from '../upstreams.js';
 import { bodyIdleTimeout } from './bodyIdleTimeout.js';
+import type { CallerReader } from './caller.js';
 import { allowedOriginsCors } from './cors.js';
+import { directRoutes, type RequestListener } from './directRoutes.js';
 import { fixedHeaders } from './fixedHeaders.js';
+import type { Handler } from './handler.js';
 import { originHeaderLimit } from './originHeaderLimit.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { RateLimits } from './rateLimits.js';
@@ -33,7 +36,7 @@ import { openApiRoute } from './routes/openapi.js';
 import { proxyRoutes } from './routes/proxy.js';
 import { staticRoutes } from './routes/static.js';
 import { upstreamTokenRoute } from './routes/upstreamToken.js';
-import { exactPath, sequence } from './sequence.js';
+import { sequence } from './sequence.js';
 
 export interface AppDeps {
   config: Config;
@@ -42,6 +45,8 @@ export interface AppDeps {
   originPolicy: OriginPolicy;
   apiKeys: ApiKeyVerifier;
   apiKeyLabel: ApiKeyLabeler;
+  /** Where a request's caller address, scheme and host come from (`TRUST_PROXY`). */
+  caller: CallerReader;
   clientTokens: ClientTokens;
   /** Verifies DPoP proofs at `/api/client-token` and on the proxy (RFC 9449). */
   dpop: DpopProofVerifier;
@@ -64,41 +69,42 @@ export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url)
 /** The browser helper built by `scripts/buildClient.mjs`; the same folder from `src/http/` and `dist/http/`. */
 export const clientDir = fileURLToPath(new URL('../../dist/browser/', import.meta.url));
 
-/** Builds the broker's Express app. No side effects: nothing listens, nothing starts. */
-export function createApp(deps: AppDeps): Express {
+/**
+ * Builds the broker's request listener: the direct lane for the proxy and client tokens, Express for the
+ * rest (directRoutes.ts). No side effects: nothing listens, nothing starts.
+ */
+export function createApp(deps: AppDeps): RequestListener {
   const { config, logger, originPolicy } = deps;
   const app = express();
   app.disable('x-powered-by');
   // Token answers are never cacheable, so ETags only cost a hash per answer.
   app.set('etag', false);
-  app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
 
-  // One layer for the middlewares every request goes through, rather than a router layer each.
-  app.use(
-    sequence([
-      requestContext(logger),
-      requestMetrics(deps.metrics),
-      // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
-      fixedHeaders(
-        helmet({
-          contentSecurityPolicy: {
-            directives: {
-              defaultSrc: ["'self'"],
-              connectSrc: ["'self'"],
-              frameAncestors: ["'none'"],
-              formAction: ["'none'"],
-            },
+  const common: Handler[] = [
+    requestContext(logger),
+    requestMetrics(deps.metrics),
+    // The policy holds no per-request value (no nonce), so helmet's headers are computed once.
+    fixedHeaders(
+      helmet({
+        contentSecurityPolicy: {
+          directives: {
+            defaultSrc: ["'self'"],
+            connectSrc: ["'self'"],
+            frameAncestors: ["'none'"],
+            formAction: ["'none'"],
           },
-        }),
-      ),
-      originHeaderLimit,
-      bodyIdleTimeout(config.bodyIdleTimeoutMs),
-    ]),
-  );
+        },
+      }),
+    ),
+    originHeaderLimit,
+    bodyIdleTimeout(config.bodyIdleTimeoutMs),
+  ];
+  // One layer for the middlewares every request goes through, rather than a router layer each.
+  app.use(sequence(common));
 
   const { rateLimits } = deps;
-  const clientTokenChain: RequestHandler[] = [
+  const clientTokenChain: Handler[] = [
     // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
     ...allowedOriginsCors(originPolicy, {
       methods: ['GET', 'POST'],
@@ -108,13 +114,7 @@ export function createApp(deps: AppDeps): Express {
     ...(rateLimits ? [rateLimits.clientToken] : []),
     clientTokenHandler(deps),
   ];
-  // The proxy's plain requests are served here, ahead of the routes that never match them. They never
-  // reach a later layer: a middleware every request must pass belongs in the sequence above.
   const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
-  app.use(proxy.fast);
-  // `/api/client-token` as it is always spelled, served here too; the route below serves the rest.
-  app.use(exactPath('/api/client-token', sequence(clientTokenChain)));
-
   app.all('/api/client-token', ...clientTokenChain);
 
   const bodyParsers = [
@@ -143,7 +143,14 @@ export function createApp(deps: AppDeps): Express {
   app.use(proxy.router);
   app.use(staticRoutes({ publicDir, clientDir, demo: deps.demo ?? false }));
 
+  const onError = errorHandler(logger);
   app.use(notFoundHandler);
-  app.use(errorHandler(logger));
-  return app;
+  app.use(onError);
+  return directRoutes({
+    app,
+    common,
+    exact: [{ path: '/api/client-token', chain: clientTokenChain }],
+    mounts: proxy.mounts,
+    onError,
+  });
 }

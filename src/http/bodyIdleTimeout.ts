@@ -1,5 +1,5 @@
-import type { RequestHandler } from 'express';
 import { BrokerError } from '../errors.js';
+import type { Handler } from './handler.js';
 import { sendProblem } from './problem.js';
 
 /**
@@ -10,7 +10,7 @@ import { sendProblem } from './problem.js';
  * `data` events are watched rather than the request's, so the body stream itself is left untouched; a
  * silence while the broker itself is not reading the body does not count.
  */
-export function bodyIdleTimeout(idleMs: number): RequestHandler {
+export function bodyIdleTimeout(idleMs: number): Handler {
   return (req, res, next) => {
     const declared = req.headers['content-length'];
     const hasBody =

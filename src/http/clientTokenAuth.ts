@@ -1,4 +1,3 @@
-import type { RequestHandler } from 'express';
 import type { Config } from '../config.js';
 import { type DpopProofVerifier, dpopChallenge } from '../dpop/proof.js';
 import { requestUrl } from '../dpop/requestUrl.js';
@@ -7,7 +6,8 @@ import { ipMatches } from '../ip.js';
 import { requestOrigin } from '../origins.js';
 import type { ClientTokenClaims, ClientTokens } from '../signing/clientTokens.js';
 import { bearerToken } from './apiKeyAuth.js';
-import { callerIp } from './callerIp.js';
+import type { CallerReader } from './caller.js';
+import { type Handler, headerValue } from './handler.js';
 
 /** `Authorization: DPoP <token>` (RFC 9449 §7.1); the scheme is case-insensitive (RFC 9110 §11.1). */
 const dpopScheme = /^DPoP[ ]+([^\s]+)\s*$/i;
@@ -23,14 +23,16 @@ export function verifyClientToken({
   clientTokens,
   dpop,
   config,
+  caller,
   admit,
 }: {
   clientTokens: ClientTokens;
+  caller: CallerReader;
   dpop: DpopProofVerifier;
   config: Pick<Config, 'publicUrl'>;
   /** A further check of the claims (a proxy mount's upstream), run before a DPoP proof is remembered. */
   admit?: ((claims: ClientTokenClaims) => void) | undefined;
-}): RequestHandler {
+}): Handler {
   return async (req, res, next) => {
     const header = req.headers['x-client-token'];
     const bearer = bearerToken(req);
@@ -54,7 +56,7 @@ export function verifyClientToken({
         detail: origin ? 'the token was issued for another origin' : 'no Origin or Referer header',
       });
     }
-    if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, callerIp(req))) {
+    if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, caller.ip(req))) {
       throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
     }
     admit?.(claims);
@@ -66,9 +68,9 @@ export function verifyClientToken({
       if (bearer !== undefined) throw refuse('a DPoP-bound token is sent as Authorization: DPoP <token>');
       if (jkt === undefined) throw refuse('this token is not bound to a DPoP key; send it as Bearer');
       await dpop.verify({
-        proof: req.get('dpop'),
-        method: req.method,
-        url: requestUrl(req, config.publicUrl),
+        proof: headerValue(req, 'dpop'),
+        method: req.method ?? '',
+        url: requestUrl(req, caller, config.publicUrl),
         endpoint: 'resource',
         accessToken: token,
         jkt,

@@ -1,6 +1,7 @@
 import cors from 'cors';
-import type { RequestHandler } from 'express';
+import vary from 'vary';
 import { normalizeOrigin, type OriginPolicy } from '../origins.js';
+import type { Handler } from './handler.js';
 
 /**
  * CORS for the allowed origins only. The answer always varies by `Origin` (even for refused origins,
@@ -9,9 +10,9 @@ import { normalizeOrigin, type OriginPolicy } from '../origins.js';
 export function allowedOriginsCors(
   originPolicy: OriginPolicy,
   { methods, allowedHeaders }: { methods: string[]; allowedHeaders: string[] },
-): RequestHandler[] {
-  const vary: RequestHandler = (_req, res, next) => {
-    res.vary('Origin');
+): Handler[] {
+  const varyOrigin: Handler = (_req, res, next) => {
+    vary(res, 'Origin');
     next();
   };
   const handler = cors({
@@ -29,5 +30,5 @@ export function allowedOriginsCors(
     exposedHeaders: ['retry-after', 'www-authenticate', 'x-request-id'],
     maxAge: 600,
   });
-  return [vary, handler];
+  return [varyOrigin, handler];
 }

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { RequestHandler } from 'express';
+import type { Handler } from './handler.js';
 
 /**
  * Runs a middleware that only sets and removes fixed headers (helmet with a policy that holds no
@@ -7,7 +7,9 @@ import type { RequestHandler } from 'express';
  * the same headers to every answer. Helmet runs a dozen middlewares per request to write headers that
  * never change; this writes them in one loop. Throws at start-up if the middleware does anything else.
  */
-export function fixedHeaders(middleware: RequestHandler): RequestHandler {
+export function fixedHeaders<Req extends IncomingMessage, Res extends ServerResponse>(
+  middleware: (req: Req, res: Res, next: (error?: unknown) => void) => void,
+): Handler {
   const set = new Map<string, string | number | readonly string[]>();
   const removed = new Set<string>();
   const recorder = {
@@ -22,14 +24,10 @@ export function fixedHeaders(middleware: RequestHandler): RequestHandler {
     },
   };
   let passed = false;
-  middleware(
-    {} as IncomingMessage as Parameters<RequestHandler>[0],
-    recorder as unknown as ServerResponse as Parameters<RequestHandler>[1],
-    (error?: unknown) => {
-      if (error) throw error;
-      passed = true;
-    },
-  );
+  middleware({} as Req, recorder as unknown as Res, (error?: unknown) => {
+    if (error) throw error;
+    passed = true;
+  });
   if (!passed) throw new Error('fixedHeaders: the middleware did not pass the request on synchronously');
   const headers = [...set];
   const removedNames = [...removed];

@@ -1,5 +1,5 @@
-import type { RequestHandler } from 'express';
 import { BrokerError } from '../errors.js';
+import type { Handler } from './handler.js';
 
 /** Longest `Origin` or `Referer` accepted: far above any real page URL, far below what parsing may cost. */
 export const maxOriginHeaderBytes = 2048;
@@ -8,7 +8,7 @@ export const maxOriginHeaderBytes = 2048;
  * Refuses an oversized `Origin` or `Referer` before anything parses it as a URL: both are compared on
  * every token route and proxied request, and a megabyte of either buys nothing but work.
  */
-export const originHeaderLimit: RequestHandler = (req, _res, next) => {
+export const originHeaderLimit: Handler = (req, _res, next) => {
   for (const name of ['origin', 'referer'] as const) {
     const value = req.headers[name];
     if (value !== undefined && Buffer.byteLength(value) > maxOriginHeaderBytes) {

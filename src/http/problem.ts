@@ -1,6 +1,6 @@
-import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { BrokerError, type ErrorCode, errorCatalog } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { BrokerRequest, BrokerResponse, Handler, Next } from './handler.js';
 
 /** RFC 9457 §3.1.1 allows a non-dereferenceable URI; docs/routes.md's error table explains each code. */
 const typeBase = 'urn:token-broker:problem:';
@@ -27,16 +27,20 @@ export function problemFor(error: BrokerError, instance?: string): Problem {
   return problem;
 }
 
-/** Writes a problem+json answer. The single place where an error becomes a response. */
-export function sendProblem(res: Response, error: BrokerError): void {
+/**
+ * Writes a problem+json answer. The single place where an error becomes a response; written with
+ * `node:http` alone, so both lanes answer alike (Node drops the body of an answer to HEAD itself).
+ */
+export function sendProblem(res: BrokerResponse, error: BrokerError): void {
   for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
+  const body = JSON.stringify(problemFor(error, res.locals.requestId));
   res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/problem+json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
   // Read by the request metrics, which count answers by code.
   res.locals.problemCode = error.code;
-  res
-    .status(error.status)
-    .type('application/problem+json')
-    .send(JSON.stringify(problemFor(error, res.locals.requestId)));
+  res.statusCode = error.status;
+  res.end(body);
 }
 
 /**
@@ -62,10 +66,13 @@ export function toBrokerError(error: unknown): BrokerError {
   return new BrokerError('internal_error', { cause: error });
 }
 
-export function errorHandler(logger: Logger): ErrorRequestHandler {
-  return (error: unknown, _req, res, _next) => {
+/** Express's error middleware, also called by the direct lane (directRoutes.ts) with the same arguments. */
+export type ErrorHandler = (error: unknown, req: BrokerRequest, res: BrokerResponse, next?: Next) => void;
+
+export function errorHandler(logger: Logger): ErrorHandler {
+  return (error, _req, res, _next) => {
     const brokerError = toBrokerError(error);
-    const log = (res.locals.log as Logger | undefined) ?? logger;
+    const log = res.locals.log ?? logger;
     if (brokerError.status >= 500) {
       // `upstream_rejected` is logged at error level by the token cache, once per interval
       // (failureStreak.ts); repeating it for every waiting request would bury that line in a flood.
@@ -98,6 +105,6 @@ export function describeCause(cause: unknown): { reason?: string; errorCode?: st
   return { ...(reason ? { reason } : {}), ...(errorCode ? { errorCode } : {}) };
 }
 
-export const notFoundHandler: RequestHandler = (_req, _res, next) => {
+export const notFoundHandler: Handler = (_req, _res, next) => {
   next(new BrokerError('not_found'));
 };

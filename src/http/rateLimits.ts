@@ -1,128 +1,144 @@
 import { createHash } from 'node:crypto';
-import type { RequestHandler } from 'express';
-import {
-  type ClientRateLimitInfo,
-  ipKeyGenerator,
-  MemoryStore,
-  rateLimit,
-  type Store,
-} from 'express-rate-limit';
+import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Store } from 'express-rate-limit';
 import { Cluster } from 'ioredis';
 import { type RedisReply, RedisStore } from 'rate-limit-redis';
 import type { Config, RateLimitRule } from '../config.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { RedisClient, RedisStatus } from '../store/redisConnection.js';
-import { callerIp } from './callerIp.js';
+import type { CallerReader } from './caller.js';
+import type { BrokerResponse, Handler } from './handler.js';
 
 /** One middleware per limited route family; each passes everything when its limit is `off`. */
 export interface RateLimits {
   /** `/api/client-token`, per IP. */
-  clientToken: RequestHandler;
+  clientToken: Handler;
   /** `/api/auth/claim`, per IP. */
-  claim: RequestHandler;
+  claim: Handler;
   /** Failed API-key attempts (answers 401) on the API-key routes, per IP; successes are not counted. */
-  apiKeyFailures: RequestHandler;
+  apiKeyFailures: Handler;
   /** `/api/proxy/*`, per IP, counted before the client token is verified. */
-  proxy: RequestHandler;
+  proxy: Handler;
 }
 
 export interface RateLimitsOptions {
   rules: Config['rateLimits'];
   logger: Logger;
+  /** Where the caller's address comes from (`TRUST_PROXY`). */
+  caller: CallerReader;
   /** Counters shared by the fleet when set; in process memory otherwise. */
   redis?: { client: RedisClient; prefix: string; status: () => RedisStatus } | undefined;
 }
 
-const pass: RequestHandler = (_req, _res, next) => next();
+const pass: Handler = (_req, _res, next) => next();
 
 /**
- * Per-IP request limits with express-rate-limit, counted in Redis (rate-limit-redis) when the fleet shares
- * one, so N replicas enforce one budget rather than N. Answers `429 rate_limited` as problem+json with
- * `Retry-After` (RFC 6585 §4) and the IETF `RateLimit`/`RateLimit-Policy` headers (draft-ietf-httpapi-
- * ratelimit-headers-08). While Redis is away the limiter fails open: a request is never refused because
- * the counter could not be reached; the outage is what gets logged, not each uncounted request.
+ * Per-IP request limits, counted by express-rate-limit's stores: in Redis (rate-limit-redis) when the
+ * fleet shares one, so N replicas enforce one budget rather than N, in process memory otherwise. Answers
+ * `429 rate_limited` as problem+json with `Retry-After` (RFC 6585 §4) and the IETF `RateLimit` and
+ * `RateLimit-Policy` headers (draft-ietf-httpapi-ratelimit-headers-08). The middlewares are ours rather
+ * than express-rate-limit's, which writes its headers with Express's `res.append` and so cannot run in
+ * the direct lane (directRoutes.ts). While Redis is away the limiter fails open: a request is never
+ * refused because the counter could not be reached; the outage is what gets logged, not each uncounted
+ * request.
  * @see https://www.rfc-editor.org/rfc/rfc6585#section-4
  * @see https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
  */
-export function createRateLimits({ rules, logger: parentLogger, redis }: RateLimitsOptions): RateLimits {
+export function createRateLimits({
+  rules,
+  logger: parentLogger,
+  caller,
+  redis,
+}: RateLimitsOptions): RateLimits {
   const logger = parentLogger.child({ component: 'rateLimits' });
-  const limiterLogger = {
-    // Store errors while Redis is known to be down are expected: one line per transition is logged elsewhere.
-    error: (error: unknown, message?: string) =>
-      redis?.status() === 'degraded'
-        ? logger.debug({ err: error }, message ?? 'rate limiter error')
-        : logger.warn({ err: error }, message ?? 'rate limiter error'),
-    warn: (error: unknown, message?: string) =>
-      logger.warn({ err: error }, message ?? 'rate limiter warning'),
-  };
+  // Store errors while Redis is known to be down are expected: one line per transition is logged elsewhere.
+  const storeError = (error: unknown, message: string) =>
+    redis?.status() === 'degraded'
+      ? logger.debug({ err: error }, message)
+      : logger.warn({ err: error }, message);
 
-  const storeFor = (name: string): Store =>
-    redis
+  function storeFor(name: string, rule: RateLimitRule): Store {
+    const store: Store = redis
       ? new RedisStore({ prefix: `${redis.prefix}rl:${name}:`, sendCommand: commandSender(redis.client) })
       : new MemoryStore();
+    void Promise.resolve(
+      store.init?.({ windowMs: rule.windowMs } as Parameters<NonNullable<Store['init']>>[0]),
+    ).catch((error: unknown) => storeError(error, 'rate limiter store initialisation failed'));
+    return store;
+  }
 
-  const refusal = (rule: RateLimitRule, retryAfter: unknown, detail: string) =>
-    new BrokerError('rate_limited', {
-      detail,
-      headers: { 'Retry-After': String(retryAfter ?? Math.ceil(rule.windowMs / 1000)) },
-    });
+  /** Writes the draft-08 headers and, at the limit, the refusal with the seconds left in the window. */
+  function answer(
+    res: BrokerResponse,
+    {
+      name,
+      rule,
+      info,
+      refused,
+    }: { name: string; rule: RateLimitRule; info: ClientRateLimitInfo; refused: boolean },
+    detail: string,
+  ): BrokerError | undefined {
+    const windowSeconds = Math.ceil(rule.windowMs / 1000);
+    const resetSeconds = info.resetTime
+      ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000))
+      : windowSeconds;
+    res.setHeader('RateLimit', `"${name}"; r=${Math.max(rule.limit - info.totalHits, 0)}; t=${resetSeconds}`);
+    res.setHeader('RateLimit-Policy', `"${name}"; q=${rule.limit}; w=${windowSeconds}`);
+    if (!refused) return undefined;
+    return new BrokerError('rate_limited', { detail, headers: { 'Retry-After': String(resetSeconds) } });
+  }
 
-  function requestLimiter(name: string, rule: RateLimitRule | undefined): RequestHandler {
+  /** Counts every request, and refuses an address once its count in the window passes the limit. */
+  function requestLimiter(name: string, rule: RateLimitRule | undefined): Handler {
     if (!rule) return pass;
-    return rateLimit({
-      windowMs: rule.windowMs,
-      limit: rule.limit,
-      standardHeaders: 'draft-8',
-      legacyHeaders: false,
-      identifier: name,
-      keyGenerator: (req) => ipKeyGenerator(callerIp(req)),
-      passOnStoreError: true,
-      logger: limiterLogger,
-      store: storeFor(name),
-      handler: (_req, res, next) => {
-        next(
-          refusal(rule, res.getHeader('Retry-After'), 'too many requests from this address; try again later'),
-        );
-      },
-    });
+    const store = storeFor(name, rule);
+    return async (req, res, next) => {
+      const key = ipKeyGenerator(caller.ip(req));
+      let info: ClientRateLimitInfo;
+      try {
+        info = await store.increment(key);
+      } catch (error) {
+        storeError(error, 'rate limiter store unreachable; allowing the request uncounted');
+        next();
+        return;
+      }
+      const refused = info.totalHits > rule.limit;
+      next(
+        answer(res, { name, rule, info, refused }, 'too many requests from this address; try again later'),
+      );
+    };
   }
 
   /**
    * Counts only answers 401 (a wrong or missing API key), after they are sent, and refuses an address
-   * once its failures reach the limit. express-rate-limit's `skipSuccessfulRequests` would count every
-   * request first and take successes back later, so a burst of valid requests would trip the limit.
+   * once its failures reach the limit. Counting every request first and taking successes back later
+   * would let a burst of valid requests trip the limit.
    */
-  function failureLimiter(name: string, rule: RateLimitRule | undefined): RequestHandler {
+  function failureLimiter(name: string, rule: RateLimitRule | undefined): Handler {
     if (!rule) return pass;
-    const store = storeFor(name);
-    void Promise.resolve(
-      store.init?.({ windowMs: rule.windowMs } as Parameters<NonNullable<Store['init']>>[0]),
-    ).catch((error: unknown) => limiterLogger.error(error, 'rate limiter store initialisation failed'));
+    const store = storeFor(name, rule);
     return async (req, res, next) => {
-      const key = ipKeyGenerator(callerIp(req));
+      const key = ipKeyGenerator(caller.ip(req));
       let info: ClientRateLimitInfo | undefined;
       try {
         info = await store.get?.(key);
       } catch (error) {
-        limiterLogger.error(error, 'rate limiter store unreachable; allowing the request uncounted');
+        storeError(error, 'rate limiter store unreachable; allowing the request uncounted');
       }
       if (info && info.totalHits >= rule.limit) {
-        const windowSeconds = Math.ceil(rule.windowMs / 1000);
-        const resetSeconds = info.resetTime
-          ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000))
-          : windowSeconds;
-        res.setHeader('RateLimit', `"${name}"; r=0; t=${resetSeconds}`);
-        res.setHeader('RateLimit-Policy', `"${name}"; q=${rule.limit}; w=${windowSeconds}`);
         next(
-          refusal(rule, resetSeconds, 'too many failed API-key attempts from this address; try again later'),
+          answer(
+            res,
+            { name, rule, info, refused: true },
+            'too many failed API-key attempts from this address; try again later',
+          ),
         );
         return;
       }
       res.once('finish', () => {
         if (res.statusCode !== 401) return;
         Promise.resolve(store.increment(key)).catch((error: unknown) =>
-          limiterLogger.error(error, 'rate limiter store unreachable'),
+          storeError(error, 'rate limiter store unreachable'),
         );
       });
       next();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { RequestHandler } from 'express';
+import parseurl from 'parseurl';
 import type { Logger } from '../logger.js';
+import type { Handler } from './handler.js';
 
 /** A caller-supplied `x-request-id` is kept only if it cannot smuggle anything into logs or headers. */
 const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -10,7 +11,7 @@ const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
  * one line when the answer is done: method, path (never the query string: the claim route accepts a
  * key there), status, duration. Headers and bodies are never logged: they carry credentials and tokens.
  */
-export function requestContext(logger: Logger): RequestHandler {
+export function requestContext(logger: Logger): Handler {
   // The access line's fields are fixed (reqId, method, path, status, durationMs) and none is a redacted
   // key, so it is written without the redaction pass, which costs more than the rest of the line.
   const accessLog = logger.child({}, { redact: { paths: [] } });
@@ -33,8 +34,8 @@ export function requestContext(logger: Logger): RequestHandler {
     });
     res.setHeader('X-Request-Id', requestId);
     const started = performance.now();
-    // Read now: a mounted router (`/api/proxy`) strips its prefix from `req.path` for good.
-    const path = req.path;
+    // Read now: a mount (`/api/proxy`) strips its prefix from `req.url` for good.
+    const path = parseurl(req)?.pathname;
     res.on('finish', () => {
       const status = res.statusCode;
       // `reqId` first: the line reads as the request's child logger wrote it.

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { RequestHandler } from 'express';
-import type { ErrorCode } from '../errors.js';
+import parseurl from 'parseurl';
 import type { Metrics, MintRoute, VerificationOutcome } from '../metrics.js';
+import type { Handler } from './handler.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'invalid_client_token',
@@ -22,10 +22,11 @@ function mintRoute(method: string, path: string): MintRoute | undefined {
  * metrics. The outcome is the problem `code` that `sendProblem` left in `res.locals`, or success; a
  * proxied request whose token passed verification carries its claims in `res.locals.clientToken`.
  */
-export function requestMetrics(metrics: Metrics): RequestHandler {
+export function requestMetrics(metrics: Metrics): Handler {
   return (req, res, next) => {
-    const route = mintRoute(req.method, req.path);
-    const proxied = req.path === '/api/proxy' || req.path.startsWith('/api/proxy/');
+    const path = parseurl(req)?.pathname ?? '';
+    const route = mintRoute(req.method ?? '', path);
+    const proxied = path === '/api/proxy' || path.startsWith('/api/proxy/');
     if (!route && !proxied) {
       next();
       return;
@@ -33,15 +34,15 @@ export function requestMetrics(metrics: Metrics): RequestHandler {
     const started = performance.now();
     // `close` also fires when the client goes away mid-stream, which `finish` would miss.
     res.once('close', () => {
-      const code = res.locals.problemCode as ErrorCode | undefined;
+      const code = res.locals.problemCode;
       if (route) {
         metrics.recordMint(route, res.statusCode < 400 ? 'issued' : (code ?? 'internal_error'));
         return;
       }
       metrics.observeProxyRequest({
         // Set by the proxy route from the configured names only, so a client cannot mint label values.
-        upstream: typeof res.locals.upstream === 'string' ? res.locals.upstream : 'none',
-        method: req.method,
+        upstream: res.locals.upstream ?? 'none',
+        method: req.method ?? '',
         status: res.statusCode,
         seconds: (performance.now() - started) / 1000,
       });

@@ -1,4 +1,5 @@
-import type { RequestHandler } from 'express';
+import querystring from 'node:querystring';
+import parseurl from 'parseurl';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { requestUrl } from '../../dpop/requestUrl.js';
@@ -7,7 +8,8 @@ import { bindingFor } from '../../ip.js';
 import { type OriginPolicy, requestOrigin } from '../../origins.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Upstreams } from '../../upstreams.js';
-import { callerIp } from '../callerIp.js';
+import type { CallerReader } from '../caller.js';
+import { type Handler, headerValue } from '../handler.js';
 import type { ClientTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 import { grantedUpstreams, requestedUpstreams } from '../upstreamAccess.js';
@@ -18,6 +20,7 @@ export interface ClientTokenRouteDeps {
   originPolicy: OriginPolicy;
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
+  caller: CallerReader;
 }
 
 /**
@@ -31,7 +34,8 @@ export function clientTokenHandler({
   originPolicy,
   clientTokens,
   dpop,
-}: ClientTokenRouteDeps): RequestHandler {
+  caller,
+}: ClientTokenRouteDeps): Handler {
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'POST') {
       res.setHeader('Allow', 'GET, POST, OPTIONS');
@@ -43,18 +47,20 @@ export function clientTokenHandler({
     if (!originPolicy.isAllowed(origin)) {
       throw new BrokerError('origin_not_allowed', { detail: `${origin} is not in ALLOWED_ORIGINS` });
     }
-    // `?upstreams=entry` narrows the token to some of the upstreams the origin may reach.
-    const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(req.query.upstreams, upstreams));
-    const binding = bindingFor(config.clientToken.bindIp, callerIp(req), config.clientToken);
+    // `?upstreams=entry` narrows the token to some of the upstreams the origin may reach. Parsed as
+    // Express's `simple` query parser does, for the direct lane has no `req.query`.
+    const query = querystring.parse((parseurl(req)?.query as string | null | undefined) ?? '');
+    const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(query.upstreams, upstreams));
+    const binding = bindingFor(config.clientToken.bindIp, caller.ip(req), config.clientToken);
     // A proof binds the token to its key (RFC 9449 §5); with CLIENT_TOKEN_BINDING=dpop one is required.
-    const proof = req.get('dpop');
+    const proof = headerValue(req, 'dpop');
     const jkt =
       proof !== undefined || config.clientTokenBinding === 'dpop'
         ? (
             await dpop.verify({
               proof,
-              method: req.method,
-              url: requestUrl(req, config.publicUrl),
+              method: req.method ?? '',
+              url: requestUrl(req, caller, config.publicUrl),
               endpoint: 'token',
             })
           ).jkt

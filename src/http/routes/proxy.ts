@@ -1,17 +1,18 @@
-import { type RequestHandler, Router } from 'express';
+import { Router } from 'express';
+import parseurl from 'parseurl';
 import { proxySetting } from '../../config/upstreamNames.js';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { BrokerError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import type { OriginPolicy } from '../../origins.js';
 import type { ProxyForwarder } from '../../proxy/forward.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Upstreams } from '../../upstreams.js';
-import { callerIp } from '../callerIp.js';
+import type { CallerReader } from '../caller.js';
 import { verifyClientToken } from '../clientTokenAuth.js';
 import { allowedOriginsCors } from '../cors.js';
-import { trustedForwardedFor } from '../forwardedFor.js';
-import { sequence, unusualTarget } from '../sequence.js';
+import type { Handler } from '../handler.js';
 import { upstreamAdmission } from '../upstreamAccess.js';
 
 export interface ProxyRouteDeps {
@@ -19,19 +20,25 @@ export interface ProxyRouteDeps {
   originPolicy: OriginPolicy;
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
+  caller: CallerReader;
+  logger: Logger;
   config: Pick<Config, 'publicUrl'>;
   /** The per-IP budget of proxied calls; undefined: none. */
-  rateLimit?: RequestHandler | undefined;
+  rateLimit?: Handler | undefined;
+}
+
+/** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
+export interface ProxyMount {
+  /** `/api/proxy/<name>`, or `/api/proxy` for the one unnamed upstream. */
+  mount: string;
+  /** Run with `req.url` relative to the mount, as Express leaves it under `use(mount)`. */
+  chain: Handler[];
 }
 
 export interface ProxyRoutes {
-  /**
-   * Serves the plain case (`<mount>/<more>`, a relative request target) as one layer, mounted right after
-   * the global middlewares: the same chains as `router`, run in sequence without the router's per-layer
-   * matching. Everything else (absolute-form targets, the bare mount, odd characters) falls through.
-   */
-  fast: RequestHandler;
-  /** Every mount, as Express matches it: where `fast` passed a request on, this serves it. */
+  /** Served by the direct lane (directRoutes.ts) for the plain targets `<mount>/<more>`. */
+  mounts: ProxyMount[];
+  /** Every mount, as Express matches it: serves what the direct lane left to Express. */
   router: Router;
 }
 
@@ -41,7 +48,7 @@ export interface ProxyRoutes {
  */
 export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
   const router = Router();
-  const mounts: { mount: string; chain: RequestHandler[] }[] = [];
+  const mounts: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
@@ -60,7 +67,7 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       });
       continue;
     }
-    const name: RequestHandler = (_req, res, next) => {
+    const name: Handler = (_req, res, next) => {
       res.locals.upstream = upstream.name;
       next();
     };
@@ -72,56 +79,27 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
-        forwardTo(upstream.proxy),
+        forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
   }
   for (const { mount, chain } of mounts) router.use(mount, ...chain);
-  return { fast: fastMounts(mounts), router };
+  return { mounts, router };
 }
 
 /**
- * Does what `app.use(mount, ...chain)` does for a target `<mount>/<more>` (matched case-insensitively,
- * on a segment boundary): strips the mount from `req.url` into `req.baseUrl`, runs the chain, and puts
- * both back before passing anything (an error, or a request the chain let through) on.
+ * Under the mount, `req.url` is the raw remainder: path and query, never decoded. For an absolute-form
+ * target (`GET http://host/api/proxy/x`, RFC 9112 §3.2.2), Express leaves the scheme and host in front of
+ * it, which parseurl drops.
  */
-function fastMounts(mounts: readonly { mount: string; chain: RequestHandler[] }[]): RequestHandler {
-  const compiled = mounts.map(({ mount, chain }) => ({
-    // Names are `[a-z0-9-]`, so the mount holds nothing a pattern would read as syntax.
-    pattern: new RegExp(`^${mount.replaceAll('/', '\\/')}\\/[^?]`, 'i'),
-    length: mount.length,
-    run: sequence(chain),
-  }));
-  return (req, res, next) => {
-    const url = req.url;
-    const mount = compiled.find(({ pattern }) => pattern.test(url));
-    if (mount === undefined || unusualTarget.test(url)) {
-      next();
-      return;
-    }
-    const { baseUrl, params } = req;
-    const removed = url.slice(0, mount.length);
-    req.baseUrl = baseUrl + removed;
-    req.url = url.slice(mount.length);
-    req.params = {};
-    mount.run(req, res, (error?: unknown) => {
-      req.baseUrl = baseUrl;
-      req.url = removed + req.url;
-      req.params = params;
-      next(error);
-    });
-  };
-}
-
-/** Under `use('/api/proxy[/<name>]')`, `req.url` is the raw remainder: path and query, never decoded. */
-function forwardTo(proxy: ProxyForwarder): RequestHandler {
+function forwardTo(proxy: ProxyForwarder, caller: CallerReader, logger: Logger): Handler {
   return (req, res) =>
     proxy.forward(req, res, {
-      path: req.url,
-      clientIp: callerIp(req),
-      forwardedFor: trustedForwardedFor(req),
-      protocol: req.protocol,
-      host: req.host,
-      log: res.locals.log,
+      path: parseurl(req)?.path ?? '/',
+      clientIp: caller.ip(req),
+      forwardedFor: caller.forwardedFor(req),
+      protocol: caller.protocol(req),
+      host: caller.host(req),
+      log: res.locals.log ?? logger,
     });
 }

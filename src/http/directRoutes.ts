@@ -1,0 +1,64 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BrokerError } from '../errors.js';
+import type { BrokerRequest, BrokerResponse, Handler, RequestLocals } from './handler.js';
+import type { ErrorHandler } from './problem.js';
+import { sequence, unusualTarget } from './sequence.js';
+
+/** A request listener, as `http.createServer` and supertest take it. */
+export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface DirectRoutesOptions {
+  /** Serves every request the direct lane does not take. */
+  app: RequestListener;
+  /** What every request goes through first, in both lanes: the app runs the same list as its first layer. */
+  common: Handler[];
+  /** Served when the target is exactly the path, with or without a query. */
+  exact: { path: string; chain: Handler[] }[];
+  /** Served for `<mount>/<more>`, matched case-insensitively; the chain sees `req.url` without the mount. */
+  mounts: { mount: string; chain: Handler[] }[];
+  /** Answers what a chain passed on: an error, or a request no layer answered (404). */
+  onError: ErrorHandler;
+}
+
+/**
+ * The broker's request listener. The routes every browser call takes (the proxy, client tokens) are
+ * served here straight from `node:http`, in the plain spellings browsers send; everything else goes to
+ * Express, which mounts the same chains for the spellings it alone understands (absolute-form targets,
+ * a trailing slash, odd characters). Express costs about as much per request as a proxied exchange
+ * itself (docs/performance.md): it swaps the prototypes of the request and response, walks its router's
+ * layers and wraps every `next`. The chains are written against `node:http` alone (handler.ts), so both
+ * lanes run the same code and answer alike.
+ */
+export function directRoutes({ app, common, exact, mounts, onError }: DirectRoutesOptions): RequestListener {
+  const routes = [
+    ...exact.map(({ path, chain }) => ({
+      takes: (url: string) => url === path || url.startsWith(`${path}?`),
+      run: sequence([...common, ...chain]),
+    })),
+    ...mounts.map(({ mount, chain }) => {
+      // Mounts are `/api/proxy[/<name>]` with names of `[a-z0-9-]`: nothing a pattern reads as syntax.
+      const pattern = new RegExp(`^${mount.replaceAll('/', '\\/')}\\/[^?]`, 'i');
+      // Stripped after `common`, which logs and counts the path as the client sent it.
+      const strip: Handler = (req, _res, next) => {
+        req.url = (req.url ?? '').slice(mount.length);
+        next();
+      };
+      return { takes: (url: string) => pattern.test(url), run: sequence([...common, strip, ...chain]) };
+    }),
+  ];
+  return (req, res) => {
+    const url = req.url ?? '';
+    const route = unusualTarget.test(url) ? undefined : routes.find(({ takes }) => takes(url));
+    if (route === undefined) {
+      app(req, res);
+      return;
+    }
+    const request: BrokerRequest = req;
+    request.originalUrl = url;
+    const response = res as BrokerResponse;
+    response.locals = Object.create(null) as RequestLocals;
+    route.run(request, response, (error) => {
+      onError(error ?? new BrokerError('not_found'), request, response);
+    });
+  };
+}
