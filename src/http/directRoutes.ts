@@ -58,7 +58,12 @@ export function directRoutes({ app, common, exact, mounts, onError }: DirectRout
     const response = res as BrokerResponse;
     response.locals = Object.create(null) as RequestLocals;
     route.run(request, response, (error) => {
-      onError(error ?? new BrokerError('not_found'), request, response);
+      try {
+        onError(error ?? new BrokerError('not_found'), request, response);
+      } catch {
+        // What Express's final handler does when its error middleware fails: no answer is left to give.
+        response.destroy();
+      }
     });
   };
 }

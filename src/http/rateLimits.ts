@@ -82,8 +82,14 @@ export function createRateLimits({
     const resetSeconds = info.resetTime
       ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000))
       : windowSeconds;
-    res.setHeader('RateLimit', `"${name}"; r=${Math.max(rule.limit - info.totalHits, 0)}; t=${resetSeconds}`);
-    res.setHeader('RateLimit-Policy', `"${name}"; q=${rule.limit}; w=${windowSeconds}`);
+    // The count may come back after another layer answered (a stalled body's 408).
+    if (!res.headersSent) {
+      res.setHeader(
+        'RateLimit',
+        `"${name}"; r=${Math.max(rule.limit - info.totalHits, 0)}; t=${resetSeconds}`,
+      );
+      res.setHeader('RateLimit-Policy', `"${name}"; q=${rule.limit}; w=${windowSeconds}`);
+    }
     if (!refused) return undefined;
     return new BrokerError('rate_limited', { detail, headers: { 'Retry-After': String(resetSeconds) } });
   }

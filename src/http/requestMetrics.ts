@@ -24,7 +24,8 @@ function mintRoute(method: string, path: string): MintRoute | undefined {
  */
 export function requestMetrics(metrics: Metrics): Handler {
   return (req, res, next) => {
-    const path = parseurl(req)?.pathname ?? '';
+    // Matched as the routes are: in any letter case, with or without a trailing slash.
+    const path = (parseurl(req)?.pathname ?? '').toLowerCase().replace(/(.)\/$/, '$1');
     const route = mintRoute(req.method ?? '', path);
     const proxied = path === '/api/proxy' || path.startsWith('/api/proxy/');
     if (!route && !proxied) {

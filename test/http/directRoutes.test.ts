@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appOrigin, type BrokerHandle, startBroker } from '../support/broker.js';
+import { ath, dpopEnv, dpopToken, makeProof, proofKey } from '../support/dpopProofs.js';
 import { call, type RawAnswer } from '../support/rawCall.js';
 
 /**
@@ -118,6 +119,65 @@ describe('the direct lane and Express answer alike', () => {
     expect(sameHeaders(express)).toEqual(sameHeaders(plain));
   });
 
+  it('when a query holds raw JSON, then both lanes hand it to the API byte for byte', async () => {
+    const target = '/api/proxy/search?q={"a":[1,2]}&x=|';
+    const plain = await call(broker.url, target, { headers: proxyHeaders() });
+    const express = await call(broker.url, absolute(target), { headers: proxyHeaders() });
+
+    expect([plain.status, express.status]).toEqual([200, 200]);
+    expect(broker.api.requests.slice(-2).map((request) => request.url)).toEqual([
+      '/search?q={"a":[1,2]}&x=|',
+      '/search?q={"a":[1,2]}&x=|',
+    ]);
+  });
+
+  it('when a target holds a fragment, then Express refuses it as the proxy always did, and the API sees nothing', async () => {
+    const before = broker.api.requests.length;
+    const answer = await call(broker.url, '/api/proxy/items#top', { headers: proxyHeaders() });
+
+    expect(answer.status).toBe(400);
+    expect(sameProblem(answer).code).toBe('invalid_request');
+    expect(broker.api.requests.length).toBe(before);
+  });
+
+  it('when a preflight or a HEAD request comes, then both lanes answer it alike', async () => {
+    const preflight = {
+      origin: appOrigin,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization, content-type',
+    };
+    const plain = await call(broker.url, '/api/proxy/items', { method: 'OPTIONS', headers: preflight });
+    const express = await call(broker.url, absolute('/api/proxy/items'), {
+      method: 'OPTIONS',
+      headers: preflight,
+    });
+    expect(plain.status).toBe(204);
+    expect(plain.headers['access-control-allow-methods']).toContain('POST');
+    expect(sameHeaders(express)).toEqual(sameHeaders(plain));
+
+    const plainHead = await call(broker.url, '/api/proxy/items', { method: 'HEAD', headers: proxyHeaders() });
+    const expressHead = await call(broker.url, absolute('/api/proxy/items'), {
+      method: 'HEAD',
+      headers: proxyHeaders(),
+    });
+    expect(plainHead.status).toBe(200);
+    expect(plainHead.body.length).toBe(0);
+    expect(sameHeaders(expressHead)).toEqual(sameHeaders(plainHead));
+  });
+
+  it('when the mount is written in another letter case, then the proxy metrics count it too', async () => {
+    const count = async () => {
+      const { values } = await broker.broker.metrics.proxyRequests.get();
+      return values
+        .filter((value) => value.metricName?.endsWith('_count'))
+        .reduce((sum, { value }) => sum + value, 0);
+    };
+    const before = await count();
+    await call(broker.url, '/API/Proxy/items', { headers: proxyHeaders() });
+    await call(broker.url, absolute('/api/proxy/items/'), { headers: proxyHeaders() });
+    expect(await count()).toBe(before + 2);
+  });
+
   it('when a request is for another route, then the direct lane leaves it to Express', async () => {
     const health = await call(broker.url, '/healthz');
     const introspect = await call(broker.url, '/api/client-token/introspect', { method: 'POST' });
@@ -125,5 +185,58 @@ describe('the direct lane and Express answer alike', () => {
     expect(health.status).toBe(200);
     expect(introspect.status).toBe(401);
     expect(sameProblem(introspect).code).toBe('invalid_api_key');
+  });
+});
+
+describe('the per-address limit in both lanes', () => {
+  it('when an address passes RATE_LIMIT_PROXY, then both lanes refuse it with 429, Retry-After and the same headers', async () => {
+    const limited = await startBroker({
+      upstream: 'fake',
+      api: 'fixed',
+      env: { RATE_LIMIT_PROXY: '3/minute' },
+    });
+    const headers = { origin: appOrigin, authorization: `Bearer ${await limited.clientToken()}` };
+    const allowed = [];
+    for (let i = 0; i < 3; i += 1) allowed.push(await call(limited.url, '/api/proxy/items', { headers }));
+    const plain = await call(limited.url, '/api/proxy/items', { headers });
+    const express = await call(limited.url, `${limited.url}/api/proxy/items`, { headers });
+
+    expect(allowed.map((answer) => answer.status)).toEqual([200, 200, 200]);
+    expect(allowed.map((answer) => answer.headers.ratelimit)).toEqual([
+      expect.stringMatching(/^"proxy"; r=2; t=\d+$/),
+      expect.stringMatching(/^"proxy"; r=1; t=\d+$/),
+      expect.stringMatching(/^"proxy"; r=0; t=\d+$/),
+    ]);
+    expect([plain.status, express.status]).toEqual([429, 429]);
+    expect(sameProblem(plain).code).toBe('rate_limited');
+    expect(sameProblem(express)).toEqual(sameProblem(plain));
+    expect(Number(plain.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(plain.headers['retry-after'])).toBeLessThanOrEqual(60);
+    expect(Object.keys(express.headers).sort()).toEqual(Object.keys(plain.headers).sort());
+    expect(limited.api.requests.length).toBe(3);
+  });
+});
+
+describe('DPoP in both lanes', () => {
+  it('when a DPoP-bound token is used with an absolute-form target, then the proof names that URL and is accepted', async () => {
+    const bound = await startBroker({ upstream: 'fake', api: 'fixed', env: dpopEnv });
+    const key = await proofKey();
+    const token = await dpopToken(bound, key);
+    const send = async (target: string, htu: string) =>
+      call(bound.url, target, {
+        headers: {
+          origin: appOrigin,
+          authorization: `DPoP ${token}`,
+          dpop: await makeProof(key, { htm: 'GET', htu, ath: ath(token) }),
+        },
+      });
+    const url = `${bound.url}/api/proxy/items`;
+
+    const plain = await send('/api/proxy/items', url);
+    const express = await send(url, url);
+    const elsewhere = await send(url, 'http://other.example/api/proxy/items');
+
+    expect([plain.status, express.status, elsewhere.status]).toEqual([200, 200, 401]);
+    expect(sameProblem(elsewhere).code).toBe('invalid_dpop_proof');
   });
 });

@@ -1,5 +1,4 @@
 import { Router } from 'express';
-import parseurl from 'parseurl';
 import { proxySetting } from '../../config/upstreamNames.js';
 import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
@@ -13,6 +12,7 @@ import type { CallerReader } from '../caller.js';
 import { verifyClientToken } from '../clientTokenAuth.js';
 import { allowedOriginsCors } from '../cors.js';
 import type { Handler } from '../handler.js';
+import { splitTarget } from '../requestTarget.js';
 import { upstreamAdmission } from '../upstreamAccess.js';
 
 export interface ProxyRouteDeps {
@@ -89,13 +89,12 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
 
 /**
  * Under the mount, `req.url` is the raw remainder: path and query, never decoded. For an absolute-form
- * target (`GET http://host/api/proxy/x`, RFC 9112 §3.2.2), Express leaves the scheme and host in front of
- * it, which parseurl drops.
+ * target (`GET http://host/api/proxy/x`), Express leaves the scheme and host in front of it.
  */
 function forwardTo(proxy: ProxyForwarder, caller: CallerReader, logger: Logger): Handler {
   return (req, res) =>
     proxy.forward(req, res, {
-      path: parseurl(req)?.path ?? '/',
+      path: splitTarget(req.url ?? '/').path,
       clientIp: caller.ip(req),
       forwardedFor: caller.forwardedFor(req),
       protocol: caller.protocol(req),
