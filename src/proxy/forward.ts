@@ -62,8 +62,8 @@ export interface ForwardRequest {
   protocol: string;
   /** The host the caller addressed (`x-forwarded-host`); defaults to the `host` header. */
   host?: string | undefined;
-  /** The request's child logger. */
-  log: Logger;
+  /** The request's child logger; read only when a line is written, as it may be made on first read. */
+  readonly log: Logger;
 }
 
 export interface ProxyForwarder {
@@ -120,7 +120,6 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     const method = (req.method ?? 'GET').toUpperCase();
     if (refusedMethods.has(method)) throw new BrokerError('method_not_allowed');
     const target = upstreamTarget(base, request.path);
-    const { log } = request;
 
     const controller = new AbortController();
     const deadline = setTimeout(() => controller.abort(new DeadlineError()), limits.totalMs);
@@ -175,7 +174,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
             retried = true;
             if (response.statusCode === 401) {
               // Not invalidated again: an API that refuses every token must not make us renew on each request.
-              log.warn({ upstreamPath: target.pathname }, 'the API refused a freshly renewed token');
+              request.log.warn({ upstreamPath: target.pathname }, 'the API refused a freshly renewed token');
             }
           }
         }
@@ -186,16 +185,18 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         upstreamFailed = true;
       });
       await relayBody(response.body, res, controller.signal);
-      log.debug(
-        {
-          method,
-          upstreamPath: target.pathname,
-          status: response.statusCode,
-          retried,
-          durationMs: elapsed(started),
-        },
-        'proxied request',
-      );
+      if (options.logger.isLevelEnabled('debug')) {
+        request.log.debug(
+          {
+            method,
+            upstreamPath: target.pathname,
+            status: response.statusCode,
+            retried,
+            durationMs: elapsed(started),
+          },
+          'proxied request',
+        );
+      }
     } catch (error) {
       response?.body.destroy();
       const reason =
@@ -215,7 +216,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       }
       // Nobody to answer, or the status line is already gone: cutting the connection is the only signal left.
       res.destroy();
-      log[reason === 'client closed' ? 'debug' : 'warn'](
+      request.log[reason === 'client closed' ? 'debug' : 'warn'](
         {
           method,
           upstreamPath: target.pathname,

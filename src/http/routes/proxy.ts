@@ -92,13 +92,18 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
  * target (`GET http://host/api/proxy/x`), Express leaves the scheme and host in front of it.
  */
 function forwardTo(proxy: ProxyForwarder, caller: CallerReader, logger: Logger): Handler {
-  return (req, res) =>
-    proxy.forward(req, res, {
+  return (req, res) => {
+    const { locals } = res;
+    return proxy.forward(req, res, {
       path: splitTarget(req.url ?? '/').path,
       clientIp: caller.ip(req),
       forwardedFor: caller.forwardedFor(req),
       protocol: caller.protocol(req),
       host: caller.host(req),
-      log: res.locals.log ?? logger,
+      // A getter: the request's child logger is made only when the forwarder writes a line.
+      get log() {
+        return locals.log ?? logger;
+      },
     });
+  };
 }
