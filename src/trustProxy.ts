@@ -1,6 +1,6 @@
 import { BlockList, isIP, SocketAddress } from 'node:net';
 
-/** What one `TRUST_PROXY` list entry becomes: the spelling handed to Express, or why it is refused. */
+/** What one `TRUST_PROXY` list entry becomes: the spelling handed to proxy-addr, or why it is refused. */
 export type TrustEntry = { entry: string; problem?: undefined } | { entry?: undefined; problem: string };
 
 const namedRanges = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -10,7 +10,7 @@ const mappedIpv4 = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/;
 
 /**
  * Checks one `TRUST_PROXY` entry (an address, a CIDR, or `loopback`/`linklocal`/`uniquelocal`) and returns
- * the spelling that means the same to every proxy-addr version (Express's `trust proxy`):
+ * the spelling that means the same to every proxy-addr version (which Express's `trust proxy` also uses):
  * - a prefix length must be 1..32 (IPv4) or 1..128 (IPv6): `/0` would trust every peer, and proxy-addr
  *   throws at start-up on one out of range;
  * - an IPv4-mapped entry (`::ffff:10.0.0.0/104`) is rewritten to the IPv4 range it names (`10.0.0.0/8`).

@@ -76,7 +76,7 @@ export const list = z.preprocess(
 
 /**
  * `false` (default: the socket address is the client), a hop count, or a list of trusted proxy
- * addresses/CIDRs/`loopback`/`linklocal`/`uniquelocal` as Express's `trust proxy` understands them.
+ * addresses/CIDRs/`loopback`/`linklocal`/`uniquelocal` as proxy-addr (Express's `trust proxy`) reads them.
  * `true` is refused: it trusts the left-most `X-Forwarded-For` entry, which the client writes itself.
  */
 export const trustProxy = z.preprocess(
