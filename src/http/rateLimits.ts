@@ -67,17 +67,8 @@ export function createRateLimits({
     return store;
   }
 
-  /** Writes the draft-08 headers and, at the limit, the refusal with the seconds left in the window. */
-  function answer(
-    res: BrokerResponse,
-    {
-      name,
-      rule,
-      info,
-      refused,
-    }: { name: string; rule: RateLimitRule; info: ClientRateLimitInfo; refused: boolean },
-    detail: string,
-  ): BrokerError | undefined {
+  /** Writes the draft-08 headers (unless another layer already answered); returns the window's seconds left. */
+  function writeHeaders(res: BrokerResponse, name: string, rule: RateLimitRule, info: ClientRateLimitInfo) {
     const windowSeconds = Math.ceil(rule.windowMs / 1000);
     const resetSeconds = info.resetTime
       ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000))
@@ -90,9 +81,11 @@ export function createRateLimits({
       );
       res.setHeader('RateLimit-Policy', `"${name}"; q=${rule.limit}; w=${windowSeconds}`);
     }
-    if (!refused) return undefined;
-    return new BrokerError('rate_limited', { detail, headers: { 'Retry-After': String(resetSeconds) } });
+    return resetSeconds;
   }
+
+  const refusal = (retryAfterSeconds: number, detail: string) =>
+    new BrokerError('rate_limited', { detail, headers: { 'Retry-After': String(retryAfterSeconds) } });
 
   /** Counts every request, and refuses an address once its count in the window passes the limit. */
   function requestLimiter(name: string, rule: RateLimitRule | undefined): Handler {
@@ -108,10 +101,12 @@ export function createRateLimits({
         next();
         return;
       }
-      const refused = info.totalHits > rule.limit;
-      next(
-        answer(res, { name, rule, info, refused }, 'too many requests from this address; try again later'),
-      );
+      const resetSeconds = writeHeaders(res, name, rule, info);
+      if (info.totalHits > rule.limit) {
+        next(refusal(resetSeconds, 'too many requests from this address; try again later'));
+        return;
+      }
+      next();
     };
   }
 
@@ -132,13 +127,8 @@ export function createRateLimits({
         storeError(error, 'rate limiter store unreachable; allowing the request uncounted');
       }
       if (info && info.totalHits >= rule.limit) {
-        next(
-          answer(
-            res,
-            { name, rule, info, refused: true },
-            'too many failed API-key attempts from this address; try again later',
-          ),
-        );
+        const resetSeconds = writeHeaders(res, name, rule, info);
+        next(refusal(resetSeconds, 'too many failed API-key attempts from this address; try again later'));
         return;
       }
       res.once('finish', () => {
