@@ -31,10 +31,13 @@ export interface DirectRoutesOptions {
  */
 export function directRoutes({ app, common, exact, mounts, onError }: DirectRoutesOptions): RequestListener {
   const routes = [
-    ...exact.map(({ path, chain }) => ({
-      takes: (url: string) => url === path || url.startsWith(`${path}?`),
-      run: sequence([...common, ...chain]),
-    })),
+    ...exact.map(({ path, chain }) => {
+      const withQuery = `${path}?`;
+      return {
+        takes: (url: string) => url === path || url.startsWith(withQuery),
+        run: sequence([...common, ...chain]),
+      };
+    }),
     ...mounts.map(({ mount, chain }) => {
       // Mounts are `/api/proxy[/<name>]` with names of `[a-z0-9-]`: nothing a pattern reads as syntax.
       const pattern = new RegExp(`^${mount.replaceAll('/', '\\/')}\\/[^?]`, 'i');
