@@ -1,27 +1,27 @@
 import type { Express } from 'express';
 import type { Dispatcher } from 'undici';
-import { createApiKeyLabeler } from './apiKeyLabel.js';
-import { createApiKeyVerifier } from './apiKeys.js';
+import { createApiKeyLabeler } from './auth/apiKeyLabel.js';
+import { createApiKeyVerifier } from './auth/apiKeys.js';
+import { createOriginPolicy } from './caller/origins.js';
+import { createCallerReader } from './caller/requestCaller.js';
 import type { Clock } from './clock.js';
-import type { Config } from './config.js';
+import type { Config } from './config/index.js';
+import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
-import { createCallerReader } from './http/caller.js';
-import type { RequestListener } from './http/directRoutes.js';
-import { createRateLimits } from './http/rateLimits.js';
+import type { RequestListener } from './http/dispatch/directRoutes.js';
+import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
-import type { Logger } from './logger.js';
-import { createMetrics, type Metrics } from './metrics.js';
-import { createOriginPolicy } from './origins.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
-import type { UpstreamProbe } from './startupChecks.js';
 import { createMemoryStore } from './store/memoryStore.js';
 import { connectRedis } from './store/redisBackend.js';
+import type { Logger } from './telemetry/logger.js';
+import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { createUpstreams, type Upstreams } from './upstream/registry.js';
 import type { RenewalPolicy } from './upstream/renewalPolicy.js';
-import { createUpstreams, type Upstreams } from './upstreams.js';
 
 export interface BrokerDeps {
   config: Config;

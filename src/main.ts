@@ -3,12 +3,12 @@ import { createServer } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { config as loadDotenv } from 'dotenv';
 import { createBroker } from './broker.js';
+import { devOrigins } from './caller/origins.js';
 import { systemClock } from './clock.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
-import { limitConnectionsPerIp } from './http/connectionLimit.js';
-import { createLogger, type Logger } from './logger.js';
-import { devOrigins } from './origins.js';
-import { configWarnings, probeUpstreams, unreachableWarning } from './startupChecks.js';
+import { type Config, ConfigError, loadConfig } from './config/index.js';
+import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
+import { limitConnectionsPerIp } from './http/middleware/connectionLimit.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
 
 /**
  * The only module that reads `process.env`, listens, and handles signals. Everything else is built by

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseTrustEntry } from '../trustProxy.js';
+import { parseTrustEntry } from '../caller/trustProxy.js';
 
 /**
  * How the text of one environment variable becomes a value: the building blocks of `envSchema` in

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { configParts, secretSettings } from '../config.js';
+import { configParts, secretSettings } from './index.js';
 import { defaultText, settingMeta } from './meta.js';
 
 /**

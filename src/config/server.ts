@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { normalizeOrigin, parseOriginPattern } from '../origins.js';
+import { normalizeOrigin, parseOriginPattern } from '../caller/origins.js';
 import { emptyToUndefined, int, list, optionalInt, trustProxy } from './fields.js';
 
 /** Origin patterns; also each named upstream's `UPSTREAM_<NAME>_ALLOWED_ORIGINS`. */

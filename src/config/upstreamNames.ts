@@ -1,4 +1,4 @@
-import { upstreamSchema, upstreamSecrets } from './upstream.js';
+import { upstreamSchema, upstreamSecrets } from './upstreamSettings.js';
 
 /**
  * What an upstream name may be, and which variables belong to which name: `UPSTREAM_<NAME>_<SETTING>`,

@@ -1,7 +1,7 @@
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 
 export interface DemoApiOptions {
   /** The dev authorization server's issuer; tokens must carry it as `iss`. */

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 import { startAuthServer } from './authServer.js';
 import { startDemoApi } from './demoApi.js';
 

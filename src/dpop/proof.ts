@@ -45,7 +45,7 @@ export interface ProofExpectation {
   proof: string | undefined;
   /** The request's method. */
   method: string;
-  /** This request's absolute URL as the client addressed the broker (dpop/requestUrl.ts). */
+  /** This request's absolute URL as the client addressed the broker (http/requestUrl.ts). */
   url: string | undefined;
   /**
    * `token` (the client-token route: a bad proof is 400, RFC 9449 §5) or `resource` (the proxy: 401,

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
-import type { Logger } from '../logger.js';
 import type { RedisClient } from '../store/redisConnection.js';
+import type { Logger } from '../telemetry/logger.js';
 
 /**
  * `new`: not seen before, now remembered. `replay`: seen within its ttl. `owner_full`: the owner (the

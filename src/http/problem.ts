@@ -1,6 +1,6 @@
 import { BrokerError, type ErrorCode, errorCatalog } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { BrokerRequest, BrokerResponse, Handler, Next } from './handler.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { BrokerRequest, BrokerResponse, Handler, Next } from './dispatch/handler.js';
 
 /** RFC 9457 §3.1.1 allows a non-dereferenceable URI; docs/routes.md's error table explains each code. */
 const typeBase = 'urn:token-broker:problem:';

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { TokenCache } from '../upstream/types.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { relayBody } from './relayBody.js';

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
+import { canonicalIp } from '../caller/ip.js';
 import type { Clock } from '../clock.js';
-import { maxUpstreams, upstreamNamePattern } from '../config/upstreams.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
+import { maxUpstreams, upstreamNamePattern } from '../config/namedUpstreams.js';
 import { BrokerError } from '../errors.js';
-import { canonicalIp } from '../ip.js';
 import { isCanonicalCompactJws } from './base64url.js';
 import { createCompactSigner } from './compactSigner.js';
 import type { SigningKeys } from './keys.js';

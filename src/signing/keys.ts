@@ -1,5 +1,5 @@
 import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from 'jose';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 
 /** The algorithms a client-token key may use: EdDSA by default, ES256, HS256 for Trefle-compatible setups. */
 export type SigningAlgorithm = 'EdDSA' | 'ES256' | 'HS256';

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
-import type { Config } from '../config.js';
-import type { Logger } from '../logger.js';
+import type { Config } from '../config/index.js';
 import type { RevocationList } from '../signing/revocations.js';
+import type { Logger } from '../telemetry/logger.js';
 import { createValueCipher } from './encryption.js';
 import { createRedisConnections, type RedisConnections, type RedisStatus } from './redisConnection.js';
 import { createRedisLock } from './redisLock.js';

@@ -1,5 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { RedisTarget } from './redisTarget.js';
 
 /** A connection to one server or Sentinel-watched master (`Redis`), or to a Cluster. */

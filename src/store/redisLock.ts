@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { RedisClient } from './redisConnection.js';
 import type { FleetLock, LockLease } from './types.js';
 

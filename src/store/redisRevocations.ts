@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
-import type { Logger } from '../logger.js';
 import type { RevocationList } from '../signing/revocations.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { RedisConnections } from './redisConnection.js';
 
 export interface RedisRevocationsOptions {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { UpstreamConfig } from '../config/upstream.js';
+import type { UpstreamConfig } from '../config/upstreamSettings.js';
 
 /** Everything that decides which upstream token a request gets. */
 export interface CacheKeyInput {

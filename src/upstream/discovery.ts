@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 
 /** A bounded GET that resolves with any HTTP answer and throws `UpstreamError` (`network`, `timeout`) otherwise. */
 export type MetadataGet = (url: string) => Promise<{ status: number; body: string }>;

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { BrokerError, UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { UpstreamBreaker } from './circuitBreaker.js';
 import { type RenewalPolicy, rejectedProbeDelay, retryDelay } from './renewalPolicy.js';
 import type { TokenCacheStatus } from './types.js';

@@ -1,6 +1,6 @@
 import { UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
 import type { FleetLock } from '../store/types.js';
+import type { Logger } from '../telemetry/logger.js';
 
 export interface FleetRenewalOptions<T> {
   /** Absent for a single instance: then this is a plain `fetch`. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { UpstreamConfig } from '../config.js';
+import type { UpstreamConfig } from '../config/index.js';
 import { clientAssertionType } from './clientAssertion.js';
 
 /** The grant a token request runs. */

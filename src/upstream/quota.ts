@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
-import type { Logger } from '../logger.js';
 import type { RedisClient } from '../store/redisConnection.js';
+import type { Logger } from '../telemetry/logger.js';
 
 /** Windows are aligned to the period in UTC: a minute, an hour, a calendar day or a calendar month. */
 export type QuotaPeriod = 'minute' | 'hour' | 'day' | 'month';

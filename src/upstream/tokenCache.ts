@@ -1,9 +1,9 @@
 import type { Clock } from '../clock.js';
-import type { UpstreamConfig } from '../config.js';
+import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
 import { createMemoryStore } from '../store/memoryStore.js';
 import type { FleetLock, KeyValueStore } from '../store/types.js';
+import type { Logger } from '../telemetry/logger.js';
 import { cacheKey, cacheKeyInput, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';

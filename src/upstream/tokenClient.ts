@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher, request } from 'undici';
 import type { Clock } from '../clock.js';
-import type { UpstreamConfig } from '../config.js';
+import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../telemetry/logger.js';
 import { createClientAssertionSigner } from './clientAssertion.js';
 import { createDiscovery } from './discovery.js';
 import { resolveExpiresAt } from './jwtExpiry.js';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
-import type { Logger } from '../logger.js';
 import type { KeyValueStore } from '../store/types.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { UpstreamToken } from './types.js';
 
 const storedTokenSchema = z.object({

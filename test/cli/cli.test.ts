@@ -20,7 +20,7 @@ import { calculateJwkThumbprint, importJWK, type JWK, jwtVerify, SignJWT } from 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerSecret } from '../support/logs.js';
 
-const cliPath = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+const cliPath = fileURLToPath(new URL('../../src/cli/index.ts', import.meta.url));
 // Resolved here rather than as "--import tsx", which would resolve from the child's (temporary) cwd.
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 

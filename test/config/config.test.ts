@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { envSchema, loadConfig, secretSettings } from '../../src/config.js';
+import { envSchema, loadConfig, secretSettings } from '../../src/config/index.js';
 import { configProblems } from '../support/expectErrors.js';
 
 const upstream = {

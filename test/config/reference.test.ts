@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
+import { configParts, envSchema } from '../../src/config/index.js';
 import { settingMeta } from '../../src/config/meta.js';
 import { renderConfigurationReference } from '../../src/config/reference.js';
-import { configParts, envSchema } from '../../src/config.js';
 import { configProblems } from '../support/expectErrors.js';
 
 const settings = Object.entries(envSchema.shape) as [string, z.ZodType][];

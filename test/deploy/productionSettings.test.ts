@@ -6,7 +6,7 @@ import { parse as parseDotenv } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { checkSigningKeys, generateSigningKey } from '../../src/cli/jwks.js';
-import { type Config, loadConfig, secretSettings } from '../../src/config.js';
+import { type Config, loadConfig, secretSettings } from '../../src/config/index.js';
 import { registerSecret } from '../support/logs.js';
 
 /**

@@ -1,6 +1,6 @@
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { expectNoSecrets } from '../support/logs.js';
 import { type FuzzTarget, sendAndCheck, startFuzzTarget } from './requests.js';
 

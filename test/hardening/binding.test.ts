@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { type ApiServer, startFixedApi } from '../support/apiServers.js';
 import { type Answer, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { expectNoSecrets, registerSecret } from '../support/logs.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { type ApiBroker, appOrigin, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { dpopEnv, makeProof, proofKey } from '../support/dpopProofs.js';
 import { registerSecret } from '../support/logs.js';

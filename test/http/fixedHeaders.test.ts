@@ -2,7 +2,7 @@ import express, { type RequestHandler } from 'express';
 import helmet from 'helmet';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { fixedHeaders } from '../../src/http/fixedHeaders.js';
+import { fixedHeaders } from '../../src/http/middleware/fixedHeaders.js';
 
 const policy = () =>
   helmet({

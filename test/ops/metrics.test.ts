@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { type ApiServer, startFixedApi } from '../support/apiServers.js';
 import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';

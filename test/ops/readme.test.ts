@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { secretSettings } from '../../src/config.js';
+import { secretSettings } from '../../src/config/index.js';
 
 const root = new URL('../../', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
@@ -73,7 +73,7 @@ describe('README and docs/', () => {
   });
 
   it('when the operations page is read, then it lists every broker metric the registry exposes', async () => {
-    const { createMetrics } = await import('../../src/metrics.js');
+    const { createMetrics } = await import('../../src/telemetry/metrics.js');
     const metrics = createMetrics({ clock: { now: () => 0 } });
     const names = (await metrics.registry.getMetricsAsJSON())
       .map((metric) => metric.name)

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, type UpstreamConfig } from '../../src/config.js';
-import { configWarnings, probeUpstream } from '../../src/startupChecks.js';
+import { loadConfig, type UpstreamConfig } from '../../src/config/index.js';
+import { configWarnings, probeUpstream } from '../../src/config/startupChecks.js';
 import { startBrokerProcess } from '../support/brokerProcess.js';
 import { freePort } from '../support/freePort.js';
 import { registerSecret } from '../support/logs.js';

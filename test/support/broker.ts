@@ -47,7 +47,7 @@ import { Pool } from 'undici';
 import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import { type Config, loadConfig } from '../../src/config/index.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';

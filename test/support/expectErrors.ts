@@ -1,4 +1,4 @@
-import { ConfigError, type LoadConfigOptions, loadConfig } from '../../src/config.js';
+import { ConfigError, type LoadConfigOptions, loadConfig } from '../../src/config/index.js';
 import { BrokerError } from '../../src/errors.js';
 
 /** The BrokerError `promise` rejects with; anything else (a value, another error) fails the test. */

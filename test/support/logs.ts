@@ -2,7 +2,7 @@ import { appendFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expect, inject } from 'vitest';
-import { createLogger, type Logger } from '../../src/logger.js';
+import { createLogger, type Logger } from '../../src/telemetry/logger.js';
 import { encodings } from './leaks.js';
 
 export interface CapturedLogger {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { UpstreamConfig } from '../../src/config.js';
+import type { UpstreamConfig } from '../../src/config/index.js';
 import { registerSecret } from './logs.js';
 
 /** One request the fake server received, body included, for asserting what the client sent. */

@@ -1,4 +1,4 @@
-import type { UpstreamConfig } from '../../src/config.js';
+import type { UpstreamConfig } from '../../src/config/index.js';
 import { type AuthServer, type AuthServerOptions, startAuthServer } from '../../src/dev/authServer.js';
 import { registerSecret } from './logs.js';
 import { upstreamConfigFor } from './oauthServers.js';

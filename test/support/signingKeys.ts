@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/config/index.js';
 import { registerSecret } from './logs.js';
 
 /** The client token settings the signing suites share: the defaults, with exact IP binding. */

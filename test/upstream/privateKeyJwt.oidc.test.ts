@@ -3,7 +3,7 @@ import { decodeJwt, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, toPublicJwks } from '../../src/cli/jwks.js';
 import { systemClock } from '../../src/clock.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { type DemoApi, startDemoApi } from '../../src/dev/demoApi.js';
 import { UpstreamError } from '../../src/errors.js';
 import { createTokenCache } from '../../src/upstream/tokenCache.js';

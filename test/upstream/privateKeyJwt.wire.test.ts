@@ -9,7 +9,7 @@ import { decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateSigningKey } from '../../src/cli/jwks.js';
 import { createManualClock } from '../../src/clock.js';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { BrokerError } from '../../src/errors.js';
 import { cacheKey } from '../../src/upstream/cacheKey.js';
 import {

@@ -1,7 +1,7 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock, systemClock } from '../../src/clock.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { type DemoApi, startDemoApi } from '../../src/dev/demoApi.js';
 import { startDevUpstream } from '../../src/dev/devUpstream.js';
 import { UpstreamError } from '../../src/errors.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { UpstreamConfig } from '../../src/config.js';
+import type { UpstreamConfig } from '../../src/config/index.js';
 import { UpstreamError } from '../../src/errors.js';
 import { maxLifetimeSeconds } from '../../src/upstream/jwtExpiry.js';
 import { createTokenClient, maxAnswerBytes } from '../../src/upstream/tokenClient.js';

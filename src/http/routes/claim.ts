@@ -1,16 +1,16 @@
 import { Router } from 'express';
-import type { ApiKeyLabeler } from '../../apiKeyLabel.js';
-import type { ApiKeyVerifier } from '../../apiKeys.js';
-import type { Config } from '../../config.js';
+import type { ApiKeyLabeler } from '../../auth/apiKeyLabel.js';
+import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
+import { bindingFor, canonicalIp } from '../../caller/ip.js';
+import { normalizeOrigin } from '../../caller/origins.js';
+import type { Config } from '../../config/index.js';
 import { BrokerError } from '../../errors.js';
-import { bindingFor, canonicalIp } from '../../ip.js';
-import { normalizeOrigin } from '../../origins.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
-import type { Upstreams } from '../../upstreams.js';
-import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
+import type { Upstreams } from '../../upstream/registry.js';
+import { bearerToken, requireApiKey } from '../middleware/apiKeyAuth.js';
+import { grantedUpstreams, requestedUpstreams } from '../middleware/upstreamAccess.js';
 import { type ClaimResponse, claimRequest } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
-import { grantedUpstreams, requestedUpstreams } from '../upstreamAccess.js';
 
 export interface ClaimRouteDeps {
   config: Config;

@@ -1,18 +1,18 @@
 import querystring from 'node:querystring';
 import parseurl from 'parseurl';
-import type { Config } from '../../config.js';
+import { bindingFor } from '../../caller/ip.js';
+import { type OriginPolicy, requestOrigin } from '../../caller/origins.js';
+import type { CallerReader } from '../../caller/requestCaller.js';
+import type { Config } from '../../config/index.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
-import { requestUrl } from '../../dpop/requestUrl.js';
 import { BrokerError } from '../../errors.js';
-import { bindingFor } from '../../ip.js';
-import { type OriginPolicy, requestOrigin } from '../../origins.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
-import type { Upstreams } from '../../upstreams.js';
-import type { CallerReader } from '../caller.js';
-import { type Handler, headerValue } from '../handler.js';
+import type { Upstreams } from '../../upstream/registry.js';
+import { type Handler, headerValue } from '../dispatch/handler.js';
+import { grantedUpstreams, requestedUpstreams } from '../middleware/upstreamAccess.js';
+import { requestUrl } from '../requestUrl.js';
 import type { ClientTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
-import { grantedUpstreams, requestedUpstreams } from '../upstreamAccess.js';
 
 export interface ClientTokenRouteDeps {
   config: Config;

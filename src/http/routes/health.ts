@@ -1,10 +1,10 @@
 import { Router } from 'express';
 import type { Clock } from '../../clock.js';
+import type { UpstreamProbe } from '../../config/startupChecks.js';
 import { BrokerError } from '../../errors.js';
-import type { UpstreamProbe } from '../../startupChecks.js';
 import type { RedisStatus } from '../../store/redisConnection.js';
+import type { Upstreams } from '../../upstream/registry.js';
 import type { TokenCache } from '../../upstream/types.js';
-import type { Upstreams } from '../../upstreams.js';
 import type { UpstreamReadiness } from '../schemas.js';
 
 export interface HealthRouteDeps {

@@ -1,10 +1,10 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import type { ApiKeyVerifier } from '../../apiKeys.js';
+import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
 import { BrokerError } from '../../errors.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { RevocationList } from '../../signing/revocations.js';
-import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
+import { bearerToken, requireApiKey } from '../middleware/apiKeyAuth.js';
 import { sendToken } from '../tokenResponse.js';
 
 export interface IntrospectionRouteDeps {

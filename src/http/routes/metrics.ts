@@ -1,8 +1,8 @@
 import express, { type Express, Router } from 'express';
-import type { ApiKeyVerifier } from '../../apiKeys.js';
-import type { Logger } from '../../logger.js';
-import type { Metrics } from '../../metrics.js';
-import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
+import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
+import type { Logger } from '../../telemetry/logger.js';
+import type { Metrics } from '../../telemetry/metrics.js';
+import { bearerToken, requireApiKey } from '../middleware/apiKeyAuth.js';
 import { errorHandler, notFoundHandler } from '../problem.js';
 
 export interface MetricsRouteDeps {

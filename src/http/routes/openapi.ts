@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { Upstreams } from '../../upstreams.js';
+import type { Upstreams } from '../../upstream/registry.js';
 import { createOpenApiDocument } from '../openapi.js';
 
 /** `GET /openapi.json`: the OpenAPI 3.1 description of the broker, generated once per app. */

@@ -1,19 +1,19 @@
 import { Router } from 'express';
+import type { OriginPolicy } from '../../caller/origins.js';
+import type { CallerReader } from '../../caller/requestCaller.js';
+import type { Config } from '../../config/index.js';
 import { proxySetting } from '../../config/upstreamNames.js';
-import type { Config } from '../../config.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { BrokerError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
-import type { OriginPolicy } from '../../origins.js';
 import type { ProxyForwarder } from '../../proxy/forward.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
-import type { Upstreams } from '../../upstreams.js';
-import type { CallerReader } from '../caller.js';
-import { verifyClientToken } from '../clientTokenAuth.js';
-import { allowedOriginsCors } from '../cors.js';
-import type { Handler } from '../handler.js';
-import { splitTarget } from '../requestTarget.js';
-import { upstreamAdmission } from '../upstreamAccess.js';
+import type { Logger } from '../../telemetry/logger.js';
+import type { Upstreams } from '../../upstream/registry.js';
+import type { Handler } from '../dispatch/handler.js';
+import { splitTarget } from '../dispatch/requestTarget.js';
+import { verifyClientToken } from '../middleware/clientTokenAuth.js';
+import { allowedOriginsCors } from '../middleware/cors.js';
+import { upstreamAdmission } from '../middleware/upstreamAccess.js';
 
 export interface ProxyRouteDeps {
   upstreams: Upstreams;

@@ -1,9 +1,9 @@
 import { Router } from 'express';
-import type { ApiKeyVerifier } from '../../apiKeys.js';
+import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
 import type { Clock } from '../../clock.js';
 import { BrokerError } from '../../errors.js';
-import type { Upstream, Upstreams } from '../../upstreams.js';
-import { bearerToken, requireApiKey } from '../apiKeyAuth.js';
+import type { Upstream, Upstreams } from '../../upstream/registry.js';
+import { bearerToken, requireApiKey } from '../middleware/apiKeyAuth.js';
 import type { UpstreamTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { UpstreamConfig } from '../../src/config.js';
+import type { UpstreamConfig } from '../../src/config/index.js';
 import { tokenIdentity } from '../../src/upstream/cacheKey.js';
 import { upstreamConfigFor } from '../support/oauthServers.js';
 

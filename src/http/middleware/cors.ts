@@ -1,7 +1,7 @@
 import cors from 'cors';
 import vary from 'vary';
-import { normalizeOrigin, type OriginPolicy } from '../origins.js';
-import type { Handler } from './handler.js';
+import { normalizeOrigin, type OriginPolicy } from '../../caller/origins.js';
+import type { Handler } from '../dispatch/handler.js';
 
 /**
  * CORS for the allowed origins only. The answer always varies by `Origin` (even for refused origins,

@@ -1,13 +1,13 @@
-import type { Config } from '../config.js';
-import { type DpopProofVerifier, dpopChallenge } from '../dpop/proof.js';
-import { requestUrl } from '../dpop/requestUrl.js';
-import { BrokerError } from '../errors.js';
-import { ipMatches } from '../ip.js';
-import { requestOrigin } from '../origins.js';
-import type { ClientTokenClaims, ClientTokens } from '../signing/clientTokens.js';
+import { ipMatches } from '../../caller/ip.js';
+import { requestOrigin } from '../../caller/origins.js';
+import type { CallerReader } from '../../caller/requestCaller.js';
+import type { Config } from '../../config/index.js';
+import { type DpopProofVerifier, dpopChallenge } from '../../dpop/proof.js';
+import { BrokerError } from '../../errors.js';
+import type { ClientTokenClaims, ClientTokens } from '../../signing/clientTokens.js';
+import { type Handler, headerValue } from '../dispatch/handler.js';
+import { requestUrl } from '../requestUrl.js';
 import { bearerToken } from './apiKeyAuth.js';
-import type { CallerReader } from './caller.js';
-import { type Handler, headerValue } from './handler.js';
 
 /** `Authorization: DPoP <token>` (RFC 9449 §7.1); the scheme is case-insensitive (RFC 9110 §11.1). */
 const dpopScheme = /^DPoP[ ]+([^\s]+)\s*$/i;

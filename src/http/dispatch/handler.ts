@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ErrorCode } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { ClientTokenClaims } from '../signing/clientTokens.js';
+import type { ErrorCode } from '../../errors.js';
+import type { ClientTokenClaims } from '../../signing/clientTokens.js';
+import type { Logger } from '../../telemetry/logger.js';
 
 /** What the layers of one request leave for the later ones (Express keeps the same object as `res.locals`). */
 export interface RequestLocals {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
-import { runCli } from './cli/run.js';
+import { runCli } from './run.js';
 
 // The entry point alone touches the process; package.json sits one level up from src/ and dist/ alike.
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {

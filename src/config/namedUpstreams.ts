@@ -3,7 +3,6 @@ import { tokenIdentity } from '../upstream/cacheKey.js';
 import { list } from './fields.js';
 import { issueProblems, resolveSecretFiles } from './parse.js';
 import { allowedOriginsField, normalizeAllowedOrigins } from './server.js';
-import { type UpstreamConfig, upstreamConfig, upstreamSchema, upstreamSecrets } from './upstream.js';
 import {
   isSet,
   maxUpstreams,
@@ -14,6 +13,7 @@ import {
   upstreamPrefix,
   validNames,
 } from './upstreamNames.js';
+import { type UpstreamConfig, upstreamConfig, upstreamSchema, upstreamSecrets } from './upstreamSettings.js';
 
 export { maxUpstreams, upstreamNamePattern } from './upstreamNames.js';
 

@@ -1,5 +1,5 @@
 import { BlockList, isIP, SocketAddress } from 'node:net';
-import { BrokerError } from './errors.js';
+import { BrokerError } from '../errors.js';
 
 /** What a client token is bound to: an address, and optionally how many leading bits must match. */
 export interface IpBinding {

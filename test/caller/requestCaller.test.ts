@@ -2,13 +2,13 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config.js';
-import { createCallerReader } from '../../src/http/caller.js';
-import { canonicalIp } from '../../src/ip.js';
+import { canonicalIp } from '../../src/caller/ip.js';
+import { createCallerReader } from '../../src/caller/requestCaller.js';
+import type { Config } from '../../src/config/index.js';
 import { call } from '../support/rawCall.js';
 
 /**
- * The direct lane reads the caller's address, scheme and host without Express (http/caller.ts). Each
+ * The direct lane reads the caller's address, scheme and host without Express (caller/requestCaller.ts). Each
  * request here is answered by a real Express app whose `trust proxy` is the same setting: what Express
  * derives (`req.ip`, `req.ips`, `req.protocol`, `req.host`) and what the reader derives must agree.
  */

@@ -1,5 +1,5 @@
-import { BrokerError } from '../errors.js';
-import type { Handler } from './handler.js';
+import { BrokerError } from '../../errors.js';
+import type { Handler } from '../dispatch/handler.js';
 
 /** Longest `Origin` or `Referer` accepted: far above any real page URL, far below what parsing may cost. */
 export const maxOriginHeaderBytes = 2048;

@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Store } from 'express-rate-limit';
 import { Cluster } from 'ioredis';
 import { type RedisReply, RedisStore } from 'rate-limit-redis';
-import type { Config, RateLimitRule } from '../config.js';
-import { BrokerError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { RedisClient, RedisStatus } from '../store/redisConnection.js';
-import type { CallerReader } from './caller.js';
-import type { BrokerResponse, Handler } from './handler.js';
+import type { CallerReader } from '../../caller/requestCaller.js';
+import type { Config, RateLimitRule } from '../../config/index.js';
+import { BrokerError } from '../../errors.js';
+import type { RedisClient, RedisStatus } from '../../store/redisConnection.js';
+import type { Logger } from '../../telemetry/logger.js';
+import type { BrokerResponse, Handler } from '../dispatch/handler.js';
 
 /** One middleware per limited route family; each passes everything when its limit is `off`. */
 export interface RateLimits {

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import proxyaddr from 'proxy-addr';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { BrokerError } from '../errors.js';
-import { canonicalIp } from '../ip.js';
+import { canonicalIp } from './ip.js';
 
 /**
  * What a request says about its caller, believed only as far as `TRUST_PROXY` allows: the same answers

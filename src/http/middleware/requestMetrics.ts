@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import parseurl from 'parseurl';
-import type { Metrics, MintRoute, VerificationOutcome } from '../metrics.js';
-import type { Handler } from './handler.js';
+import type { Metrics, MintRoute, VerificationOutcome } from '../../telemetry/metrics.js';
+import type { Handler } from '../dispatch/handler.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'invalid_client_token',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerError } from '../src/errors.js';
-import { bindingFor, canonicalIp, ipMatches } from '../src/ip.js';
+import { bindingFor, canonicalIp, ipMatches } from '../../src/caller/ip.js';
+import { BrokerError } from '../../src/errors.js';
 
 describe('canonicalIp', () => {
   it.each([

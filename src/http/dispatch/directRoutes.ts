@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../../errors.js';
+import type { ErrorHandler } from '../problem.js';
 import type { BrokerRequest, BrokerResponse, Handler, RequestLocals } from './handler.js';
-import type { ErrorHandler } from './problem.js';
 import { sequence, unusualTarget } from './sequence.js';
 
 /** A request listener, as `http.createServer` and supertest take it. */

@@ -1,7 +1,7 @@
-import { defaultUpstreamName } from '../config/upstreams.js';
-import { BrokerError } from '../errors.js';
-import type { ClientTokenClaims } from '../signing/clientTokens.js';
-import type { Upstream, Upstreams } from '../upstreams.js';
+import { defaultUpstreamName } from '../../config/namedUpstreams.js';
+import { BrokerError } from '../../errors.js';
+import type { ClientTokenClaims } from '../../signing/clientTokens.js';
+import type { Upstream, Upstreams } from '../../upstream/registry.js';
 
 /**
  * Which upstreams a client token opens: the names in its `upstreams` claim, chosen when it was minted

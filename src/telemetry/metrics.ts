@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Clock } from './clock.js';
-import { type ErrorCode, UpstreamError } from './errors.js';
-import type { BreakerState } from './upstream/circuitBreaker.js';
-import type { QuotaStatus } from './upstream/quota.js';
-import type { TokenCacheEvent, TokenCacheStatus, TokenClient } from './upstream/types.js';
+import type { Clock } from '../clock.js';
+import { type ErrorCode, UpstreamError } from '../errors.js';
+import type { BreakerState } from '../upstream/circuitBreaker.js';
+import type { QuotaStatus } from '../upstream/quota.js';
+import type { TokenCacheEvent, TokenCacheStatus, TokenClient } from '../upstream/types.js';
 
 /** Which route minted a client token. */
 export type MintRoute = 'client-token' | 'claim';

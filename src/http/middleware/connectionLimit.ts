@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../telemetry/logger.js';
 
 /** What a refused connection is told before it is closed: no request was read, so no request id. */
 const refusal = JSON.stringify({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { configProblems } from '../support/expectErrors.js';
 
 const secret = 'an-upstream-secret-value';

@@ -1,18 +1,18 @@
 import type { Dispatcher } from 'undici';
-import type { Clock } from './clock.js';
-import type { NamedUpstream } from './config.js';
-import type { Logger } from './logger.js';
-import { instrumentTokenClient, type Metrics } from './metrics.js';
-import { createOriginPolicy, type OriginPolicy } from './origins.js';
-import { createProxyForwarder, type ProxyForwarder } from './proxy/forward.js';
-import type { RedisBackend } from './store/redisBackend.js';
-import type { KeyValueStore } from './store/types.js';
-import { tokenIdentity } from './upstream/cacheKey.js';
-import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './upstream/quota.js';
-import type { RenewalPolicy } from './upstream/renewalPolicy.js';
-import { createTokenCache } from './upstream/tokenCache.js';
-import { createTokenClient } from './upstream/tokenClient.js';
-import type { TokenCache } from './upstream/types.js';
+import { createOriginPolicy, type OriginPolicy } from '../caller/origins.js';
+import type { Clock } from '../clock.js';
+import type { NamedUpstream } from '../config/index.js';
+import { createProxyForwarder, type ProxyForwarder } from '../proxy/forward.js';
+import type { RedisBackend } from '../store/redisBackend.js';
+import type { KeyValueStore } from '../store/types.js';
+import type { Logger } from '../telemetry/logger.js';
+import { instrumentTokenClient, type Metrics } from '../telemetry/metrics.js';
+import { tokenIdentity } from './cacheKey.js';
+import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './quota.js';
+import type { RenewalPolicy } from './renewalPolicy.js';
+import { createTokenCache } from './tokenCache.js';
+import { createTokenClient } from './tokenClient.js';
+import type { TokenCache } from './types.js';
 
 /** One configured upstream at run time: its token cache (perhaps shared) and its proxy. */
 export interface Upstream {

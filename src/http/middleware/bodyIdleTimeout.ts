@@ -1,6 +1,6 @@
-import { BrokerError } from '../errors.js';
-import type { Handler } from './handler.js';
-import { sendProblem } from './problem.js';
+import { BrokerError } from '../../errors.js';
+import type { Handler } from '../dispatch/handler.js';
+import { sendProblem } from '../problem.js';
 
 /**
  * Ends a request whose body stops arriving for `idleMs`: `408 request_timeout` when nothing was answered

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import type { ApiKeyVerifier } from '../apiKeys.js';
-import { BrokerError } from '../errors.js';
+import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
+import { BrokerError } from '../../errors.js';
 
 /** `Authorization: Bearer <key>` (RFC 6750 §2.1); the scheme is case-insensitive (RFC 9110 §11.1). */
 export function bearerToken(req: IncomingMessage): string | undefined {

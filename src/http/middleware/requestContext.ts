@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import parseurl from 'parseurl';
-import type { Logger } from '../logger.js';
-import type { Handler } from './handler.js';
+import type { Logger } from '../../telemetry/logger.js';
+import type { Handler } from '../dispatch/handler.js';
 
 /** A caller-supplied `x-request-id` is kept only if it cannot smuggle anything into logs or headers. */
 const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -1,7 +1,7 @@
 import net from 'node:net';
-import { proxySetting } from './config/upstreamNames.js';
-import type { Config, UpstreamConfig } from './config.js';
-import { devOrigins } from './origins.js';
+import { devOrigins } from '../caller/origins.js';
+import type { Config, UpstreamConfig } from './index.js';
+import { proxySetting } from './upstreamNames.js';
 
 /**
  * Settings that start fine but leave a part of the broker off, said once at start-up so an operator

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Handler } from './handler.js';
+import type { Handler } from '../dispatch/handler.js';
 
 /**
  * Runs a middleware that only sets and removes fixed headers (helmet with a policy that holds no

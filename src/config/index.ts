@@ -5,19 +5,19 @@ import {
   clientTokensConfig,
   clientTokensSchema,
   clientTokensSecrets,
-} from './config/clientTokens.js';
-import { type LimitsConfig, limitsConfig, limitsSchema } from './config/limits.js';
-import { defaultText, secretFileExample, settingMeta } from './config/meta.js';
-import { issueProblems, resolveSecretFiles } from './config/parse.js';
-import { type RedisConfig, redisConfig, redisSchema, redisSecrets } from './config/redis.js';
-import { type ServerConfig, serverConfig, serverSchema, serverSecrets } from './config/server.js';
-import { upstreamSchema, upstreamSecrets } from './config/upstream.js';
-import { unprefixedName } from './config/upstreamNames.js';
-import { type UpstreamsConfig, upstreamsConfig, upstreamsSchema } from './config/upstreams.js';
+} from './clientTokens.js';
+import { type LimitsConfig, limitsConfig, limitsSchema } from './limits.js';
+import { defaultText, secretFileExample, settingMeta } from './meta.js';
+import { type UpstreamsConfig, upstreamsConfig, upstreamsSchema } from './namedUpstreams.js';
+import { issueProblems, resolveSecretFiles } from './parse.js';
+import { type RedisConfig, redisConfig, redisSchema, redisSecrets } from './redis.js';
+import { type ServerConfig, serverConfig, serverSchema, serverSecrets } from './server.js';
+import { unprefixedName } from './upstreamNames.js';
+import { upstreamSchema, upstreamSecrets } from './upstreamSettings.js';
 
-export type { RateLimitRule } from './config/fields.js';
-export type { UpstreamConfig } from './config/upstream.js';
-export type { NamedUpstream } from './config/upstreams.js';
+export type { RateLimitRule } from './fields.js';
+export type { NamedUpstream } from './namedUpstreams.js';
+export type { UpstreamConfig } from './upstreamSettings.js';
 
 /** Settings whose value is a secret: they may come from `NAME_FILE`, and are never echoed in errors. */
 export const secretSettings = [
