@@ -27,10 +27,19 @@ import type { RateLimits } from './middleware/rateLimits.js';
 import { requestContext } from './middleware/requestContext.js';
 import { requestMetrics } from './middleware/requestMetrics.js';
 import { errorHandler, notFoundHandler } from './problem.js';
+import type { ClaimRouteDeps } from './routes/claim.js';
+import type { ClientTokenRouteDeps } from './routes/clientToken.js';
+import type { ProxyRouteDeps } from './routes/proxy.js';
 import { routeTable } from './routeTable.js';
 
+/** The settings the app and its routes read: the app's own and each route factory's. */
+export type AppConfig = Pick<Config, 'bodyIdleTimeoutMs' | 'maxBodyBytes' | 'metrics'> &
+  ClaimRouteDeps['config'] &
+  ClientTokenRouteDeps['config'] &
+  ProxyRouteDeps['config'];
+
 export interface AppDeps {
-  config: Config;
+  config: AppConfig;
   logger: Logger;
   clock: Clock;
   originPolicy: OriginPolicy;

@@ -13,7 +13,7 @@ import { type ClaimResponse, claimRequest } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 
 export interface ClaimRouteDeps {
-  config: Config;
+  config: Pick<Config, 'clientToken'>;
   upstreams: Upstreams;
   apiKeys: ApiKeyVerifier;
   /** Names the claiming key in the token's `sub` without revealing anything testable about it. */
