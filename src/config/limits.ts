@@ -31,7 +31,7 @@ export const limitsSchema = z.object({
   }),
   CLIENT_TOKEN_BUDGET_CACHE_SIZE: int(1_000, 10_000_000, 100_000).meta({
     description:
-      'client tokens whose call count each replica remembers (about 200 bytes each); when full the oldest is forgotten: without Redis it then starts over, with Redis it is read back',
+      'client tokens whose call count each replica remembers (about 150 bytes each); when full the oldest is forgotten: without Redis it then starts over, with Redis it is read back',
     example: '100000',
   }),
   CALL_LEASE_SIZE: int(1, 100_000, 100).meta({
