@@ -36,7 +36,7 @@ export const limitsSchema = z.object({
   }),
   CALL_LEASE_SIZE: int(1, 100_000, 100).meta({
     description:
-      'most calls of a budget or call quota a replica leases from Redis in one round trip; the fleet may refuse up to replicas × this many calls early, never serve more than the limit',
+      'most calls of a budget or call quota a replica leases from Redis in one round trip; the fleet may refuse up to (replicas − 1) × this many calls early, and never serves more than the limit while Redis answers',
     example: '100',
   }),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384).meta({

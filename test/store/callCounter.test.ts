@@ -4,8 +4,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { type CallCounter, createCallCounter } from '../../src/store/callCounter.js';
 import { createRedisConnections, type RedisConnections } from '../../src/store/redisConnection.js';
+import type { RedisTarget } from '../../src/store/redisTarget.js';
 import { captureLogs } from '../support/logs.js';
-import { singleRedis, startRedisServer } from '../support/redisServers.js';
+import { singleRedis, startRedisCluster, startRedisServer } from '../support/redisServers.js';
 
 const redisUrl = 'redis://127.0.0.1:6379';
 const admin = new Redis(redisUrl);
@@ -19,12 +20,11 @@ afterAll(async () => {
   admin.disconnect();
 });
 
-async function connect(url = redisUrl, expectReady = true) {
+async function connect(target: RedisTarget = singleRedis(redisUrl)) {
   const { logger } = captureLogs();
-  const connections = createRedisConnections({ target: singleRedis(url), logger, maxReconnectDelayMs: 100 });
+  const connections = createRedisConnections({ target, logger, maxReconnectDelayMs: 100 });
   opened.push(connections);
-  const status = await connections.ready(expectReady ? 3_000 : 300);
-  expect(status).toBe(expectReady ? 'ok' : 'degraded');
+  expect(await connections.ready(5_000)).toBe('ok');
   return connections;
 }
 
@@ -137,12 +137,39 @@ describe('call counter leasing from Redis', () => {
   });
 });
 
+describe('call counter on a Redis Cluster', () => {
+  it('when two replicas spend six keys on a three-master cluster, then each key stops at its limit and no lease fails', async () => {
+    const cluster = await startRedisCluster();
+    try {
+      const connections = await connect({
+        mode: 'cluster',
+        nodes: cluster.nodes.map(({ port }) => ({ host: '127.0.0.1', port })),
+        username: undefined,
+        password: undefined,
+        tls: undefined,
+      });
+      const [a, b] = [replica(connections, 3), replica(connections, 3)];
+      const keys = Array.from({ length: 6 }, (_, i) => `cluster-${i}-${randomBytes(4).toString('hex')}`);
+      for (const key of keys) {
+        let allowed = 0;
+        for (let i = 0; i < 14; i += 1) {
+          if (await (i % 2 === 0 ? a : b).counter.take(key, 10, Date.now() + 60_000)) allowed += 1;
+        }
+        expect(allowed, key).toBe(10);
+      }
+      expect([...a.logs.lines(), ...b.logs.lines()].filter((line) => line.level === 'warn')).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
+  }, 30_000);
+});
+
 describe('call counter while Redis is down', () => {
   it('when Redis cannot be reached, then the replica counts alone up to the limit, logs once, and writes its count back as the floor', async () => {
     const server = await startRedisServer();
     const direct = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
-      const connections = await connect(server.url);
+      const connections = await connect(singleRedis(server.url));
       const { counter, logs } = replica(connections, 4);
       const spent = `spent-${randomBytes(4).toString('hex')}`;
       const open = `open-${randomBytes(4).toString('hex')}`;
