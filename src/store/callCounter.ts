@@ -32,16 +32,16 @@ export interface CallCounterOptions {
   /** Most keys remembered; past it the oldest is forgotten (see `docs/fleet.md` for what that costs). */
   maxEntries: number;
   /** Shares the counts with the fleet; without it each replica counts alone. */
-  redis?:
-    | {
-        client: RedisClient;
-        /** Key prefix of this counter, e.g. `<REDIS_KEY_PREFIX>calls:budget:`. */
-        prefix: string;
-        /** Most calls leased in one round trip. */
-        leaseSize: number;
-        logger: Logger;
-      }
-    | undefined;
+  redis?: Shared | undefined;
+}
+
+interface Shared {
+  client: RedisClient;
+  /** Key prefix of this counter, e.g. `<REDIS_KEY_PREFIX>calls:budget:`. */
+  prefix: string;
+  /** Most calls leased in one round trip. */
+  leaseSize: number;
+  logger: Logger;
 }
 
 /**
@@ -86,32 +86,31 @@ export function createCallCounter({ clock, maxEntries, redis }: CallCounterOptio
     return entry;
   }
 
-  async function lease(key: string, entry: Entry, limit: number): Promise<void> {
-    if (!redis) return;
+  async function lease(shared: Shared, key: string, entry: Entry, limit: number): Promise<void> {
     const ttlMs = Math.max(1, Math.ceil(entry.expiresAt - clock.now()));
     try {
-      const [grant, used] = (await redis.client.eval(
+      const [grant, used] = (await shared.client.eval(
         leaseScript,
         1,
-        `${redis.prefix}${key}`,
+        `${shared.prefix}${key}`,
         limit,
-        redis.leaseSize,
+        shared.leaseSize,
         entry.seen,
         ttlMs,
       )) as [number, number];
-      if (unreachable) redis.logger.info('call counter reachable again: counting with the fleet');
+      if (unreachable) shared.logger.info('call counter reachable again: counting with the fleet');
       unreachable = false;
       entry.left += Number(grant);
       entry.seen = Math.max(entry.seen, Number(used));
     } catch (error) {
       if (!unreachable) {
-        redis.logger.warn(
+        shared.logger.warn(
           { err: error },
           'call counter unreachable: budgets and quotas are counted by this replica alone meanwhile',
         );
       }
       unreachable = true;
-      const grant = Math.min(redis.leaseSize, limit - entry.seen);
+      const grant = Math.min(shared.leaseSize, limit - entry.seen);
       entry.left += grant;
       entry.seen += grant;
     }
@@ -129,7 +128,7 @@ export function createCallCounter({ clock, maxEntries, redis }: CallCounterOptio
       entry.seen += 1;
       return true;
     }
-    entry.lease ??= lease(key, entry, limit).finally(() => {
+    entry.lease ??= lease(redis, key, entry, limit).finally(() => {
       entry.lease = undefined;
     });
     return entry.lease.then(() => take(key, limit, expiresAt));
