@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { type BrokerClientEvent, createBrokerClient } from '../../../src/browser/client.js';
 import { type Answer, appOrigin, startBroker } from '../../support/broker.js';
 import { registerSecret } from '../../support/logs.js';
 import { startRedisServer } from '../../support/redisServers.js';
@@ -99,6 +100,40 @@ describe('CLIENT_TOKEN_MAX_CALLS on one broker', () => {
     endless.destroy();
     expect(refused.status).toBe(429);
     expect(broker.api.requests).toHaveLength(1);
+  });
+});
+
+describe('CLIENT_TOKEN_MAX_CALLS with the browser helper', () => {
+  it('when the helper makes 7 calls with a budget of 3 per token, then every call succeeds on 3 tokens, each renewal after a token_budget_exhausted', async () => {
+    const broker = await startBroker({
+      upstream: 'fake',
+      api: 'fixed',
+      env: { CLIENT_TOKEN_MAX_CALLS: '3' },
+    });
+    const events: BrokerClientEvent[] = [];
+    const client = createBrokerClient({
+      baseUrl: broker.url,
+      autoRefresh: false,
+      onEvent: (event) => events.push(event),
+      // Node's fetch sends no Origin: added as a page on appOrigin would send it.
+      fetch: async (url, init) => {
+        const headers = new Headers(init.headers);
+        headers.set('origin', appOrigin);
+        const response = await fetch(url, { ...init, headers });
+        if (url.endsWith('/api/client-token') && response.ok) {
+          registerSecret('helper budget token', ((await response.clone().json()) as { token: string }).token);
+        }
+        return response;
+      },
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i += 1) statuses.push((await client.fetch(`/things/${i}`)).status);
+    expect(statuses).toEqual(Array(7).fill(200));
+    expect(broker.api.requests).toHaveLength(7);
+    expect(
+      events.filter((event) => event.type === 'retry').map((event) => 'code' in event && event.code),
+    ).toEqual(['token_budget_exhausted', 'token_budget_exhausted']);
+    expect(broker.answers.filter((answer) => answer.url === '/api/client-token')).toHaveLength(3);
   });
 });
 
