@@ -25,9 +25,11 @@ export const serverSchema = z.object({
       example: 'production',
     }),
   PORT: int(0, 65535, 8080).meta({ description: 'port to listen on', example: '8080' }),
-  HOST: z
-    .preprocess(emptyToUndefined, z.string().default('0.0.0.0'))
-    .meta({ description: 'address to bind', example: '127.0.0.1' }),
+  HOST: z.preprocess(emptyToUndefined, z.string().optional()).meta({
+    description:
+      'address to bind; by default `0.0.0.0` in production (a container must be reachable) and `127.0.0.1` otherwise, so that a dev broker, its demo page and its printed dev API key stay on this machine',
+    example: '0.0.0.0',
+  }),
   TRUST_PROXY: trustProxy.meta({
     description:
       'proxies trusted for `X-Forwarded-For`: `false`, a hop count, or addresses/CIDRs/`loopback`/`linklocal`/`uniquelocal`; `true` is refused',
@@ -110,7 +112,7 @@ export function serverConfig(e: ServerEnv, problems: string[]): ServerConfig {
     nodeEnv: e.NODE_ENV,
     production,
     port: e.PORT,
-    host: e.HOST,
+    host: e.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     allowedOrigins: normalizeAllowedOrigins(e.ALLOWED_ORIGINS),

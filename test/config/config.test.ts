@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { envSchema, loadConfig, secretSettings } from '../../src/config/index.js';
 import { configProblems } from '../support/expectErrors.js';
@@ -79,6 +80,15 @@ describe('loadConfig', () => {
     ).toBe(true);
   });
 
+  it('when HOST is unset, then a dev broker binds loopback only and a production one every address', () => {
+    expect(loadConfig({}).host).toBe('127.0.0.1');
+    expect(loadConfig({ HOST: '' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream }).host).toBe(
+      '0.0.0.0',
+    );
+    expect(loadConfig({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+  });
+
   it('when production has keys and an upstream, then it loads', () => {
     const config = loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream });
     expect(config.production).toBe(true);
@@ -144,5 +154,17 @@ describe('.env.example', () => {
     lines.forEach((line, index) => {
       if (/^[A-Z]/.test(line)) expect(lines[index - 1], line).toMatch(/^(#|[A-Z])/);
     });
+  });
+
+  it('when copied to .env and the UPSTREAMS block of docs/upstreams.md added, then both upstreams load', () => {
+    const example = parse(readFileSync(new URL('../../.env.example', import.meta.url), 'utf8'));
+    const guide = readFileSync(new URL('../../docs/upstreams.md', import.meta.url), 'utf8');
+    const block = /```sh\n(UPSTREAMS=[\s\S]*?)```/.exec(guide)?.[1];
+    if (block === undefined) throw new Error('docs/upstreams.md has no UPSTREAMS block');
+    const named = parse(
+      block.replaceAll(/_CLIENT_SECRET_FILE=\S+/g, '_CLIENT_SECRET=an-upstream-secret-value'),
+    );
+    const config = loadConfig({ ...example, ...named });
+    expect(config.upstreams.map(({ name }) => name)).toEqual(['uitpas', 'entry']);
   });
 });
