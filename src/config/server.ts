@@ -7,7 +7,9 @@ export const allowedOriginsField = list.pipe(
   z.array(
     z.string().refine((entry) => parseOriginPattern(entry) !== undefined, {
       error: (issue) =>
-        `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
+        /\*(?!\.)/.test(String(issue.input))
+          ? `"${String(issue.input)}" is not a pattern: a wildcard is \`*.\` followed by a domain, e.g. https://*.example.com`
+          : `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
     }),
   ),
 );
@@ -48,14 +50,19 @@ export const serverSchema = z.object({
   }),
   BROKER_API_KEYS: list
     .pipe(
-      z.array(
-        z
-          .string()
-          .min(
-            32,
-            'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
-          ),
-      ),
+      z.array(z.string()).superRefine((keys, context) => {
+        keys.forEach((key, index) => {
+          if (key.length >= 32) return;
+          // Which key, by position: the list is a secret, so the key itself is never shown.
+          const rule =
+            'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)';
+          context.addIssue({
+            code: 'custom',
+            message:
+              keys.length === 1 ? rule : `key ${index + 1} of ${keys.length} has ${key.length} characters; ${rule}`,
+          });
+        });
+      }),
     )
     .meta({
       description:

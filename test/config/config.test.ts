@@ -89,6 +89,43 @@ describe('loadConfig', () => {
     expect(loadConfig({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
   });
 
+  it('when a variable is a typo of a setting, then it is refused with the setting it meant, in both modes', () => {
+    expect(configProblems({ ALLOWED_ORIGIN: 'https://app.example.com' })).toEqual([
+      'ALLOWED_ORIGIN: not a setting; did you mean ALLOWED_ORIGINS?',
+    ]);
+    expect(configProblems({ ...upstream, UPSTREAM_API_ULR: 'https://api.example.com' })).toEqual([
+      'UPSTREAM_API_ULR: not a setting; did you mean UPSTREAM_API_URL?',
+    ]);
+    const named = { UPSTREAMS: 'plants', UPSTREAM_PLANTS_TOKEN_URL: upstream.UPSTREAM_TOKEN_URL };
+    expect(
+      configProblems({
+        ...named,
+        UPSTREAM_PLANTS_CLIENTID: 'broker',
+        UPSTREAM_PLANTS_CLIENT_SECRET: 'a-secret-value',
+      }),
+    ).toContain('UPSTREAM_PLANTS_CLIENTID: not a setting; did you mean UPSTREAM_PLANTS_CLIENT_ID?');
+    // The rest of a process's environment is left alone, however short or far from a setting.
+    expect(loadConfig({ HOME: '/root', HOSTNAME: 'pod-1', NODE_VERSION: '24', PATH: '/usr/bin' }).port).toBe(
+      8080,
+    );
+  });
+
+  it('when one API key of several is short, then its position is named and no key is shown', () => {
+    const keys = ['a'.repeat(32), 'short-key-9', 'b'.repeat(40)];
+    const problems = configProblems({ BROKER_API_KEYS: keys.join(',') });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^BROKER_API_KEYS: key 2 of 3 has 11 characters; each key must be at least 32/,
+    );
+    expect(problems[0]).not.toContain('short-key-9');
+  });
+
+  it('when a wildcard origin lacks the dot after *, then it is refused with the pattern it should be', () => {
+    expect(configProblems({ ALLOWED_ORIGINS: 'https://*example.com' })).toEqual([
+      'ALLOWED_ORIGINS: "https://*example.com" is not a pattern: a wildcard is `*.` followed by a domain, e.g. https://*.example.com',
+    ]);
+  });
+
   it('when production has keys and an upstream, then it loads', () => {
     const config = loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream });
     expect(config.production).toBe(true);
