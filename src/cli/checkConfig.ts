@@ -110,8 +110,10 @@ Options:
   -h, --help        show this help`,
   async run(args, ctx) {
     // Not "--env-file": Node 20 takes that flag for itself even after the script name.
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({ args, options: { dotenv: { type: 'string' } }, allowPositionals: true }),
+    const options = { dotenv: { type: 'string' } } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     if (positionals.length > 0) throw new UsageError('unexpected argument');
     const env = { ...ctx.env };

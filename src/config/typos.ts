@@ -25,29 +25,32 @@ function distance(a: string, b: string, limit: number): number {
   return previous[b.length] ?? limit + 1;
 }
 
-/** Short names get no slack: `HOME` is not a typo of `HOST`. */
+/** Short names get little slack: `HOME` is not a typo of `HOST`. */
 const slack = (name: string) => (name.length < 6 ? 0 : name.length < 10 ? 1 : 2);
+
+/** The one of `known` that `word` is most likely a typo of, or undefined when none is close. */
+export function meant(word: string, known: Iterable<string>): string | undefined {
+  const limit = slack(word);
+  let nearest: string | undefined;
+  let nearestDistance = limit + 1;
+  for (const name of known) {
+    const d = distance(word, name, limit);
+    if (d < nearestDistance) {
+      nearest = name;
+      nearestDistance = d;
+    }
+  }
+  return nearest;
+}
 
 /** One line per set variable that is not in `known` but is within a typo of one of them. */
 export function misspelledSettings(
   env: Record<string, string | undefined>,
   known: ReadonlySet<string>,
 ): string[] {
-  const problems: string[] = [];
-  for (const [variable, value] of Object.entries(env)) {
-    if (value === undefined || known.has(variable) || !/^[A-Z][A-Z0-9_]*$/.test(variable)) continue;
-    const limit = slack(variable);
-    if (limit === 0) continue;
-    let nearest: string | undefined;
-    let nearestDistance = limit + 1;
-    for (const name of known) {
-      const d = distance(variable, name, limit);
-      if (d < nearestDistance) {
-        nearest = name;
-        nearestDistance = d;
-      }
-    }
-    if (nearest !== undefined) problems.push(`${variable}: not a setting; did you mean ${nearest}?`);
-  }
-  return problems;
+  return Object.entries(env).flatMap(([variable, value]) => {
+    if (value === undefined || known.has(variable) || !/^[A-Z][A-Z0-9_]*$/.test(variable)) return [];
+    const nearest = meant(variable, known);
+    return nearest === undefined ? [] : [`${variable}: not a setting; did you mean ${nearest}?`];
+  });
 }
