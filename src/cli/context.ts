@@ -12,6 +12,8 @@ export interface CliContext {
   readStdin: () => Promise<string>;
   /** Secrets seen while running (API keys, client secrets); error output is scrubbed of every one. */
   secrets: Set<string>;
+  /** Aborted when a long-running command should stop (SIGINT or SIGTERM at the entry point). */
+  signal?: AbortSignal;
 }
 
 /** The command line itself is wrong: exit status 2, with a pointer to the command's `--help`. */

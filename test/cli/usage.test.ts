@@ -1,9 +1,12 @@
+import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.js';
-import { startBroker } from '../support/broker.js';
+import { appOrigin, startBroker } from '../support/broker.js';
+import { registerSecret } from '../support/logs.js';
+import { waitFor } from '../support/waiting.js';
 
 /** Runs one command line in process, as the entry point does, and keeps what it wrote. */
-async function cli(argv: string[], env: Record<string, string> = {}) {
+async function cli(argv: string[], env: Record<string, string> = {}, signal?: AbortSignal) {
   let stdout = '';
   let stderr = '';
   const code = await runCli(
@@ -19,6 +22,7 @@ async function cli(argv: string[], env: Record<string, string> = {}) {
       },
       readStdin: async () => '',
       secrets: new Set(Object.values(env)),
+      ...(signal ? { signal } : {}),
     },
     '0.0.0-test',
   );
@@ -45,3 +49,50 @@ describe('token-broker mistakes on the command line', () => {
     expect(result.stderr).not.toContain(broker.apiKey);
   });
 });
+
+describe('token-broker dev-upstream', () => {
+  it('when started, then it prints settings that point a broker at a real authorization server and API, and stops on its signal', async () => {
+    const stop = new AbortController();
+    let printed = '';
+    const running = runDevUpstream(stop.signal, (text) => {
+      printed += text;
+    });
+    await waitFor(() => printed.includes('UPSTREAM_API_URL='));
+    const settings = parse(printed);
+    registerSecret('dev-upstream client secret', settings.UPSTREAM_CLIENT_SECRET ?? '');
+    expect(Object.keys(settings).sort()).toEqual([
+      'UPSTREAM_API_URL',
+      'UPSTREAM_CLIENT_ID',
+      'UPSTREAM_CLIENT_SECRET',
+      'UPSTREAM_ISSUER',
+      'UPSTREAM_RESOURCE',
+      'UPSTREAM_SCOPE',
+    ]);
+    // A second broker, configured by nothing but the printed lines, proxies to the demo API.
+    const broker = await startBroker({ upstream: 'fake', env: { ...settings, UPSTREAM_TOKEN_URL: '' } });
+    const answer = await broker.request({
+      path: '/api/proxy/hello',
+      headers: { origin: appOrigin, authorization: `Bearer ${await broker.clientToken()}` },
+    });
+    expect(answer.status).toBe(200);
+    stop.abort();
+    expect(await running).toBe(0);
+    await expect(fetch(settings.UPSTREAM_ISSUER ?? '')).rejects.toThrow();
+  });
+});
+
+async function runDevUpstream(signal: AbortSignal, stdout: (text: string) => void): Promise<number> {
+  return runCli(
+    ['dev-upstream'],
+    {
+      env: {},
+      cwd: process.cwd(),
+      stdout,
+      stderr: () => {},
+      readStdin: async () => '',
+      secrets: new Set(),
+      signal,
+    },
+    '0.0.0-test',
+  );
+}
