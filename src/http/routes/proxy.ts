@@ -24,6 +24,10 @@ export interface ProxyRouteDeps {
   config: Pick<Config, 'publicUrl'>;
   /** The per-IP budget of proxied calls; undefined: none. */
   rateLimit?: Handler | undefined;
+  /** The per-token budget of proxied calls (callBudget.ts); undefined: none. */
+  callBudget?: Handler | undefined;
+  /** The call quota of each upstream that has one (callQuota.ts). */
+  callQuotas?: ReadonlyMap<string, Handler> | undefined;
 }
 
 /** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
@@ -62,7 +66,9 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyMount[] {
       res.locals.upstream = upstream.name;
       next();
     };
-    // No body parser runs here: the forwarder streams the request body to the API untouched.
+    const quota = deps.callQuotas?.get(upstream.name);
+    // No body parser runs here: the forwarder streams the request body to the API untouched. The budget
+    // comes before the quota, so a token past its budget spends none of the upstream's quota.
     mounts.push({
       mount,
       chain: [
@@ -70,6 +76,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyMount[] {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
+        ...(deps.callBudget ? [deps.callBudget] : []),
+        ...(quota ? [quota] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
