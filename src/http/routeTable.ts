@@ -51,7 +51,7 @@ export function routeTable(deps: AppDeps, folders: StaticFolders): Route[] {
         clientTokenHandler(deps),
       ],
     },
-    ...proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy }).map(
+    ...proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy }).mounts.map(
       ({ mount, chain }): Route => ({
         name: 'proxy',
         methods: 'all',

@@ -38,11 +38,16 @@ export interface ProxyMount {
   chain: Handler[];
 }
 
+export interface ProxyRoutes {
+  /** One per upstream; routeTable.ts makes each a `proxy` route of the direct lane. */
+  mounts: ProxyMount[];
+}
+
 /**
  * `/api/proxy/<name>/*` for each upstream with an API when `UPSTREAMS` is set; `/api/proxy/*` for the
  * one `default` upstream otherwise, as before names existed. An unknown name falls through to 404.
  */
-export function proxyRoutes(deps: ProxyRouteDeps): ProxyMount[] {
+export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
   const mounts: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
@@ -82,7 +87,7 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyMount[] {
       ],
     });
   }
-  return mounts;
+  return { mounts };
 }
 
 /**
