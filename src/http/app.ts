@@ -113,6 +113,7 @@ export function createApp(deps: AppDeps): RequestListener {
     ...allowedOriginsCors(originPolicy, {
       methods: ['GET', 'POST'],
       allowedHeaders: ['content-type', 'dpop'],
+      refusalsReadable: true,
     }),
     // Exact path: `app.use('/api/client-token')` would also count introspect and revoke.
     ...(rateLimits ? [rateLimits.clientToken] : []),
