@@ -172,7 +172,9 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
       throw new UpstreamError(`http_${answer.status}`, {
         ...details,
         ...(wrongUrl
-          ? { description: `no token endpoint at ${forLog(endpoint)}; check its URL (UPSTREAM_TOKEN_URL, or the issuer's metadata)` }
+          ? {
+              description: `no token endpoint at ${forLog(endpoint)}; check its URL (UPSTREAM_TOKEN_URL, or the issuer's metadata)`,
+            }
           : {}),
       });
     }
