@@ -46,6 +46,7 @@ export function routeTable(deps: AppDeps, folders: StaticFolders): Route[] {
         ...allowedOriginsCors(deps.originPolicy, {
           methods: ['GET', 'POST'],
           allowedHeaders: ['content-type', 'dpop'],
+          refusalsReadable: true,
         }),
         ...limited(rateLimits?.clientToken),
         clientTokenHandler(deps),
