@@ -1,5 +1,7 @@
 import type { Express } from 'express';
 import type { Dispatcher } from 'undici';
+import { createAttestationGate } from './attestation/gate.js';
+import { createPowProvider } from './attestation/pow.js';
 import { createApiKeyLabeler } from './auth/apiKeyLabel.js';
 import { createApiKeyVerifier } from './auth/apiKeys.js';
 import { createOriginPolicy } from './caller/origins.js';
@@ -14,6 +16,7 @@ import type { RequestListener } from './http/dispatch/directRoutes.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createClientTokens } from './signing/clientTokens.js';
+import { deriveSecret } from './signing/derivedSecret.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createMemoryStore } from './store/memoryStore.js';
@@ -109,6 +112,34 @@ export async function createBroker({
     : localReplays;
   const apiKeys = createApiKeyVerifier(config.apiKeys);
   const caller = createCallerReader(config.trustProxy);
+  const rateLimits = createRateLimits({
+    rules: config.rateLimits,
+    logger,
+    caller,
+    redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
+  });
+  const { attestation } = config;
+  const pow =
+    attestation.provider === 'pow'
+      ? createPowProvider({
+          settings: attestation.pow,
+          secret: deriveSecret(config.signingKeys, 'token-broker pow challenge'),
+          clock,
+        })
+      : undefined;
+  const attestationProvider = pow;
+  // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
+  const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
+  const spentProofs =
+    attestationReplays && redis
+      ? createRedisReplayCache({
+          client: redis.connections.client,
+          prefix: redis.prefix,
+          local: attestationReplays,
+          logger,
+          namespace: 'attestation',
+        })
+      : attestationReplays;
   const app = createApp({
     config,
     logger,
@@ -123,12 +154,18 @@ export async function createBroker({
     upstreams,
     revocations,
     metrics,
-    rateLimits: createRateLimits({
-      rules: config.rateLimits,
-      logger,
-      caller,
-      redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
-    }),
+    rateLimits,
+    attestation:
+      attestationProvider &&
+      spentProofs &&
+      createAttestationGate({
+        provider: attestationProvider,
+        replays: spentProofs,
+        allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
+        metrics,
+        clock,
+      }),
+    pow,
     ...(redis ? { redisStatus: redis.status } : {}),
     demo: demo ?? false,
     upstreamProbes,
@@ -144,6 +181,7 @@ export async function createBroker({
     async close() {
       revocations.close();
       await replayCache.close();
+      await spentProofs?.close();
       await upstreams.close();
       await store.close();
       await redis?.close();

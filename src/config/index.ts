@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { type AttestationConfig, attestationConfig, attestationSchema } from './attestation.js';
 import {
   type ClientTokensConfig,
   clientTokensConfig,
@@ -36,8 +37,9 @@ export const configParts = [
   },
   {
     title: 'Client tokens',
-    intro: 'What the broker mints for browsers: lifetime, binding and the keys that sign.',
-    schema: clientTokensSchema,
+    intro:
+      'What the broker mints for browsers: lifetime, binding, the keys that sign, and the proof asked before minting.',
+    schema: z.object({ ...clientTokensSchema.shape, ...attestationSchema.shape }),
   },
   {
     title: 'Upstream',
@@ -56,6 +58,7 @@ export const configParts = [
 export const envSchema = z.object({
   ...serverSchema.shape,
   ...clientTokensSchema.shape,
+  ...attestationSchema.shape,
   ...upstreamSchema.shape,
   ...upstreamsSchema.shape,
   ...redisSchema.shape,
@@ -67,6 +70,7 @@ export type Env = z.infer<typeof envSchema>;
 export interface Config
   extends ServerConfig,
     ClientTokensConfig,
+    AttestationConfig,
     UpstreamsConfig,
     RedisConfig,
     LimitsConfig {}
@@ -130,6 +134,7 @@ export function loadConfig(
   const config: Config = {
     ...server,
     ...clientTokensConfig(e, server.production, problems),
+    ...attestationConfig(e, problems),
     ...upstreamsConfig({
       env,
       names: e.UPSTREAMS,

@@ -24,6 +24,11 @@ export const limitsSchema = z.object({
     example: '100/second',
     default: '6000/minute',
   }),
+  RATE_LIMIT_CHALLENGE: rateLimit('30/minute').meta({
+    description: 'per-IP limit of `/api/client-token/challenge` (with `CLIENT_TOKEN_ATTESTATION=pow`)',
+    example: '30/minute',
+    default: '30/minute',
+  }),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384).meta({
     description: 'largest accepted body on the JSON/form routes, bytes',
     example: '16384',
@@ -49,6 +54,7 @@ export interface LimitsConfig {
     claim: RateLimitRule | undefined;
     apiKeyFailures: RateLimitRule | undefined;
     proxy: RateLimitRule | undefined;
+    challenge: RateLimitRule | undefined;
   };
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
@@ -64,6 +70,7 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
       claim: e.RATE_LIMIT_CLAIM,
       apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
       proxy: e.RATE_LIMIT_PROXY,
+      challenge: e.RATE_LIMIT_CHALLENGE,
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,

@@ -2,6 +2,8 @@ import { fileURLToPath } from 'node:url';
 import express from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
+import type { AttestationGate } from '../attestation/gate.js';
+import { challengePath, type PowProvider } from '../attestation/pow.js';
 import type { ApiKeyLabeler } from '../auth/apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../auth/apiKeys.js';
 import type { OriginPolicy } from '../caller/origins.js';
@@ -27,6 +29,7 @@ import type { RateLimits } from './middleware/rateLimits.js';
 import { requestContext } from './middleware/requestContext.js';
 import { requestMetrics } from './middleware/requestMetrics.js';
 import { errorHandler, notFoundHandler } from './problem.js';
+import { attestationChallengeHandler } from './routes/attestationChallenge.js';
 import { claimRoute } from './routes/claim.js';
 import { clientTokenHandler } from './routes/clientToken.js';
 import { healthRoutes } from './routes/health.js';
@@ -57,6 +60,10 @@ export interface AppDeps {
   metrics: Metrics;
   /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
+  /** With `CLIENT_TOKEN_ATTESTATION` other than `none`: the proof a client token needs first. */
+  attestation?: AttestationGate | undefined;
+  /** With `CLIENT_TOKEN_ATTESTATION=pow`: issues the challenges of `/api/client-token/challenge`. */
+  pow?: PowProvider | undefined;
   /** Shared-state health for `/readyz` when Redis is configured. */
   redisStatus?: () => RedisStatus;
   /** Serve the demo page at `/` (dev upstream only). */
@@ -108,7 +115,7 @@ export function createApp(deps: AppDeps): RequestListener {
     // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
     ...allowedOriginsCors(originPolicy, {
       methods: ['GET', 'POST'],
-      allowedHeaders: ['content-type', 'dpop'],
+      allowedHeaders: ['content-type', 'dpop', 'attestation'],
     }),
     // Exact path: `app.use('/api/client-token')` would also count introspect and revoke.
     ...(rateLimits ? [rateLimits.clientToken] : []),
@@ -116,6 +123,14 @@ export function createApp(deps: AppDeps): RequestListener {
   ];
   const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
   app.all('/api/client-token', ...clientTokenChain);
+  if (deps.pow) {
+    app.all(
+      challengePath,
+      ...allowedOriginsCors(originPolicy, { methods: ['GET'], allowedHeaders: [] }),
+      ...(rateLimits ? [rateLimits.challenge] : []),
+      attestationChallengeHandler({ originPolicy, pow: deps.pow }),
+    );
+  }
 
   const bodyParsers = [
     express.json({ limit: config.maxBodyBytes, strict: true }),
