@@ -24,10 +24,10 @@ export const attestationSchema = z.object({
       '`pow`: leading zero hex digits the derived key must start with; each digit multiplies the expected work by 16',
     example: '3',
   }),
-  CLIENT_TOKEN_ATTESTATION_POW_COST: int(1, 200, 100).meta({
+  CLIENT_TOKEN_ATTESTATION_POW_COST: int(1, 200, 200).meta({
     description:
       '`pow`: PBKDF2-SHA-256 iterations per attempt; the broker pays one derivation of this cost per verified solution',
-    example: '100',
+    example: '200',
   }),
   CLIENT_TOKEN_ATTESTATION_POW_TTL: int(10, 3_600, 120).meta({
     description: '`pow`: seconds a challenge from `/api/client-token/challenge` stays solvable',

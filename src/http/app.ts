@@ -126,7 +126,7 @@ export function createApp(deps: AppDeps): RequestListener {
   if (deps.pow) {
     app.all(
       challengePath,
-      ...allowedOriginsCors(originPolicy, { methods: ['GET'], allowedHeaders: [] }),
+      ...allowedOriginsCors(originPolicy, { methods: ['GET', 'POST'], allowedHeaders: [] }),
       ...(rateLimits ? [rateLimits.challenge] : []),
       attestationChallengeHandler({ originPolicy, pow: deps.pow }),
     );

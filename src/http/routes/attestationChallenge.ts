@@ -6,7 +6,7 @@ import { sendToken } from '../tokenResponse.js';
 import { pageOrigin } from './clientToken.js';
 
 /**
- * `GET /api/client-token/challenge` with `CLIENT_TOKEN_ATTESTATION=pow`: a fresh ALTCHA challenge bound to
+ * `GET`/`POST /api/client-token/challenge` with `CLIENT_TOKEN_ATTESTATION=pow`: a fresh ALTCHA challenge bound to
  * the page's origin, as its widget's `challengeurl` expects it (`{parameters, signature}`). Never stored:
  * each one buys one token.
  */
@@ -18,8 +18,9 @@ export function attestationChallengeHandler({
   pow: PowProvider;
 }): Handler {
   return async (req, res) => {
-    if (req.method !== 'GET') {
-      res.setHeader('Allow', 'GET, OPTIONS');
+    // POST too: a same-origin GET carries no `Origin`, and a page without a `Referer` would be unknown.
+    if (req.method !== 'GET' && req.method !== 'POST') {
+      res.setHeader('Allow', 'GET, POST, OPTIONS');
       throw new BrokerError('method_not_allowed');
     }
     sendToken(res, await pow.challenge(pageOrigin(req, originPolicy)));
