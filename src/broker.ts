@@ -1,7 +1,7 @@
 import type { Express } from 'express';
 import type { Dispatcher } from 'undici';
 import { createAttestationGate } from './attestation/gate.js';
-import { createPowProvider } from './attestation/pow.js';
+import { createAttestationProvider } from './attestation/providers.js';
 import { createApiKeyLabeler } from './auth/apiKeyLabel.js';
 import { createApiKeyVerifier } from './auth/apiKeys.js';
 import { createOriginPolicy } from './caller/origins.js';
@@ -16,7 +16,6 @@ import type { RequestListener } from './http/dispatch/directRoutes.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createClientTokens } from './signing/clientTokens.js';
-import { deriveSecret } from './signing/derivedSecret.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createMemoryStore } from './store/memoryStore.js';
@@ -119,15 +118,7 @@ export async function createBroker({
     redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
   });
   const { attestation } = config;
-  const pow =
-    attestation.provider === 'pow'
-      ? createPowProvider({
-          settings: attestation.pow,
-          secret: deriveSecret(config.signingKeys, 'token-broker pow challenge'),
-          clock,
-        })
-      : undefined;
-  const attestationProvider = pow;
+  const attestationProvider = createAttestationProvider({ config, clock, dispatcher });
   // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
   const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
   const spentProofs =
@@ -162,10 +153,11 @@ export async function createBroker({
         provider: attestationProvider,
         replays: spentProofs,
         allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
+        failOpen: attestation.siteverify.failOpen,
         metrics,
         clock,
       }),
-    pow,
+    attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
     ...(redis ? { redisStatus: redis.status } : {}),
     demo: demo ?? false,
     upstreamProbes,

@@ -31,6 +31,8 @@ export interface AttestationGateOptions {
    * whether it is still within the allowance. Undefined: every token needs a proof.
    */
   allowance?: ((req: IncomingMessage) => Promise<boolean>) | undefined;
+  /** `CLIENT_TOKEN_ATTESTATION_FAIL_OPEN`: mint when the provider could not check the proof. */
+  failOpen?: boolean;
   metrics: Metrics;
   clock: Clock;
 }
@@ -39,6 +41,7 @@ export function createAttestationGate({
   provider,
   replays,
   allowance,
+  failOpen = false,
   metrics,
   clock,
 }: AttestationGateOptions): AttestationGate {
@@ -65,8 +68,17 @@ export function createAttestationGate({
         );
       }
       const verdict = await provider.verify({ proof: proof as string, origin, ip });
-      if (verdict instanceof AttestationRefusal) refuse(verdict, origin, log);
-      else {
+      if (verdict instanceof AttestationRefusal) {
+        if (failOpen && verdict.reason === 'provider_unavailable') {
+          metrics.recordAttestation(provider.name, 'failed_open', verdict.reason);
+          log().warn(
+            { origin, provider: provider.name, reason: verdict.reason },
+            'attestation provider unavailable: minting without a checked proof (CLIENT_TOKEN_ATTESTATION_FAIL_OPEN)',
+          );
+          return;
+        }
+        refuse(verdict, origin, log);
+      } else {
         // Hashed: the replay store names a proof without holding it.
         const key = createHash('sha256').update(`${provider.name}\n${verdict.once}`).digest('base64url');
         const seen = await replays.checkAndRemember(key, Math.max(verdict.expiresAt - clock.now(), 1000));

@@ -9,7 +9,10 @@ export type AttestationReason =
   | 'invalid_signature'
   | 'invalid_solution'
   | 'origin_mismatch'
-  | 'replayed';
+  | 'replayed'
+  | 'rejected'
+  | 'wrong_action'
+  | 'provider_unavailable';
 
 /** A proof refused (`attestation_failed`) or absent (`attestation_required`), with why. */
 export class AttestationRefusal extends BrokerError {
@@ -49,6 +52,8 @@ export interface AttestationProvider {
   /** What a page must send, for the `detail` of `attestation_required`. */
   readonly howToProve: string;
   verify(input: AttestationInput): Promise<AttestationPass | AttestationRefusal>;
+  /** What `/api/client-token/challenge` answers a page of `origin`: a `pow` challenge, or the widget's site key. */
+  challenge?(origin: string): Promise<object>;
 }
 
 export const failed = (reason: AttestationReason, detail: string) =>

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { type AttestationConfig, attestationConfig, attestationSchema } from './attestation.js';
+import {
+  type AttestationConfig,
+  attestationConfig,
+  attestationSchema,
+  attestationSecrets,
+} from './attestation.js';
 import {
   type ClientTokensConfig,
   clientTokensConfig,
@@ -23,6 +28,7 @@ export type { UpstreamConfig } from './upstreamSettings.js';
 /** Settings whose value is a secret: they may come from `NAME_FILE`, and are never echoed in errors. */
 export const secretSettings = [
   ...clientTokensSecrets,
+  ...attestationSecrets,
   ...serverSecrets,
   ...upstreamSecrets,
   ...redisSecrets,

@@ -3,7 +3,7 @@ import express from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
 import type { AttestationGate } from '../attestation/gate.js';
-import { challengePath, type PowProvider } from '../attestation/pow.js';
+import { challengePath } from '../attestation/pow.js';
 import type { ApiKeyLabeler } from '../auth/apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../auth/apiKeys.js';
 import type { OriginPolicy } from '../caller/origins.js';
@@ -62,8 +62,8 @@ export interface AppDeps {
   rateLimits?: RateLimits;
   /** With `CLIENT_TOKEN_ATTESTATION` other than `none`: the proof a client token needs first. */
   attestation?: AttestationGate | undefined;
-  /** With `CLIENT_TOKEN_ATTESTATION=pow`: issues the challenges of `/api/client-token/challenge`. */
-  pow?: PowProvider | undefined;
+  /** What `/api/client-token/challenge` answers (a `pow` challenge, a widget's site key); no route without it. */
+  attestationChallenge?: ((origin: string) => Promise<object>) | undefined;
   /** Shared-state health for `/readyz` when Redis is configured. */
   redisStatus?: () => RedisStatus;
   /** Serve the demo page at `/` (dev upstream only). */
@@ -123,12 +123,12 @@ export function createApp(deps: AppDeps): RequestListener {
   ];
   const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
   app.all('/api/client-token', ...clientTokenChain);
-  if (deps.pow) {
+  if (deps.attestationChallenge) {
     app.all(
       challengePath,
       ...allowedOriginsCors(originPolicy, { methods: ['GET', 'POST'], allowedHeaders: [] }),
       ...(rateLimits ? [rateLimits.challenge] : []),
-      attestationChallengeHandler({ originPolicy, pow: deps.pow }),
+      attestationChallengeHandler({ originPolicy, challenge: deps.attestationChallenge }),
     );
   }
 

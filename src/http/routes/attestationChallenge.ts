@@ -1,4 +1,3 @@
-import type { PowProvider } from '../../attestation/pow.js';
 import type { OriginPolicy } from '../../caller/origins.js';
 import { BrokerError } from '../../errors.js';
 import type { Handler } from '../dispatch/handler.js';
@@ -6,16 +5,16 @@ import { sendToken } from '../tokenResponse.js';
 import { pageOrigin } from './clientToken.js';
 
 /**
- * `GET`/`POST /api/client-token/challenge` with `CLIENT_TOKEN_ATTESTATION=pow`: a fresh ALTCHA challenge bound to
- * the page's origin, as its widget's `challengeurl` expects it (`{parameters, signature}`). Never stored:
- * each one buys one token.
+ * `GET`/`POST /api/client-token/challenge`: with `CLIENT_TOKEN_ATTESTATION=pow` a fresh ALTCHA challenge
+ * bound to the page's origin, as its widget's `challengeurl` expects it (`{parameters, signature}`), never
+ * stored: each one buys one token; with a siteverify provider, `{provider, siteKey}` for the page's widget.
  */
 export function attestationChallengeHandler({
   originPolicy,
-  pow,
+  challenge,
 }: {
   originPolicy: OriginPolicy;
-  pow: PowProvider;
+  challenge: (origin: string) => Promise<object>;
 }): Handler {
   return async (req, res) => {
     // POST too: a same-origin GET carries no `Origin`, and a page without a `Referer` would be unknown.
@@ -23,6 +22,6 @@ export function attestationChallengeHandler({
       res.setHeader('Allow', 'GET, POST, OPTIONS');
       throw new BrokerError('method_not_allowed');
     }
-    sendToken(res, await pow.challenge(pageOrigin(req, originPolicy)));
+    sendToken(res, await challenge(pageOrigin(req, originPolicy)));
   };
 }
