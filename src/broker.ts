@@ -153,7 +153,7 @@ export async function createBroker({
         provider: attestationProvider,
         replays: spentProofs,
         allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
-        failOpen: attestation.siteverify.failOpen,
+        failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
         metrics,
         clock,
       }),

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import { deriveSecret } from '../signing/derivedSecret.js';
+import { createAppCheckProvider } from './appCheck.js';
 import { createPowProvider } from './pow.js';
 import type { AttestationProvider } from './provider.js';
 import { createSiteverifyProvider } from './siteverify.js';
@@ -36,6 +37,12 @@ export function createAttestationProvider({
         siteKey: attestation.siteKey,
         clock,
         dispatcher,
+      });
+    case 'app-check':
+      return createAppCheckProvider({
+        // loadConfig refuses app-check without its project number.
+        settings: { ...attestation.appCheck, projectNumber: attestation.appCheck.projectNumber ?? '' },
+        clock,
       });
   }
 }

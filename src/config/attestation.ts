@@ -8,7 +8,14 @@ import {
   rateLimit,
 } from './fields.js';
 
-export const attestationProviders = ['none', 'pow', 'turnstile', 'hcaptcha', 'recaptcha'] as const;
+export const attestationProviders = [
+  'none',
+  'pow',
+  'turnstile',
+  'hcaptcha',
+  'recaptcha',
+  'app-check',
+] as const;
 export type AttestationProviderName = (typeof attestationProviders)[number];
 /** The providers whose proof is checked by the provider's own siteverify endpoint. */
 export type SiteverifyProviderName = Extract<AttestationProviderName, 'turnstile' | 'hcaptcha' | 'recaptcha'>;
@@ -19,7 +26,7 @@ export const attestationSchema = z.object({
     .preprocess(emptyToUndefined, z.enum(attestationProviders).default('none'))
     .meta({
       description:
-        '`/api/client-token` asks for a proof in the `Attestation` header before minting: `none`, `pow` (self-hosted proof of work), `turnstile`, `hcaptcha` or `recaptcha` (see [attestation](attestation.md))',
+        '`/api/client-token` asks for a proof in the `Attestation` header before minting: `none`, `pow` (self-hosted proof of work), `turnstile`, `hcaptcha`, `recaptcha` or `app-check` (Firebase App Check; see [attestation](attestation.md))',
       example: 'pow',
     }),
   CLIENT_TOKEN_ATTESTATION_AFTER: rateLimit('off').meta({
@@ -67,7 +74,7 @@ export const attestationSchema = z.object({
     example: '300',
   }),
   CLIENT_TOKEN_ATTESTATION_TIMEOUT_MS: int(100, 30_000, 3_000).meta({
-    description: 'longest wait for the siteverify endpoint, ms',
+    description: 'longest wait for the siteverify endpoint or the App Check JWKS, ms',
     example: '3000',
   }),
   CLIENT_TOKEN_ATTESTATION_FAIL_OPEN: z
@@ -77,6 +84,16 @@ export const attestationSchema = z.object({
         'siteverify providers: mint anyway when the provider times out, answers 5xx or an unreadable answer (logged and counted); refused by default',
       example: 'false',
     }),
+  CLIENT_TOKEN_ATTESTATION_JWKS_URL: optionalUrl.meta({
+    description: '`app-check`: the JWKS that App Check tokens are verified against',
+    example: 'https://firebaseappcheck.googleapis.com/v1/jwks',
+    default: 'https://firebaseappcheck.googleapis.com/v1/jwks',
+  }),
+  CLIENT_TOKEN_ATTESTATION_AUDIENCE: optionalString.meta({
+    description:
+      "`app-check`: the Firebase project number; a token's `aud` must hold `projects/<it>` and its `iss` be App Check's issuer for it",
+    example: '123456789012',
+  }),
 });
 
 export const attestationSecrets = ['CLIENT_TOKEN_ATTESTATION_SECRET'] as const;
@@ -105,11 +122,17 @@ export interface AttestationConfig {
     };
     /** Handed to the page by `/api/client-token/challenge`, for the provider's widget. */
     siteKey: string | undefined;
+    appCheck: { jwksUrl: string; projectNumber: string | undefined; timeoutMs: number };
   };
 }
 
 export function attestationConfig(e: AttestationEnv, problems: string[]): AttestationConfig {
   const provider = e.CLIENT_TOKEN_ATTESTATION;
+  if (provider === 'app-check' && !e.CLIENT_TOKEN_ATTESTATION_AUDIENCE) {
+    problems.push(
+      'CLIENT_TOKEN_ATTESTATION_AUDIENCE: required with CLIENT_TOKEN_ATTESTATION=app-check (the Firebase project number)',
+    );
+  }
   const siteverify = provider === 'turnstile' || provider === 'hcaptcha' || provider === 'recaptcha';
   if (siteverify && !e.CLIENT_TOKEN_ATTESTATION_SECRET) {
     problems.push(
@@ -139,6 +162,11 @@ export function attestationConfig(e: AttestationEnv, problems: string[]): Attest
         timeoutMs: e.CLIENT_TOKEN_ATTESTATION_TIMEOUT_MS,
       },
       siteKey: e.CLIENT_TOKEN_ATTESTATION_SITE_KEY,
+      appCheck: {
+        jwksUrl: e.CLIENT_TOKEN_ATTESTATION_JWKS_URL ?? 'https://firebaseappcheck.googleapis.com/v1/jwks',
+        projectNumber: e.CLIENT_TOKEN_ATTESTATION_AUDIENCE,
+        timeoutMs: e.CLIENT_TOKEN_ATTESTATION_TIMEOUT_MS,
+      },
     },
   };
 }
