@@ -86,7 +86,7 @@ if (!values['if-stale'] || stale()) {
   };
   place(outputs[0], code);
   place(outputs[1], declarations);
-  solverEntries.forEach(({ output }, index) => place(output, solver[index]));
+  for (const [index, { output }] of solverEntries.entries()) place(output, solver[index]);
   const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
   console.log(
     `client.js: ${kib(code.length)} minified, ${kib(gzipSync(code, { level: 9 }).length)} gzipped (${outdir})`,

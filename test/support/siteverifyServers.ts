@@ -33,9 +33,9 @@ export async function startSiteverifyServer(expected: {
   const requests: SiteverifyRequest[] = [];
   const used = new Set<string>();
   const standard: SiteverifyBehaviour = ({ fields }) => {
-    const fresh =
-      fields.response !== undefined && fields.response.startsWith('ok-') && !used.has(fields.response);
-    if (fresh) used.add(fields.response as string);
+    const response = fields.response ?? '';
+    const fresh = response.startsWith('ok-') && !used.has(response);
+    if (fresh) used.add(response);
     const valid = fields.secret === expected.secret && fresh;
     return {
       status: 200,
@@ -45,7 +45,7 @@ export async function startSiteverifyServer(expected: {
         hostname: expected.hostname,
         'error-codes': valid
           ? []
-          : used.has(fields.response ?? '')
+          : used.has(response)
             ? ['timeout-or-duplicate']
             : ['invalid-input-response'],
         ...(expected.action ? { action: expected.action } : {}),
