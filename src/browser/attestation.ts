@@ -21,7 +21,7 @@ export function powAttestation({
 }: PowAttestationOptions): () => Promise<string> {
   return async () => {
     // POST for the same reason as the token request: a same-origin GET carries no `Origin`.
-    const response = await fetch(challengeUrl, { method: 'POST', headers: { accept: 'application/json' } });
+    const response = await fetch(challengeUrl, { method: 'POST' });
     if (!response.ok) throw await refusal(response);
     const challenge = await response.json();
     const solver: { solvePow(challenge: unknown): Promise<PowProof> } = await import(
