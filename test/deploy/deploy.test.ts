@@ -186,6 +186,8 @@ describe('deployment examples', () => {
         'Exact /api/client-token',
         'Exact /api/client-token/challenge',
         'Exact /client.js',
+        'Exact /pow-worker.js',
+        'Exact /pow.js',
         'Prefix /api/proxy',
       ].sort(),
     );
