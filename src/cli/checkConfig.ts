@@ -6,6 +6,7 @@ import { devOrigins } from '../caller/origins.js';
 import { type Config, ConfigError, loadConfig, secretSettings } from '../config/index.js';
 import { configWarnings } from '../config/startupChecks.js';
 import { secretSuffixes } from '../config/upstreamNames.js';
+import { formatAllowRules } from '../proxy/allowRules.js';
 import { describeRedisTarget } from '../store/redisTarget.js';
 import { CliFailure, type Command, parseUsage, redact, UsageError } from './context.js';
 import { checkSigningKeys, type JwkSet } from './jwks.js';
@@ -47,6 +48,12 @@ function describeUpstreams(config: Config): [string, string][] {
     if (upstream.resource) rows.push([label('resource'), showUrl(upstream.resource)]);
     const proxyPath = config.namedUpstreams ? `/api/proxy/${name}` : '/api/proxy';
     rows.push([label('api url'), upstream.apiUrl ? showUrl(upstream.apiUrl) : `none (${proxyPath} is off)`]);
+    if (upstream.apiUrl) {
+      rows.push([
+        label('allow'),
+        upstream.allow ? formatAllowRules(upstream.allow) : 'unset: opens every method and path',
+      ]);
+    }
     if (allowedOrigins) rows.push([label('allowed origins'), allowedOrigins.join(', ')]);
     return rows;
   });

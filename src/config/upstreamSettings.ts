@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type AllowRule, allowRulesExample, parseAllowRules } from '../proxy/allowRules.js';
 import { type ClientKey, parseClientKey } from '../upstream/clientAssertion.js';
 import { parseTokenQuota, type TokenQuota } from '../upstream/quota.js';
 import { emptyToUndefined, int, optionalString, optionalUrl } from './fields.js';
@@ -87,6 +88,11 @@ export const upstreamSchema = z.object({
     description: 'base URL of the protected API behind `/api/proxy/*`. Empty: the proxy is off',
     example: 'https://api.example.com',
   }),
+  UPSTREAM_ALLOW: parsedBy(parseAllowRules).meta({
+    description:
+      'comma-separated `METHOD /path` rules a proxied call must match (`*` one path segment, a final `**` the rest, method `*` any), on the path after the API URL; anything else is `403 path_not_allowed` (see [the proxy route](routes.md)). Empty: every method and path',
+    example: allowRulesExample,
+  }),
   UPSTREAM_DEFAULT_TTL: int(1, 86_400, 300).meta({
     description: 'lifetime in seconds assumed when the upstream gives neither `expires_in` nor a JWT `exp`',
     example: '300',
@@ -131,6 +137,8 @@ export interface UpstreamConfig {
   clientKey?: ClientKey | undefined;
   /** `aud` of the client assertions: the token endpoint (the default) or the issuer. */
   clientAssertionAudience?: UpstreamEnv['UPSTREAM_CLIENT_ASSERTION_AUDIENCE'];
+  /** `UPSTREAM_ALLOW`: the methods and paths a proxied call may use; undefined: any. */
+  allow?: AllowRule[] | undefined;
   /** Budget of requests to the token endpoint (`UPSTREAM_TOKEN_QUOTA`); undefined: no governor. */
   tokenQuota?: TokenQuota | undefined;
 }
@@ -214,5 +222,6 @@ export function upstreamConfig(
     clientKey: e.UPSTREAM_CLIENT_KEY,
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
     tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
+    allow: e.UPSTREAM_ALLOW,
   };
 }

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { createOriginPolicy, type OriginPolicy } from '../caller/origins.js';
 import type { Clock } from '../clock.js';
 import type { NamedUpstream } from '../config/index.js';
+import { type AllowList, compileAllowList } from '../proxy/allowList.js';
 import { createProxyForwarder, type ProxyForwarder } from '../proxy/forward.js';
 import type { RedisBackend } from '../store/redisBackend.js';
 import type { KeyValueStore } from '../store/types.js';
@@ -23,6 +24,8 @@ export interface Upstream {
   proxy: ProxyForwarder | undefined;
   /** `UPSTREAM_<NAME>_ALLOWED_ORIGINS`; undefined: every origin the broker admits. */
   origins: OriginPolicy | undefined;
+  /** `UPSTREAM_<NAME>_ALLOW`, compiled; undefined: every method and path. */
+  allow: AllowList | undefined;
 }
 
 export interface Upstreams {
@@ -84,7 +87,13 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
           maxReplayBytes: config.maxReplayBytes,
         })
       : undefined;
-    return { name, cache, proxy, origins: allowedOrigins && createOriginPolicy(allowedOrigins) };
+    return {
+      name,
+      cache,
+      proxy,
+      origins: allowedOrigins && createOriginPolicy(allowedOrigins),
+      allow: config.allow && compileAllowList(config.allow),
+    };
   });
   const byName = new Map(list.map((upstream) => [upstream.name, upstream]));
   return {

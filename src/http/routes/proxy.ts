@@ -11,6 +11,7 @@ import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
 import { splitTarget } from '../dispatch/requestTarget.js';
+import { allowListHandler, upstreamAllowListCheck } from '../middleware/allowList.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
@@ -71,6 +72,7 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       res.locals.upstream = upstream.name;
       next();
     };
+    const allowList = upstreamAllowListCheck(upstream, deps.upstreams.named);
     // No body parser runs here: the forwarder streams the request body to the API untouched.
     mounts.push({
       mount,
@@ -79,6 +81,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
+        // Unset, no step at all: the hot path stays as it was.
+        ...(allowList ? [allowListHandler(allowList)] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
