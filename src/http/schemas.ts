@@ -62,6 +62,8 @@ export const healthResponse = z.object({ status: z.literal('ok') });
 /** One upstream in `/readyz`: its token is held (or obtainable), or the refusal's code. */
 export const upstreamReadiness = z.union([
   z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
+  /** The upstream uses a static API key (`UPSTREAM_API_KEY`): nothing to obtain. */
+  z.object({ token: z.literal('api_key') }),
   z.object({
     token: z.literal('unavailable'),
     code: z.string(),

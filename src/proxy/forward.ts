@@ -4,12 +4,18 @@ import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { TokenCache } from '../upstream/types.js';
+import type { CredentialSource } from '../upstream/types.js';
+import {
+  type CredentialPlacement,
+  placeCredential,
+  queryWithCredential,
+  scrubResponseHeaders,
+} from './credentialPlacement.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { relayBody } from './relayBody.js';
 import { createRenewalGate } from './renewalGate.js';
 import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
-import { parseApiUrl, upstreamTarget } from './targetUrl.js';
+import { parseApiUrl, type UpstreamTarget, upstreamTarget } from './targetUrl.js';
 import { DeadlineError, errorCode, failureBeforeHeaders } from './upstreamFailure.js';
 
 /** Bounds on every exchange with the API, so no request through the proxy can hang. */
@@ -30,7 +36,10 @@ export interface ProxyTimeouts {
 export interface ProxyForwarderOptions {
   /** `UPSTREAM_API_URL`: requests go to its origin, under its path. */
   apiUrl: string;
-  cache: TokenCache;
+  /** The upstream's token cache, or its static API key. */
+  credentials: CredentialSource;
+  /** Where the API reads the credential (`UPSTREAM_CREDENTIAL_IN`); `Authorization: Bearer` by default. */
+  credentialIn?: CredentialPlacement | undefined;
   logger: Logger;
   timeouts: ProxyTimeouts;
   /**
@@ -72,7 +81,7 @@ export interface ProxyForwarder {
    * once the answer was sent, cut or abandoned by the client; rejects with a BrokerError only while no
    * header was sent: `invalid_request` (unsafe path), `method_not_allowed` (TRACE, TRACK, CONNECT),
    * `upstream_unavailable` 503 with `Retry-After: 1` (refused, reset or closed before the headers),
-   * `upstream_timeout` 504 (connect, headers or total deadline), or what `cache.get()` throws.
+   * `upstream_timeout` 504 (connect, headers or total deadline), or what `credentials.get()` throws.
    */
   forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void>;
   /** Closes the connection pool it created, after in-flight requests finish. */
@@ -99,7 +108,9 @@ function copyHeaders(res: ServerResponse, headers: ReturnType<typeof downstreamR
  * @see https://www.rfc-editor.org/rfc/rfc9110#section-7.6
  */
 export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwarder {
-  const { cache, timeouts: limits } = options;
+  const { credentials, timeouts: limits } = options;
+  // Undefined for `Authorization: Bearer`: the forwarder does then exactly what it did before placements.
+  const placement = options.credentialIn?.in === 'authorization' ? undefined : options.credentialIn;
   const base = parseApiUrl(options.apiUrl);
   const maxReplayBytes = options.maxReplayBytes ?? 64 * 1024;
   const renewals = createRenewalGate({
@@ -141,9 +152,13 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       if (!body.replayable && body.contentLength !== undefined) {
         headers['content-length'] = body.contentLength;
       }
+      if (placement) placeCredential(placement, headers, accessToken);
       return dispatcher.request({
         origin: base.origin,
-        path: target.path,
+        path:
+          placement?.in === 'query'
+            ? `${target.pathname}?${queryWithCredential(clientQuery(target), placement.param, accessToken)}`
+            : target.path,
         method: method as Dispatcher.HttpMethod,
         headers: headers as Record<string, string | string[]>,
         body: body.replayable ? body.bytes : body.stream,
@@ -157,16 +172,19 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     let body: OutgoingBody | undefined;
     try {
       body = await prepareBody(req, maxReplayBytes, controller.signal);
-      let token = await cache.get();
+      let token = await credentials.get();
       response = await send(token.accessToken, body);
       let retried = false;
-      if (response.statusCode === 401) {
+      if (credentials.refused !== undefined) {
+        if (response.statusCode === 401 || response.statusCode === 403)
+          credentials.refused(response.statusCode);
+      } else if (response.statusCode === 401) {
         const refused = token.accessToken;
         // The API refused a token we believed valid: drop it, unless another request already replaced it
         // or the API refused another token moments ago (then it refuses tokens, not this one).
-        if (renewals.mayInvalidate(refused)) await cache.invalidate(refused);
+        if (renewals.mayInvalidate(refused)) await credentials.invalidate(refused);
         if (body.replayable) {
-          token = await cache.get();
+          token = await credentials.get();
           // Sending the refused token again would only earn the same 401: that one is the answer.
           if (token.accessToken !== refused) {
             await response.body.dump();
@@ -180,7 +198,9 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         }
       }
       res.statusCode = response.statusCode;
-      copyHeaders(res, downstreamResponseHeaders(response.headers));
+      const answerHeaders = downstreamResponseHeaders(response.headers);
+      if (placement?.in === 'query') scrubResponseHeaders(answerHeaders, placement.param, token.accessToken);
+      copyHeaders(res, answerHeaders);
       response.body.once('error', () => {
         upstreamFailed = true;
       });
@@ -239,6 +259,13 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       await ownPool?.close();
     },
   };
+}
+
+/** The client's query, raw and without its "?"; undefined when it sent none. */
+function clientQuery(target: UpstreamTarget): string | undefined {
+  return target.path.length > target.pathname.length
+    ? target.path.slice(target.pathname.length + 1)
+    : undefined;
 }
 
 function elapsed(started: number): number {
