@@ -118,8 +118,14 @@ export const upstreamSchema = z.object({
     example: '5000',
   }),
   UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000).meta({
-    description: 'whole-exchange limit of a proxied API call, streaming included, ms',
+    description:
+      'whole-exchange limit of a proxied API call, streaming included, ms; for an event stream (a client accepting `text/event-stream` or NDJSON, and the API answering one) only until its headers',
     example: '300000',
+  }),
+  UPSTREAM_STREAM_IDLE_TIMEOUT_MS: int(1_000, 86_400_000, 60_000).meta({
+    description:
+      "an event stream through the proxy (server-sent events, NDJSON) is ended once the API sends nothing for this long, ms; keep it above the API's keep-alive interval",
+    example: '60000',
   }),
   PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536).meta({
     description: 'proxied request bodies up to this size are retried once after a 401 from the API',
@@ -144,8 +150,10 @@ export interface UpstreamConfig {
   apiUrl: string | undefined;
   defaultTtlSeconds: number;
   timeoutMs: number;
-  /** Whole-exchange limit of a proxied API call, streaming included. */
+  /** Whole-exchange limit of a proxied API call, streaming included; an event stream's only until its headers. */
   apiTimeoutMs: number;
+  /** An event stream is ended once the API is silent this long. */
+  streamIdleMs: number;
   /** Request bodies up to this size are buffered so a 401 from the API can be retried with them. */
   maxReplayBytes: number;
   /** The imported private key of `private_key_jwt`; set when `authMethod` is `private_key_jwt`. */
@@ -239,6 +247,7 @@ export function upstreamConfig(
     defaultTtlSeconds: e.UPSTREAM_DEFAULT_TTL,
     timeoutMs: e.UPSTREAM_TIMEOUT_MS,
     apiTimeoutMs: e.UPSTREAM_API_TIMEOUT_MS,
+    streamIdleMs: e.UPSTREAM_STREAM_IDLE_TIMEOUT_MS,
     maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
     clientKey: e.UPSTREAM_CLIENT_KEY,
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
@@ -287,6 +296,7 @@ function apiKeyUpstream(e: UpstreamEnv, apiKey: string, problems: string[]): Ups
     defaultTtlSeconds: e.UPSTREAM_DEFAULT_TTL,
     timeoutMs: e.UPSTREAM_TIMEOUT_MS,
     apiTimeoutMs: e.UPSTREAM_API_TIMEOUT_MS,
+    streamIdleMs: e.UPSTREAM_STREAM_IDLE_TIMEOUT_MS,
     maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
     allow: e.UPSTREAM_ALLOW,
     credentialIn: e.UPSTREAM_CREDENTIAL_IN,

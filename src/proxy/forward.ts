@@ -15,6 +15,7 @@ import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { relayBody } from './relayBody.js';
 import { createRenewalGate } from './renewalGate.js';
 import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
+import { acceptsStream, isStream, relayStream } from './streamRelay.js';
 import { parseApiUrl, type UpstreamTarget, upstreamTarget } from './targetUrl.js';
 import { DeadlineError, errorCode, failureBeforeHeaders } from './upstreamFailure.js';
 
@@ -31,6 +32,11 @@ export interface ProxyTimeouts {
    * enough to beat `bodyMs` forever. Choose it above the longest legitimate transfer.
    */
   totalMs: number;
+  /**
+   * An event stream (server-sent events, NDJSON) asked for by the client and answered by the API is bounded
+   * by `totalMs` only until its headers arrive; after that, it is closed once silent this long (default 60 s).
+   */
+  streamIdleMs?: number;
 }
 
 export interface ProxyForwarderOptions {
@@ -113,6 +119,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
   const placement = options.credentialIn?.in === 'authorization' ? undefined : options.credentialIn;
   const base = parseApiUrl(options.apiUrl);
   const maxReplayBytes = options.maxReplayBytes ?? 64 * 1024;
+  const streamIdleMs = limits.streamIdleMs ?? 60_000;
   const renewals = createRenewalGate({
     clock: options.clock ?? systemClock,
     cooldownMs: options.renewalCooldownMs ?? 5_000,
@@ -131,6 +138,8 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     const method = (req.method ?? 'GET').toUpperCase();
     if (refusedMethods.has(method)) throw new BrokerError('method_not_allowed');
     const target = upstreamTarget(base, request.path);
+    // A stream's chunks may be minutes apart: undici's gap limit is off, and the relay sets its own.
+    const streamAsked = acceptsStream(req.headers.accept);
 
     const controller = new AbortController();
     const deadline = setTimeout(() => controller.abort(new DeadlineError()), limits.totalMs);
@@ -153,6 +162,8 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         headers['content-length'] = body.contentLength;
       }
       if (placement) placeCredential(placement, headers, accessToken);
+      // A compressing API may hold events back until a block fills.
+      if (streamAsked) headers['accept-encoding'] = 'identity';
       return dispatcher.request({
         origin: base.origin,
         path:
@@ -164,7 +175,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         body: body.replayable ? body.bytes : body.stream,
         signal: controller.signal,
         headersTimeout: limits.headersMs,
-        bodyTimeout: limits.bodyMs,
+        bodyTimeout: streamAsked ? 0 : limits.bodyMs,
       });
     };
 
@@ -204,7 +215,11 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       response.body.once('error', () => {
         upstreamFailed = true;
       });
-      await relayBody(response.body, res, controller.signal);
+      if (streamAsked) {
+        await relayAsked(response, res, controller.signal, () => clearTimeout(deadline));
+      } else {
+        await relayBody(response.body, res, controller.signal);
+      }
       if (options.logger.isLevelEnabled('debug')) {
         request.log.debug(
           {
@@ -251,6 +266,31 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       clearTimeout(deadline);
       res.off('close', onClose);
     }
+  }
+
+  /**
+   * The answer to a client that asked for a stream: a stream is bounded by the total deadline only until
+   * its headers, then by its own silence; any other answer by the usual gap between chunks.
+   */
+  async function relayAsked(
+    response: Dispatcher.ResponseData,
+    res: ServerResponse,
+    signal: AbortSignal,
+    endDeadline: () => void,
+  ): Promise<void> {
+    const stream = isStream(response.headers);
+    if (stream) {
+      endDeadline();
+      // Reverse proxies in front of the broker (nginx) would otherwise buffer the events.
+      if (!res.hasHeader('x-accel-buffering')) res.setHeader('x-accel-buffering', 'no');
+    }
+    await relayStream(
+      response.body,
+      res,
+      signal,
+      stream ? streamIdleMs : limits.bodyMs,
+      stream ? 'end' : 'cut',
+    );
   }
 
   return {

@@ -100,6 +100,7 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
             headersMs: config.timeoutMs,
             bodyMs: config.timeoutMs,
             totalMs: config.apiTimeoutMs,
+            streamIdleMs: config.streamIdleMs,
           },
           maxReplayBytes: config.maxReplayBytes,
         })

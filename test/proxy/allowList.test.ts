@@ -180,18 +180,27 @@ describe('compileAllowList', () => {
     );
   });
 
-  it('when 50 rules are compiled, then a call costs a few microseconds, not a compilation', () => {
-    const many = parseAllowRules(
-      Array.from({ length: 50 }, (_, i) => `${i % 2 ? 'GET' : 'POST'} /r${i}/*/items/**`).join(', '),
-    ) as AllowRule[];
-    const check = compileAllowList(many);
-    const started = performance.now();
-    let opened = 0;
-    for (let i = 0; i < 100_000; i += 1) if (check('GET', `/r${i % 50}/abc/items/x`)) opened += 1;
-    const perCallUs = ((performance.now() - started) * 1000) / 100_000;
-    expect(opened).toBe(50_000);
-    // About 1 µs here, idle; a proxied call costs about 230 µs of CPU (docs/performance.md). Compiling per
-    // call, or a regular expression per rule, would cost tens of µs.
-    expect(perCallUs).toBeLessThan(10);
+  it('when 50 rules are compiled, then a call costs about what it costs with one rule', () => {
+    const rule = (i: number) => `${i % 2 ? 'GET' : 'POST'} /r${i}/*/items/**`;
+    const one = compileAllowList(parseAllowRules(rule(1)) as AllowRule[]);
+    const fifty = compileAllowList(
+      parseAllowRules(Array.from({ length: 50 }, (_, i) => rule(i)).join(', ')) as AllowRule[],
+    );
+    const paths = Array.from({ length: 50 }, (_, i) => `/r${i}/abc/items/x`);
+    /** The fastest of several rounds, so that what else the machine runs weighs less. */
+    const cost = (check: typeof one) => {
+      let best = Number.POSITIVE_INFINITY;
+      for (let round = 0; round < 7; round += 1) {
+        const started = performance.now();
+        for (let i = 0; i < 20_000; i += 1) check('GET', paths[i % 50] as string);
+        best = Math.min(best, performance.now() - started);
+      }
+      return best;
+    };
+    cost(one);
+    cost(fifty);
+    // A tree walks the path once: rules add lookups in a Map, not a pass each (which would be about 50×).
+    // About 1 µs a call here, idle; a proxied call costs about 230 µs of CPU (docs/performance.md).
+    expect(cost(fifty) / cost(one)).toBeLessThan(3);
   });
 });
