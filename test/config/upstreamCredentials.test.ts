@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { checkConfigCommand } from '../../src/cli/checkConfig.js';
 import { loadConfig } from '../../src/config/index.js';
 import {
   parseCredentialPlacement,
@@ -99,5 +100,28 @@ describe('UPSTREAM_API_KEY', () => {
     expect(configProblems({ UPSTREAMS: 'plants', UPSTREAM_PLANTS_API_KEY: apiKey })).toEqual([
       expect.stringMatching(/^UPSTREAM_PLANTS_API_URL: required with UPSTREAM_PLANTS_API_KEY/),
     ]);
+  });
+
+  it('when check-config describes a static-key upstream, then it says so and where the key goes, never the key', async () => {
+    let stdout = '';
+    const code = await checkConfigCommand.run([], {
+      env: {
+        UPSTREAM_API_KEY: apiKey,
+        UPSTREAM_API_URL: 'https://trefle.io/api/v1',
+        UPSTREAM_CREDENTIAL_IN: 'query:token',
+      },
+      cwd: '/nonexistent-token-broker-dir',
+      stdout: (text) => {
+        stdout += text;
+      },
+      stderr: () => {},
+      readStdin: async () => '',
+      secrets: new Set(),
+    });
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/upstream:\s+static API key \(no grant\)\n/);
+    expect(stdout).toMatch(/credential in:\s+query parameter token\n/);
+    expect(stdout).toMatch(/allow:\s+unset: opens every method and path\n/);
+    expect(stdout).not.toContain(apiKey);
   });
 });
