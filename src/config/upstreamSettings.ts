@@ -77,6 +77,11 @@ export const upstreamSchema = z.object({
       'budget of upstream token requests, `<n>/minute`, `/hour`, `/day` or `/month` in UTC windows (see [quota](upstream.md#upstream-token-quota)). Empty: no limit',
     example: '1000/day',
   }),
+  UPSTREAM_CALL_QUOTA: parsedBy(parseTokenQuota).meta({
+    description:
+      'budget of proxied calls to this upstream, `<n>/minute`, `/hour`, `/day` or `/month` in UTC windows, fleet-wide with Redis; past it `429 call_quota_exhausted` (see [fleet](fleet.md#call-budgets-and-quotas)). Empty: no limit',
+    example: '100000/day',
+  }),
   UPSTREAM_AUDIENCE: optionalString.meta({
     description: '`audience` sent with the grant (Auth0)',
     example: 'https://api.example.com',
@@ -168,6 +173,8 @@ export interface UpstreamConfig {
   allow?: AllowRule[] | undefined;
   /** Budget of requests to the token endpoint (`UPSTREAM_TOKEN_QUOTA`); undefined: no governor. */
   tokenQuota?: TokenQuota | undefined;
+  /** Budget of proxied calls to the API (`UPSTREAM_CALL_QUOTA`), in the same grammar; undefined: none. */
+  callQuota?: TokenQuota | undefined;
 }
 
 /** How the broker authenticates to the token endpoint: a client secret, or a private key (RFC 7523). */
@@ -252,6 +259,7 @@ export function upstreamConfig(
     clientKey: e.UPSTREAM_CLIENT_KEY,
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
     tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
+    callQuota: e.UPSTREAM_CALL_QUOTA,
     allow: e.UPSTREAM_ALLOW,
     credentialIn: e.UPSTREAM_CREDENTIAL_IN,
   };
@@ -300,6 +308,7 @@ function apiKeyUpstream(e: UpstreamEnv, apiKey: string, problems: string[]): Ups
     maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
     allow: e.UPSTREAM_ALLOW,
     credentialIn: e.UPSTREAM_CREDENTIAL_IN,
+    callQuota: e.UPSTREAM_CALL_QUOTA,
     apiKey,
   };
 }

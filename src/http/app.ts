@@ -57,6 +57,10 @@ export interface AppDeps {
   metrics: Metrics;
   /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
+  /** The proxy step of `CLIENT_TOKEN_MAX_CALLS` (callBudget.ts); none when absent. */
+  callBudget?: Handler;
+  /** The proxy step of `UPSTREAM_[<NAME>_]CALL_QUOTA` (callQuota.ts) by upstream name. */
+  callQuotas?: ReadonlyMap<string, Handler>;
   /** Shared-state health for `/readyz` when Redis is configured. */
   redisStatus?: () => RedisStatus;
   /** Serve the demo page at `/` (dev upstream only). */

@@ -26,6 +26,10 @@ export interface ProxyRouteDeps {
   config: Pick<Config, 'publicUrl'>;
   /** The per-IP budget of proxied calls; undefined: none. */
   rateLimit?: Handler | undefined;
+  /** The per-token budget of proxied calls (callBudget.ts); undefined: none. */
+  callBudget?: Handler | undefined;
+  /** The call quota of each upstream that has one (callQuota.ts). */
+  callQuotas?: ReadonlyMap<string, Handler> | undefined;
 }
 
 /** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
@@ -73,7 +77,10 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       next();
     };
     const allowList = upstreamAllowListCheck(upstream, deps.upstreams.named);
-    // No body parser runs here: the forwarder streams the request body to the API untouched.
+    const quota = deps.callQuotas?.get(upstream.name);
+    // No body parser runs here: the forwarder streams the request body to the API untouched. A call the
+    // allow-list refuses spends no budget; the budget comes before the quota, so a token past its budget
+    // spends none of the upstream's quota.
     mounts.push({
       mount,
       chain: [
@@ -83,6 +90,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
         // Unset, no step at all: the hot path stays as it was.
         ...(allowList ? [allowListHandler(allowList)] : []),
+        ...(deps.callBudget ? [deps.callBudget] : []),
+        ...(quota ? [quota] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
