@@ -116,6 +116,25 @@ describe('UPSTREAM_ALLOW on /api/proxy/*', () => {
   );
 });
 
+describe('UPSTREAM_ALLOW with a call budget', () => {
+  it("when calls are refused by the allow-list, then they spend none of the token's budget", async () => {
+    const budgeted = await startBroker({
+      upstream: 'fake',
+      api: 'fixed',
+      env: { UPSTREAM_ALLOW: 'GET /plants/*', CLIENT_TOKEN_MAX_CALLS: '2' },
+    });
+    const budgetToken = await budgeted.clientToken();
+    const as = { headers: { origin: appOrigin, authorization: `Bearer ${budgetToken}` } };
+    for (let i = 0; i < 3; i += 1) {
+      expect((await call(budgeted.url, '/api/proxy/admin', as)).status).toBe(403);
+    }
+    expect((await call(budgeted.url, '/api/proxy/plants/1', as)).status).toBe(200);
+    expect((await call(budgeted.url, '/api/proxy/plants/2', as)).status).toBe(200);
+    // The budget of 2 is spent by the two calls that went through, and only by them.
+    expect((await call(budgeted.url, '/api/proxy/plants/3', as)).status).toBe(429);
+  });
+});
+
 describe('UPSTREAM_<NAME>_ALLOW and check-config', () => {
   it('when named upstreams have rules or none, then each proxy applies its own and check-config says which open everything', async () => {
     const env = {
