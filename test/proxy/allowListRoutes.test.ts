@@ -5,6 +5,7 @@ import { compileAllowList } from '../../src/proxy/allowList.js';
 import { type AllowRule, parseAllowRules } from '../../src/proxy/allowRules.js';
 import { checkedPath } from '../../src/proxy/targetUrl.js';
 import { appOrigin, type BrokerHandle, startBroker } from '../support/broker.js';
+import { registerSecret } from '../support/logs.js';
 import { acceptedPaths, ruleSpellings, traversalAttempts } from '../support/pathCorpus.js';
 import { call } from '../support/rawCall.js';
 
@@ -114,6 +115,40 @@ describe('UPSTREAM_ALLOW on /api/proxy/*', () => {
       }
     },
   );
+});
+
+describe('a client token narrowed by an allow claim', () => {
+  it("when a backend claims a token with allow rules, then it opens only calls both its rules and the upstream's open", async () => {
+    const claim = (allowRules: string) =>
+      call(broker.url, '/api/auth/claim', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${broker.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ origin: appOrigin, allow: allowRules }),
+      });
+    const refused = await claim('GET plants');
+    expect(refused.status).toBe(400);
+    expect(refused.json()).toMatchObject({ code: 'invalid_request' });
+    expect(refused.json().detail).toMatch(/^allow: rule "GET plants" must have a path/);
+
+    const claimed = await claim('get /plants/quercus, DELETE /plants/*, GET /species/**');
+    expect(claimed.status).toBe(200);
+    const narrowed = registerSecret('narrowed client token', claimed.json().token as string);
+    const as = { headers: { origin: appOrigin, authorization: `Bearer ${narrowed}` } };
+    expect((await call(broker.url, '/api/proxy/plants/quercus', as)).status).toBe(200);
+    expect((await call(broker.url, '/api/proxy/species/a/b', as)).status).toBe(200);
+    const other = await call(broker.url, '/api/proxy/plants/acer', as);
+    expect(other.status).toBe(403);
+    expect(other.json()).toMatchObject({
+      code: 'path_not_allowed',
+      detail: 'GET /plants/acer is not allowed by this client token (its allow claim)',
+    });
+    // The claim cannot widen the upstream's rules, which open no DELETE.
+    const widened = await call(broker.url, '/api/proxy/plants/1', { ...as, method: 'DELETE' });
+    expect(widened.json()).toMatchObject({
+      code: 'path_not_allowed',
+      detail: 'DELETE /plants/1 is not allowed on this upstream (UPSTREAM_ALLOW)',
+    });
+  });
 });
 
 describe('UPSTREAM_ALLOW with a call budget', () => {

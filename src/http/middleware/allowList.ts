@@ -1,7 +1,9 @@
 import { upstreamPrefix } from '../../config/upstreamNames.js';
 import { BrokerError } from '../../errors.js';
-import type { AllowList } from '../../proxy/allowList.js';
+import { type AllowList, compileAllowList } from '../../proxy/allowList.js';
+import { type AllowRule, parseAllowRules } from '../../proxy/allowRules.js';
 import { checkedPath } from '../../proxy/targetUrl.js';
+import type { ClientTokenClaims } from '../../signing/clientTokens.js';
 import type { Upstream } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
 import { splitTarget } from '../dispatch/requestTarget.js';
@@ -20,10 +22,37 @@ export function allowListCheck(allow: AllowList, setting: string): AllowListChec
   return (method, target) => {
     const { path } = checkedPath(target);
     if (allow(method, path)) return;
-    const shown = path === '' ? '/' : path.length > 200 ? `${path.slice(0, 200)}...` : path;
     throw new BrokerError('path_not_allowed', {
-      detail: `${method} ${shown} is not allowed on this upstream (${setting})`,
+      detail: `${method} ${shown(path)} is not allowed on this upstream (${setting})`,
     });
+  };
+}
+
+const shown = (path: string) => (path === '' ? '/' : path.length > 200 ? `${path.slice(0, 200)}...` : path);
+
+/**
+ * The check of a client token's `allow` claim, which narrows the upstream's rules (both must open a call).
+ * Each token's rules are compiled once: the verified-token cache hands out the same frozen claims object
+ * for every call with the token. A claim that does not parse opens nothing (a token we signed always holds
+ * rules that do).
+ */
+export function tokenAllowListChecks(): (claims: ClientTokenClaims) => AllowListCheck {
+  const compiled = new WeakMap<ClientTokenClaims, AllowList>();
+  return (claims) => {
+    let opens = compiled.get(claims);
+    if (opens === undefined) {
+      const rules = parseAllowRules(claims.allow ?? '');
+      opens = typeof rules === 'string' ? () => false : compileAllowList(rules as AllowRule[]);
+      compiled.set(claims, opens);
+    }
+    const allow = opens;
+    return (method, target) => {
+      const { path } = checkedPath(target);
+      if (allow(method, path)) return;
+      throw new BrokerError('path_not_allowed', {
+        detail: `${method} ${shown(path)} is not allowed by this client token (its allow claim)`,
+      });
+    };
   };
 }
 
