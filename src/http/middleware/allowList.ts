@@ -6,7 +6,7 @@ import { checkedPath } from '../../proxy/targetUrl.js';
 import type { ClientTokenClaims } from '../../signing/clientTokens.js';
 import type { Upstream } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
-import { splitTarget } from '../dispatch/requestTarget.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
 
 /** Refuses a call that no rule of `UPSTREAM_[<NAME>_]ALLOW` opens; anything else passes. */
 export type AllowListCheck = (method: string, target: string) => void;

@@ -3,7 +3,7 @@ import { BrokerError } from '../../errors.js';
 import type { ClientTokenClaims } from '../../signing/clientTokens.js';
 import type { Upstream, Upstreams } from '../../upstream/registry.js';
 import type { BrokerRequest } from '../dispatch/handler.js';
-import { splitTarget } from '../dispatch/requestTarget.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
 import { tokenAllowListChecks } from './allowList.js';
 
 /**

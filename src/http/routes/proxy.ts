@@ -1,4 +1,3 @@
-import { Router } from 'express';
 import type { OriginPolicy } from '../../caller/origins.js';
 import type { CallerReader } from '../../caller/requestCaller.js';
 import type { Config } from '../../config/index.js';
@@ -10,7 +9,7 @@ import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
-import { splitTarget } from '../dispatch/requestTarget.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
 import { allowListHandler, upstreamAllowListCheck } from '../middleware/allowList.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
@@ -41,10 +40,8 @@ export interface ProxyMount {
 }
 
 export interface ProxyRoutes {
-  /** Served by the direct lane (directRoutes.ts) for the plain targets `<mount>/<more>`. */
+  /** One per upstream; routeTable.ts makes each a `proxy` route of the direct lane. */
   mounts: ProxyMount[];
-  /** Every mount, as Express matches it: serves what the direct lane left to Express. */
-  router: Router;
 }
 
 /**
@@ -52,7 +49,6 @@ export interface ProxyRoutes {
  * one `default` upstream otherwise, as before names existed. An unknown name falls through to 404.
  */
 export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
-  const router = Router();
   const mounts: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
@@ -96,8 +92,7 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       ],
     });
   }
-  for (const { mount, chain } of mounts) router.use(mount, ...chain);
-  return { mounts, router };
+  return { mounts };
 }
 
 /**
