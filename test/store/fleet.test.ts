@@ -5,8 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
+import { missing } from '../support/requires.js';
 import { signingKeySet } from '../support/signingKeys.js';
 import { startTcpForwarder, type TcpForwarder } from '../support/tcpForwarder.js';
+
+const noRedis = await missing('redis');
 
 const redisUrl = 'redis://127.0.0.1:6379';
 const origin = 'http://app.test';
@@ -66,7 +69,7 @@ async function getJson(
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('a fleet of four broker processes sharing one Redis', () => {
+describe.skipIf(noRedis)('a fleet of four broker processes sharing one Redis', () => {
   let upstream: FakeTokenServer;
   let brokers: BrokerProcess[] = [];
   let forwarder: TcpForwarder;

@@ -5,10 +5,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
+import { missing } from '../support/requires.js';
 
-describe('a renewal lock holder killed mid-request', () => {
+const noRedis = await missing('redis');
+
+describe.skipIf(noRedis)('a renewal lock holder killed mid-request', () => {
   const prefix = `tb-test-${randomBytes(6).toString('hex')}:`;
-  const redis = new Redis('redis://127.0.0.1:6379');
+  const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
   let upstream: FakeTokenServer | undefined;
   const brokers: BrokerProcess[] = [];
 
