@@ -8,6 +8,7 @@ import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '..
 import { missing } from '../support/requires.js';
 import { signingKeySet } from '../support/signingKeys.js';
 import { startTcpForwarder, type TcpForwarder } from '../support/tcpForwarder.js';
+import { sleep, waitFor } from '../support/waiting.js';
 
 const noRedis = await missing('redis');
 
@@ -66,8 +67,6 @@ async function getJson(
     json: () => JSON.parse(text) as Record<string, unknown>,
   };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.skipIf(noRedis)('a fleet of four broker processes sharing one Redis', () => {
   let upstream: FakeTokenServer;
@@ -210,13 +209,15 @@ describe.skipIf(noRedis)('a fleet of four broker processes sharing one Redis', (
     const replica = brokers[3] as BrokerProcess;
     const failures: number[] = [];
     let running = true;
+    let rounds = 0;
     const traffic = (async () => {
       while (running) {
         const answers = await Promise.all(Array.from({ length: 20 }, () => upstreamToken(replica)));
         failures.push(...answers.filter((answer) => answer.status !== 200).map((answer) => answer.status));
+        rounds += 1;
       }
     })();
-    await sleep(200);
+    await waitFor(() => rounds >= 2);
     await forwarder.cut();
     await replica.waitForLine((line) => String(line.msg).startsWith('redis unreachable'), 5_000);
     expect((await getJson(`${replica.url}/readyz`)).json()).toMatchObject({
@@ -227,7 +228,9 @@ describe.skipIf(noRedis)('a fleet of four broker processes sharing one Redis', (
     expect(
       (await getJson(`${replica.url}/api/client-token`, { origin: 'http://other.test' }, 'POST')).status,
     ).toBe(403);
-    await sleep(500);
+    // Traffic keeps flowing through the outage: a few rounds, however slow the machine.
+    const roundsBeforeOutage = rounds;
+    await waitFor(() => rounds >= roundsBeforeOutage + 3, 10_000);
     await forwarder.restore();
     await replica.waitForLine((line) => String(line.msg).startsWith('redis is back'), 5_000);
     running = false;

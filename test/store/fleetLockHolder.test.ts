@@ -6,6 +6,7 @@ import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
 import { missing } from '../support/requires.js';
+import { sleep, waitFor } from '../support/waiting.js';
 
 const noRedis = await missing('redis');
 
@@ -56,9 +57,9 @@ describe.skipIf(noRedis)('a renewal lock holder killed mid-request', () => {
       request(`${broker.url}/api/upstream-token`, { headers: { authorization: `Bearer ${apiKey}` } });
 
     void get(holder).catch(() => undefined);
-    while (requests === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor(() => requests > 0);
     // The holder keeps extending its 1 s lease while the request hangs (1.5 s here).
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await sleep(1_500);
     expect(await redis.keys(`${prefix}lock:*`)).toHaveLength(1);
     await holder.kill();
 
