@@ -4,7 +4,7 @@ import type { BrokerProcess } from '../support/brokerProcess.js';
 import { mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
 import { type RedisServer, startRedisServer } from '../support/redisServers.js';
 import { missing } from '../support/requires.js';
-import { sleep } from '../support/waiting.js';
+import { sleep, waitFor } from '../support/waiting.js';
 import {
   createFleet,
   eventually,
@@ -151,7 +151,7 @@ describe.skipIf(noRedisServer)('the replica holding the renewal lease is SIGKILL
     const holder = await Promise.race(
       brokers.map((broker) => logAfter(broker, 'renewal lease taken', servedAt, 10_000).then(() => broker)),
     );
-    while (requestedAt.length < 2) await sleep(10);
+    await waitFor(() => requestedAt.length >= 2, 10_000);
     // The holder keeps extending its lease while its request hangs.
     await sleep(leaseMs);
     await holder.kill();
