@@ -228,9 +228,9 @@ describe.skipIf(noRedis)('a fleet of four broker processes sharing one Redis', (
     expect(
       (await getJson(`${replica.url}/api/client-token`, { origin: 'http://other.test' }, 'POST')).status,
     ).toBe(403);
-    // Traffic keeps flowing through the outage: a few rounds, however slow the machine.
+    // Traffic keeps flowing through half a second of outage, and a few rounds however slow the machine.
     const roundsBeforeOutage = rounds;
-    await waitFor(() => rounds >= roundsBeforeOutage + 3, 10_000);
+    await Promise.all([sleep(500), waitFor(() => rounds >= roundsBeforeOutage + 3, 10_000)]);
     await forwarder.restore();
     await replica.waitForLine((line) => String(line.msg).startsWith('redis is back'), 5_000);
     running = false;
