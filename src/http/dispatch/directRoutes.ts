@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BrokerError } from '../../errors.js';
 import type { ErrorHandler } from '../problem.js';
 import type { BrokerRequest, BrokerResponse, Handler, RequestLocals } from './handler.js';
+import { splitTarget, validAbsoluteTarget } from './requestTarget.js';
 import { sequence, unusualTarget } from './sequence.js';
 
 /** A request listener, as `http.createServer` and supertest take it. */
@@ -49,18 +50,38 @@ export function directRoutes({ app, common, exact, mounts, onError }: DirectRout
       return { takes: (url: string) => pattern.test(url), run: sequence([...common, strip, ...chain]) };
     }),
   ];
+  // A target that is no URL still goes through the first steps (request id, access log, metrics, headers),
+  // with only its path left for them to read, and gets the broker's own 400.
+  const refuseTarget = sequence([
+    ...common,
+    () => {
+      throw new BrokerError('invalid_request', {
+        detail: 'the request target is not a valid URL: send a path such as /api/proxy/...',
+      });
+    },
+  ]);
   return (req, res) => {
     const url = req.url ?? '';
+    // `/` first: the origin form browsers send costs one comparison here.
+    if (url.charCodeAt(0) !== 0x2f && !validAbsoluteTarget(url)) {
+      req.url = splitTarget(url).path;
+      serve(refuseTarget, req, res, url);
+      return;
+    }
     const route = unusualTarget.test(url) ? undefined : routes.find(({ takes }) => takes(url));
     if (route === undefined) {
       app(req, res);
       return;
     }
+    serve(route.run, req, res, url);
+  };
+
+  function serve(run: Handler, req: IncomingMessage, res: ServerResponse, url: string): void {
     const request: BrokerRequest = req;
     request.originalUrl = url;
     const response = res as BrokerResponse;
     response.locals = Object.create(null) as RequestLocals;
-    route.run(request, response, (error) => {
+    run(request, response, (error) => {
       try {
         onError(error ?? new BrokerError('not_found'), request, response);
       } catch {
@@ -68,5 +89,5 @@ export function directRoutes({ app, common, exact, mounts, onError }: DirectRout
         response.destroy();
       }
     });
-  };
+  }
 }

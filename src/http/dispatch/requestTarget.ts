@@ -12,3 +12,14 @@ export function splitTarget(target: string): { authority?: string; path: string 
   const rest = target.slice(prefix.length);
   return { authority: prefix, path: rest.startsWith('/') ? rest : `/${rest}` };
 }
+
+/**
+ * Whether an absolute-form target names a URL at all (`http://[::1/x`, `http://a:bad/x` do not). Such a
+ * target is refused before any router reads it: Node's legacy `url.parse`, under Express and parseurl,
+ * throws on some (answered by Express's own HTML 404) and reads others with a path the direct lane would
+ * not see (`/:bad/x`), printing a deprecation warning on stderr.
+ */
+export function validAbsoluteTarget(target: string): boolean {
+  const prefix = absoluteForm.exec(target)?.[0];
+  return prefix === undefined || URL.canParse(`${prefix}/`);
+}
