@@ -125,7 +125,9 @@ export async function createBroker({
     metrics,
     rateLimits: createRateLimits({
       rules: config.rateLimits,
+      maxAddresses: config.rateLimitMaxAddresses,
       logger,
+      clock,
       caller,
       redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
     }),

@@ -24,6 +24,11 @@ export const limitsSchema = z.object({
     example: '100/second',
     default: '6000/minute',
   }),
+  RATE_LIMIT_MAX_ADDRESSES: int(1_000, 10_000_000, 100_000).meta({
+    description:
+      'most addresses (IPv6: `/56` networks) each rate limit counts in process memory without Redis; past it the address whose window began first is forgotten. about 200 bytes each, so at most 4 limits × 100,000 × 200 B ≈ 80 MB by default (see [Operations](operations.md#memory))',
+    example: '100000',
+  }),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384).meta({
     description: 'largest accepted body on the JSON/form routes, bytes',
     example: '16384',
@@ -50,6 +55,8 @@ export interface LimitsConfig {
     apiKeyFailures: RateLimitRule | undefined;
     proxy: RateLimitRule | undefined;
   };
+  /** Most addresses each in-memory limit counts; the oldest window is forgotten past it. */
+  rateLimitMaxAddresses: number;
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
   bodyIdleTimeoutMs: number;
@@ -65,6 +72,7 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
       apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
       proxy: e.RATE_LIMIT_PROXY,
     },
+    rateLimitMaxAddresses: e.RATE_LIMIT_MAX_ADDRESSES,
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
