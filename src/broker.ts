@@ -98,6 +98,7 @@ export async function createBroker({
     clock,
     maxEntries: config.dpop.replayCacheSize,
     maxPerOwner: config.dpop.proofsPerKey,
+    windowMs: config.dpop.proofMaxAgeSeconds * 1000,
   });
   const replayCache = redis
     ? createRedisReplayCache({

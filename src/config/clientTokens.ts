@@ -78,7 +78,7 @@ export const clientTokensSchema = z.object({
   }),
   DPOP_REPLAY_CACHE_SIZE: int(100, 10_000_000, 200_000).meta({
     description:
-      'DPoP proofs each replica remembers; when full the oldest is forgotten, so a new proof is never refused',
+      'DPoP proofs each replica remembers; when full the one with the oldest `iat` is forgotten and proofs no newer are refused, while proofs of the last 5 s are always kept, so a new proof is never refused',
     example: '200000',
   }),
   DPOP_PROOFS_PER_KEY: int(10, 1_000_000, 5_000).meta({
