@@ -10,6 +10,7 @@ import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
+import { type ConnectionCaps, createConnectionCaps, defaultMaxConnections } from './http/connectionCaps.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
@@ -42,6 +43,11 @@ export interface Broker {
   app: RequestListener;
   upstreams: Upstreams;
   metrics: Metrics;
+  /**
+   * `MAX_CONNECTIONS_PER_IP` and `MAX_CONNECTIONS`, for every socket the broker serves: `limitServer`
+   * applies them to an HTTP server, and a module that takes a socket over (an upgrade) keeps it counted.
+   */
+  connectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
   /** Stops timers and closes pools; the HTTP server is the caller's to close. */
@@ -140,6 +146,13 @@ export async function createBroker({
     app,
     upstreams,
     metrics,
+    connectionCaps: createConnectionCaps({
+      maxPerNetwork: config.maxConnectionsPerIp,
+      maxTotal: config.maxConnections ?? defaultMaxConnections(),
+      logger,
+      clock,
+      onRefused: (cap) => metrics.recordConnectionRefused(cap),
+    }),
     metricsApp:
       config.metrics.port === undefined
         ? undefined

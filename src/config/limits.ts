@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { int, type RateLimitRule, rateLimit } from './fields.js';
+import { int, optionalInt, type RateLimitRule, rateLimit } from './fields.js';
 
 /** How much one caller may ask for: request budgets per client IP, body size and pace, open connections. */
 export const limitsSchema = z.object({
@@ -40,8 +40,19 @@ export const limitsSchema = z.object({
   }),
   MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512).meta({
     description:
-      'most open connections from one peer address (`0`: no limit); behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
+      'most open connections from one peer network: an IPv4 address or an IPv6 `/56`, as the rate limits group them (`0`: no limit); behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
     example: '512',
+  }),
+  MAX_CONNECTIONS: optionalInt(0, 10_000_000).meta({
+    description:
+      "most open connections in all (`0`: no limit); past it a new connection gets `429 rate_limited`, logged and counted in `token_broker_connections_refused_total`. Empty: the process's open-file limit less a quarter (at least 128) for the API, token endpoint and Redis pools",
+    example: '10000',
+    default: 'three quarters of the open-file limit',
+  }),
+  IDLE_CONNECTION_TIMEOUT_MS: int(1_000, 600_000, 10_000).meta({
+    description:
+      'a connection that has not sent a request’s headers within this long of opening is closed, in ms (idle keep-alive connections close after 65 s, above load balancers’ 60 s)',
+    example: '10000',
   }),
 });
 
@@ -60,8 +71,12 @@ export interface LimitsConfig {
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
   bodyIdleTimeoutMs: number;
-  /** Most open connections from one peer address; 0: no limit. */
+  /** Most open connections from one peer network (IPv4 address, IPv6 `/56`); 0: no limit. */
   maxConnectionsPerIp: number;
+  /** Most open connections in all; 0: no limit; undefined: derived from the open-file limit. */
+  maxConnections: number | undefined;
+  /** A connection without a request's headers this long after opening is closed. */
+  idleConnectionTimeoutMs: number;
 }
 
 export function limitsConfig(e: LimitsEnv): LimitsConfig {
@@ -76,5 +91,7 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    maxConnections: e.MAX_CONNECTIONS,
+    idleConnectionTimeoutMs: e.IDLE_CONNECTION_TIMEOUT_MS,
   };
 }
