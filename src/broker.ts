@@ -67,102 +67,113 @@ export async function createBroker({
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
   const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
   const metrics = createMetrics({ clock });
-  // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
-  const redis = config.redisTarget
-    ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
-    : undefined;
-  if (redis) {
-    metrics.setRedisDegraded(redis.status() === 'degraded');
-    redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
-  }
-  const store = redis?.store ?? createMemoryStore({ clock });
-  const upstreams = createUpstreams({
-    upstreams: config.upstreams,
-    named: config.namedUpstreams,
-    logger,
-    clock,
-    metrics,
-    store,
-    redis,
-    dispatcher,
-    cachePolicy,
-  });
-  const localRevocations = createRevocationList({
-    clock,
-    clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
-  });
-  const fleetRevocations = redis?.shareRevocations(
-    localRevocations,
-    config.clientToken.clockToleranceSeconds,
-  );
-  // Loaded before the first request: a replica started after a revocation must refuse the token.
-  await fleetRevocations?.ready;
-  const revocations = fleetRevocations ?? localRevocations;
-  const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
-  // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
-  const localReplays = createMemoryReplayCache({
-    clock,
-    maxEntries: config.dpop.replayCacheSize,
-    maxPerOwner: config.dpop.proofsPerKey,
-    windowMs: config.dpop.proofMaxAgeSeconds * 1000,
-  });
-  const replayCache = redis
-    ? createRedisReplayCache({
-        client: redis.connections.client,
-        prefix: redis.prefix,
-        local: localReplays,
-        logger,
-      })
-    : localReplays;
-  const apiKeys = createApiKeyVerifier(config.apiKeys);
-  const caller = createCallerReader(config.trustProxy);
-  const app = createApp({
-    config,
-    logger,
-    clock,
-    originPolicy: createOriginPolicy(config.allowedOrigins),
-    apiKeys,
-    apiKeyLabel: createApiKeyLabeler(config.signingKeys),
-    caller,
-    clientTokens,
-    dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
-    publicJwks: keys.publicJwks,
-    upstreams,
-    revocations,
-    metrics,
-    rateLimits: createRateLimits({
-      rules: config.rateLimits,
-      maxAddresses: config.rateLimitMaxAddresses,
-      logger,
-      clock,
-      caller,
-      redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
-    }),
-    ...(redis ? { redisStatus: redis.status } : {}),
-    demo: demo ?? false,
-    upstreamProbes,
-  });
-  return {
-    app,
-    upstreams,
-    metrics,
-    connectionCaps: createConnectionCaps({
-      maxPerNetwork: config.maxConnectionsPerIp,
-      maxTotal: config.maxConnections ?? defaultMaxConnections(),
-      logger,
-      clock,
-      onRefused: (cap) => metrics.recordConnectionRefused(cap),
-    }),
-    metricsApp:
-      config.metrics.port === undefined
-        ? undefined
-        : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
-    async close() {
-      revocations.close();
-      await replayCache.close();
-      await upstreams.close();
-      await store.close();
-      await redis?.close();
-    },
+  // Everything opened so far, closed in reverse by close(), or at once if a later step throws.
+  const opened: (() => unknown)[] = [];
+  const closeOpened = async () => {
+    for (const close of opened.splice(0).reverse()) await close();
   };
+  try {
+    // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
+    const redis = config.redisTarget
+      ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
+      : undefined;
+    if (redis) {
+      opened.push(() => redis.close());
+      metrics.setRedisDegraded(redis.status() === 'degraded');
+      redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
+    }
+    const store = redis?.store ?? createMemoryStore({ clock });
+    opened.push(() => store.close());
+    const upstreams = createUpstreams({
+      upstreams: config.upstreams,
+      named: config.namedUpstreams,
+      logger,
+      clock,
+      metrics,
+      store,
+      redis,
+      dispatcher,
+      cachePolicy,
+    });
+    opened.push(() => upstreams.close());
+    const localRevocations = createRevocationList({
+      clock,
+      clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+    });
+    const fleetRevocations = redis?.shareRevocations(
+      localRevocations,
+      config.clientToken.clockToleranceSeconds,
+    );
+    opened.push(() => (fleetRevocations ?? localRevocations).close());
+    // Loaded before the first request: a replica started after a revocation must refuse the token.
+    await fleetRevocations?.ready;
+    const revocations = fleetRevocations ?? localRevocations;
+    const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
+    // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
+    const localReplays = createMemoryReplayCache({
+      clock,
+      maxEntries: config.dpop.replayCacheSize,
+      maxPerOwner: config.dpop.proofsPerKey,
+      windowMs: config.dpop.proofMaxAgeSeconds * 1000,
+    });
+    const replayCache = redis
+      ? createRedisReplayCache({
+          client: redis.connections.client,
+          prefix: redis.prefix,
+          local: localReplays,
+          logger,
+        })
+      : localReplays;
+    opened.push(() => replayCache.close());
+    const apiKeys = createApiKeyVerifier(config.apiKeys);
+    const caller = createCallerReader(config.trustProxy);
+    const app = createApp({
+      config,
+      logger,
+      clock,
+      originPolicy: createOriginPolicy(config.allowedOrigins),
+      apiKeys,
+      apiKeyLabel: createApiKeyLabeler(config.signingKeys),
+      caller,
+      clientTokens,
+      dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
+      publicJwks: keys.publicJwks,
+      upstreams,
+      revocations,
+      metrics,
+      rateLimits: createRateLimits({
+        rules: config.rateLimits,
+        maxAddresses: config.rateLimitMaxAddresses,
+        logger,
+        clock,
+        caller,
+        redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
+      }),
+      ...(redis ? { redisStatus: redis.status } : {}),
+      demo: demo ?? false,
+      upstreamProbes,
+    });
+    return {
+      app,
+      upstreams,
+      metrics,
+      connectionCaps: createConnectionCaps({
+        maxPerNetwork: config.maxConnectionsPerIp,
+        maxTotal: config.maxConnections ?? defaultMaxConnections(),
+        logger,
+        clock,
+        onRefused: (cap) => metrics.recordConnectionRefused(cap),
+      }),
+      metricsApp:
+        config.metrics.port === undefined
+          ? undefined
+          : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
+      close: closeOpened,
+    };
+  } catch (error) {
+    await closeOpened().catch((closeError: unknown) =>
+      logger.warn({ err: closeError }, 'closing what start-up opened failed'),
+    );
+    throw error;
+  }
 }
