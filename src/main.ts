@@ -7,7 +7,7 @@ import { devOrigins } from './caller/origins.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config/index.js';
 import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
-import { limitServer, serverOptions } from './http/connectionCaps.js';
+import { limitServer } from './http/connectionCaps.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 
 /**
@@ -42,8 +42,8 @@ async function main(): Promise<void> {
     demo: devUpstream,
     upstreamProbes,
   });
-  const server = createServer(serverOptions, broker.app);
-  limitServer(server, broker.connectionCaps, config.idleConnectionTimeoutMs);
+  const server = createServer(broker.app);
+  limitServer(server, broker.connectionCaps);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

@@ -49,11 +49,6 @@ export const limitsSchema = z.object({
     example: '10000',
     default: 'three quarters of the open-file limit',
   }),
-  IDLE_CONNECTION_TIMEOUT_MS: int(1_000, 600_000, 10_000).meta({
-    description:
-      'a connection that has not sent a request’s headers within this long of opening is closed, in ms (idle keep-alive connections close after 65 s, above load balancers’ 60 s)',
-    example: '10000',
-  }),
 });
 
 type LimitsEnv = z.infer<typeof limitsSchema>;
@@ -75,8 +70,6 @@ export interface LimitsConfig {
   maxConnectionsPerIp: number;
   /** Most open connections in all; 0: no limit; undefined: derived from the open-file limit. */
   maxConnections: number | undefined;
-  /** A connection without a request's headers this long after opening is closed. */
-  idleConnectionTimeoutMs: number;
 }
 
 export function limitsConfig(e: LimitsEnv): LimitsConfig {
@@ -92,6 +85,5 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
     maxConnections: e.MAX_CONNECTIONS,
-    idleConnectionTimeoutMs: e.IDLE_CONNECTION_TIMEOUT_MS,
   };
 }

@@ -116,19 +116,8 @@ export function createConnectionCaps({
   };
 }
 
-/**
- * How often Node looks for connections past their headers timeout (30 s by default, which made a silent
- * connection live 60 to 90 s). Read when the server starts listening, so give it to `createServer`.
- */
-export const serverOptions = { connectionsCheckingInterval: 1_000 } as const;
-
-/**
- * Applies the caps to every connection the server accepts, and closes a connection that has not sent a
- * request's headers within `idleTimeoutMs` of opening (or of its previous answer, after the keep-alive
- * timeout would have closed an idle one anyway).
- */
-export function limitServer(server: Server, caps: ConnectionCaps, idleTimeoutMs: number): void {
-  server.headersTimeout = idleTimeoutMs;
+/** Applies the caps to every connection the server accepts. */
+export function limitServer(server: Server, caps: ConnectionCaps): void {
   server.on('connection', (socket: Socket) => {
     caps.admit(socket);
   });

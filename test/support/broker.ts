@@ -48,7 +48,7 @@ import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
-import { limitServer, serverOptions } from '../../src/http/connectionCaps.js';
+import { limitServer } from '../../src/http/connectionCaps.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
@@ -221,7 +221,7 @@ async function start(
   if (api && api !== options.api) cleanups.push(() => api.close());
 
   const answers: WireAnswer[] = [];
-  const server = createServer(serverOptions);
+  const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(async () => {
     server.closeAllConnections();
@@ -247,8 +247,8 @@ async function start(
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());
-  // The connection caps and idle timeout, as main.ts applies them.
-  limitServer(server, broker.connectionCaps, config.idleConnectionTimeoutMs);
+  // The connection caps, as main.ts applies them.
+  limitServer(server, broker.connectionCaps);
   server.on('request', (req, res) => {
     // Read now: Express rewrites `req.url` under a mount point.
     const seen = { method: req.method ?? '', url: req.url ?? '', origin: req.headers.origin };
