@@ -12,6 +12,7 @@ import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
+import { type ConnectionCaps, createConnectionCaps, defaultMaxConnections } from './http/connectionCaps.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
 import type { Handler } from './http/dispatch/handler.js';
 import { callBudget } from './http/middleware/callBudget.js';
@@ -48,6 +49,11 @@ export interface Broker {
   app: RequestListener;
   upstreams: Upstreams;
   metrics: Metrics;
+  /**
+   * `MAX_CONNECTIONS_PER_IP` and `MAX_CONNECTIONS`, for every socket the broker serves: `limitServer`
+   * applies them to an HTTP server, and a module that takes a socket over (an upgrade) keeps it counted.
+   */
+  connectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
   /** Stops timers and closes pools; the HTTP server is the caller's to close. */
@@ -67,123 +73,144 @@ export async function createBroker({
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
   const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
   const metrics = createMetrics({ clock });
-  // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
-  const redis = config.redisTarget
-    ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
-    : undefined;
-  if (redis) {
-    metrics.setRedisDegraded(redis.status() === 'degraded');
-    redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
-  }
-  const store = redis?.store ?? createMemoryStore({ clock });
-  const upstreams = createUpstreams({
-    upstreams: config.upstreams,
-    named: config.namedUpstreams,
-    logger,
-    clock,
-    metrics,
-    store,
-    redis,
-    dispatcher,
-    cachePolicy,
-  });
-  const localRevocations = createRevocationList({
-    clock,
-    clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
-  });
-  const fleetRevocations = redis?.shareRevocations(
-    localRevocations,
-    config.clientToken.clockToleranceSeconds,
-  );
-  // Loaded before the first request: a replica started after a revocation must refuse the token.
-  await fleetRevocations?.ready;
-  const revocations = fleetRevocations ?? localRevocations;
-  const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
-  // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
-  const localReplays = createMemoryReplayCache({
-    clock,
-    maxEntries: config.dpop.replayCacheSize,
-    maxPerOwner: config.dpop.proofsPerKey,
-  });
-  const replayCache = redis
-    ? createRedisReplayCache({
-        client: redis.connections.client,
-        prefix: redis.prefix,
-        local: localReplays,
-        logger,
-      })
-    : localReplays;
-  const apiKeys = createApiKeyVerifier(config.apiKeys);
-  const caller = createCallerReader(config.trustProxy);
-  const rateLimits = createRateLimits({
-    rules: config.rateLimits,
-    logger,
-    caller,
-    redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
-  });
-  const { attestation } = config;
-  const attestationProvider = createAttestationProvider({ config, clock, dispatcher });
-  // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
-  const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
-  const spentProofs =
-    attestationReplays && redis
+  // Everything opened so far, closed in reverse by close(), or at once if a later step throws.
+  const opened: (() => unknown)[] = [];
+  const closeOpened = async () => {
+    for (const close of opened.splice(0).reverse()) await close();
+  };
+  try {
+    // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
+    const redis = config.redisTarget
+      ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
+      : undefined;
+    if (redis) {
+      opened.push(() => redis.close());
+      metrics.setRedisDegraded(redis.status() === 'degraded');
+      redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
+    }
+    const store = redis?.store ?? createMemoryStore({ clock });
+    opened.push(() => store.close());
+    const upstreams = createUpstreams({
+      upstreams: config.upstreams,
+      named: config.namedUpstreams,
+      logger,
+      clock,
+      metrics,
+      store,
+      redis,
+      dispatcher,
+      cachePolicy,
+    });
+    opened.push(() => upstreams.close());
+    const localRevocations = createRevocationList({
+      clock,
+      clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+    });
+    const fleetRevocations = redis?.shareRevocations(
+      localRevocations,
+      config.clientToken.clockToleranceSeconds,
+    );
+    opened.push(() => (fleetRevocations ?? localRevocations).close());
+    // Loaded before the first request: a replica started after a revocation must refuse the token.
+    await fleetRevocations?.ready;
+    const revocations = fleetRevocations ?? localRevocations;
+    const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
+    // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
+    const localReplays = createMemoryReplayCache({
+      clock,
+      maxEntries: config.dpop.replayCacheSize,
+      maxPerOwner: config.dpop.proofsPerKey,
+      windowMs: config.dpop.proofMaxAgeSeconds * 1000,
+    });
+    const replayCache = redis
       ? createRedisReplayCache({
           client: redis.connections.client,
           prefix: redis.prefix,
-          local: attestationReplays,
+          local: localReplays,
           logger,
-          namespace: 'attestation',
         })
-      : attestationReplays;
-  const app = createApp({
-    config,
-    logger,
-    clock,
-    originPolicy: createOriginPolicy(config.allowedOrigins),
-    apiKeys,
-    apiKeyLabel: createApiKeyLabeler(config.signingKeys),
-    caller,
-    clientTokens,
-    dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
-    publicJwks: keys.publicJwks,
-    upstreams,
-    revocations,
-    metrics,
-    rateLimits,
-    attestation:
-      attestationProvider &&
-      spentProofs &&
-      createAttestationGate({
-        provider: attestationProvider,
-        replays: spentProofs,
-        allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
-        failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
-        metrics,
+      : localReplays;
+    opened.push(() => replayCache.close());
+    const apiKeys = createApiKeyVerifier(config.apiKeys);
+    const caller = createCallerReader(config.trustProxy);
+    const rateLimits = createRateLimits({
+      rules: config.rateLimits,
+      maxAddresses: config.rateLimitMaxAddresses,
+      logger,
+      clock,
+      caller,
+      redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
+    });
+    const { attestation } = config;
+    const attestationProvider = createAttestationProvider({ config, clock, dispatcher });
+    // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
+    const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
+    const spentProofs =
+      attestationReplays && redis
+        ? createRedisReplayCache({
+            client: redis.connections.client,
+            prefix: redis.prefix,
+            local: attestationReplays,
+            logger,
+            namespace: 'attestation',
+          })
+        : attestationReplays;
+    if (spentProofs) opened.push(() => spentProofs.close());
+    const app = createApp({
+      config,
+      logger,
+      clock,
+      originPolicy: createOriginPolicy(config.allowedOrigins),
+      apiKeys,
+      apiKeyLabel: createApiKeyLabeler(config.signingKeys),
+      caller,
+      clientTokens,
+      dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
+      publicJwks: keys.publicJwks,
+      upstreams,
+      revocations,
+      metrics,
+      rateLimits,
+      attestation:
+        attestationProvider &&
+        spentProofs &&
+        createAttestationGate({
+          provider: attestationProvider,
+          replays: spentProofs,
+          allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
+          failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
+          metrics,
+          clock,
+        }),
+      attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
+      ...(redis ? { redisStatus: redis.status } : {}),
+      ...callLimits({ config, redis, clock, logger, metrics }),
+      demo: demo ?? false,
+      upstreamProbes,
+    });
+    return {
+      app,
+      upstreams,
+      metrics,
+      connectionCaps: createConnectionCaps({
+        maxPerNetwork: config.maxConnectionsPerIp,
+        maxTotal: config.maxConnections ?? defaultMaxConnections(),
+        logger,
         clock,
+        onRefused: (cap) => metrics.recordConnectionRefused(cap),
       }),
-    attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
-    ...(redis ? { redisStatus: redis.status } : {}),
-    ...callLimits({ config, redis, clock, logger, metrics }),
-    demo: demo ?? false,
-    upstreamProbes,
-  });
-  return {
-    app,
-    upstreams,
-    metrics,
-    metricsApp:
-      config.metrics.port === undefined
-        ? undefined
-        : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
-    async close() {
-      revocations.close();
-      await replayCache.close();
-      await spentProofs?.close();
-      await upstreams.close();
-      await store.close();
-      await redis?.close();
-    },
-  };
+      metricsApp:
+        config.metrics.port === undefined
+          ? undefined
+          : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
+      close: closeOpened,
+    };
+  } catch (error) {
+    await closeOpened().catch((closeError: unknown) =>
+      logger.warn({ err: closeError }, 'closing what start-up opened failed'),
+    );
+    throw error;
+  }
 }
 
 /**

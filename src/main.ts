@@ -7,7 +7,7 @@ import { devOrigins } from './caller/origins.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config/index.js';
 import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
-import { limitConnectionsPerIp } from './http/middleware/connectionLimit.js';
+import { limitServer } from './http/connectionCaps.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 
 /**
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     upstreamProbes,
   });
   const server = createServer(broker.app);
-  limitConnectionsPerIp(server, config.maxConnectionsPerIp, logger);
+  limitServer(server, broker.connectionCaps);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

@@ -88,6 +88,7 @@ export function createRedisConnections({
     reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
   };
   const client = createRedisClient(target, { ...options, connectionName: 'token-broker' });
+  if (client instanceof Redis) reconnectOnTimeout(client);
   const subscriber = createRedisClient(target, { ...options, connectionName: 'token-broker-sub' });
   const listeners = new Set<(status: RedisStatus) => void>();
   // Where, and why not: what an operator needs to tell a wrong REDIS_URL from a Redis that is down.
@@ -177,5 +178,26 @@ export function createRedisConnections({
         ),
       );
     },
+  };
+}
+
+/**
+ * A command that timed out means a stalled server (a paused process, a black-holed host): the
+ * connection is dropped and reconnected at once, and until the server answers the reconnection's ready
+ * check every later command fails at once (`enableOfflineQueue: false`) instead of waiting out a timeout
+ * of its own. A request that meets a stall so waits one command timeout in all, not one per step (rate
+ * limit, token store, lock, write-back). A Cluster's node connections are its own, and keep one timeout
+ * per command.
+ */
+function reconnectOnTimeout(connection: Redis): void {
+  const send = connection.sendCommand.bind(connection);
+  connection.sendCommand = (command, stream) => {
+    const sent = send(command, stream);
+    command.promise.catch((error: unknown) => {
+      if (error instanceof Error && error.message === 'Command timed out' && connection.status === 'ready') {
+        connection.disconnect(true);
+      }
+    });
+    return sent;
   };
 }

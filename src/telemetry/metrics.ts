@@ -57,6 +57,8 @@ export interface Metrics {
   observeProxyRequest(request: { upstream: string; method: string; status: number; seconds: number }): void;
   /** `upstream` names the upstreams sharing the cache (`uitpas,entry`), as for every token metric. */
   recordCacheEvent(event: TokenCacheEvent, upstream: string): void;
+  /** A connection refused by `MAX_CONNECTIONS_PER_IP` (`per_network`) or `MAX_CONNECTIONS` (`total`). */
+  recordConnectionRefused(cap: 'per_network' | 'total'): void;
   /** For the Redis store: `true` while it has fallen back to memory (or otherwise cannot reach Redis). */
   setRedisDegraded(degraded: boolean): void;
   /** A cache whose `status()` the expiry and breaker gauges read at each scrape, under `upstream`. */
@@ -113,6 +115,12 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     name: `${prefix}attestations_total`,
     help: 'Proofs asked before minting (CLIENT_TOKEN_ATTESTATION) by provider, outcome and refusal reason',
     labelNames: ['provider', 'outcome', 'reason'] as const,
+    registers,
+  });
+  const connectionsRefused = new Counter({
+    name: `${prefix}connections_refused_total`,
+    help: 'Connections refused by MAX_CONNECTIONS_PER_IP (per_network) or MAX_CONNECTIONS (total)',
+    labelNames: ['cap'] as const,
     registers,
   });
   const upstreamRequests = new Histogram({
@@ -250,6 +258,7 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
       attestationCounters
         .get(`${provider} ${outcome} ${reason}`, () => ({ provider, outcome, reason }))
         .inc(),
+    recordConnectionRefused: (cap) => connectionsRefused.inc({ cap }),
     observeProxyRequest({ upstream, method, status, seconds }) {
       const label = knownMethods.has(method) ? method : 'other';
       proxyTimers

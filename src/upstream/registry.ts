@@ -10,8 +10,14 @@ import type { KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import { instrumentTokenClient, type Metrics } from '../telemetry/metrics.js';
 import { tokenIdentity } from './cacheKey.js';
-import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './quota.js';
+import {
+  createMemoryQuotaCounter,
+  createQuotaGovernor,
+  createRedisQuotaCounter,
+  quotaProbeMs,
+} from './quota.js';
 import type { RenewalPolicy } from './renewalPolicy.js';
+import { defaultRenewalPolicy } from './renewalPolicy.js';
 import { createStaticKey } from './staticKey.js';
 import { createTokenCache } from './tokenCache.js';
 import { createTokenClient } from './tokenClient.js';
@@ -168,7 +174,20 @@ function createSharedCache({
     store,
     clock,
     logger: log,
-    ...(cachePolicy ? { policy: cachePolicy } : {}),
+    // Probes while the upstream is down count against a quota: paced to spend at most a tenth of it.
+    ...(cachePolicy || config.tokenQuota
+      ? {
+          policy: {
+            ...cachePolicy,
+            ...(config.tokenQuota && {
+              rejectedProbeMs: Math.max(
+                cachePolicy?.rejectedProbeMs ?? defaultRenewalPolicy.rejectedProbeMs,
+                quotaProbeMs(config.tokenQuota),
+              ),
+            }),
+          },
+        }
+      : {}),
     ...(redis ? { lock: redis.lock, lockWaitMs: config.timeoutMs + redis.lockTtlMs } : {}),
     onEvent: (event) => metrics.recordCacheEvent(event, label),
     ...(quota ? { quota } : {}),

@@ -289,6 +289,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         expiresAt: valid ? current?.expiresAt : undefined,
         lastError: streak.lastError(),
         breaker: breaker.state(),
+        nextAttemptAt: streak.retryAt() > now ? streak.retryAt() : undefined,
       };
     },
     close() {

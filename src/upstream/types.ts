@@ -33,6 +33,8 @@ export interface TokenCacheStatus {
   lastError: { error: string; at: number } | undefined;
   /** The circuit breaker in front of the token endpoint; absent for a cache without one. */
   breaker?: BreakerState;
+  /** Ms since epoch before which the upstream is not asked again, while failures hold it back. */
+  nextAttemptAt?: number | undefined;
 }
 
 /**

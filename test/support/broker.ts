@@ -48,6 +48,7 @@ import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
+import { limitServer } from '../../src/http/connectionCaps.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
@@ -251,6 +252,8 @@ async function start(
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());
+  // The connection caps, as main.ts applies them.
+  limitServer(server, broker.connectionCaps);
   server.on('request', (req, res) => {
     // Read now: Express rewrites `req.url` under a mount point.
     const seen = { method: req.method ?? '', url: req.url ?? '', origin: req.headers.origin };

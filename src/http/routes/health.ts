@@ -54,6 +54,12 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
       ),
     );
     const ready = Object.values(byName).every((upstream) => upstream.token !== 'unavailable');
+    // RFC 9110 §10.2.3: when the last upstream held back by failures is asked again, so when this answer
+    // can change.
+    const nextAttempt = Math.max(0, ...upstreams.list.map(({ cache }) => cache?.status().nextAttemptAt ?? 0));
+    if (!ready && nextAttempt > clock.now()) {
+      res.setHeader('Retry-After', String(Math.ceil((nextAttempt - clock.now()) / 1000)));
+    }
     const [only] = upstreams.list;
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
