@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import parseurl from 'parseurl';
 import type { Metrics, MintRoute, VerificationOutcome } from '../../telemetry/metrics.js';
-import type { Handler } from '../dispatch/handler.js';
+import type { BrokerRequest, BrokerResponse, Handler } from '../dispatch/handler.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'invalid_client_token',
@@ -18,6 +18,23 @@ function mintRoute(method: string, path: string): MintRoute | undefined {
 }
 
 /**
+ * The `route` label of a refusal: the token routes and the proxy by name, any other route by the pattern
+ * Express matched (the app's own strings), `other` when none matched. Never the raw path, which a client
+ * could vary without end.
+ */
+function routeLabel(req: BrokerRequest, known: string | undefined): string {
+  if (known !== undefined) return known;
+  const pattern = (req as { route?: { path?: unknown } }).route?.path;
+  return typeof pattern === 'string' ? pattern : 'other';
+}
+
+/** Counts a 4xx problem answer; the caller has already looked at the status. */
+function countRefusal(metrics: Metrics, req: BrokerRequest, res: BrokerResponse, known?: string): void {
+  const code = res.locals.problemCode;
+  if (code !== undefined && res.statusCode < 500) metrics.recordRefusal(code, routeLabel(req, known));
+}
+
+/**
  * Counts what the token routes and the proxy answered, from the outside: the routes stay unaware of
  * metrics. The outcome is the problem `code` that `sendProblem` left in `res.locals`, or success; a
  * proxied request whose token passed verification carries its claims in `res.locals.clientToken`.
@@ -29,6 +46,9 @@ export function requestMetrics(metrics: Metrics): Handler {
     const route = mintRoute(req.method ?? '', path);
     const proxied = path === '/api/proxy' || path.startsWith('/api/proxy/');
     if (!route && !proxied) {
+      res.once('close', () => {
+        if (res.statusCode >= 400) countRefusal(metrics, req, res);
+      });
       next();
       return;
     }
@@ -36,6 +56,7 @@ export function requestMetrics(metrics: Metrics): Handler {
     // `close` also fires when the client goes away mid-stream, which `finish` would miss.
     res.once('close', () => {
       const code = res.locals.problemCode;
+      if (res.statusCode >= 400) countRefusal(metrics, req, res, route ?? 'proxy');
       if (route) {
         metrics.recordMint(route, res.statusCode < 400 ? 'issued' : (code ?? 'internal_error'));
         return;
