@@ -284,11 +284,13 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     status() {
       const now = clock.now();
       const valid = isValid(current, now);
+      const retryAt = streak.retryAt();
       return {
         hasToken: valid,
         expiresAt: valid ? current?.expiresAt : undefined,
         lastError: streak.lastError(),
         breaker: breaker.state(),
+        ...(retryAt > now ? { nextAttemptAt: retryAt } : {}),
       };
     },
     close() {

@@ -55,7 +55,8 @@ export function requestContext(logger: Logger): Handler {
         status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       };
-      if (status >= 500) accessLog.warn(entry, 'request failed');
+      if (res.locals.probe) accessLog.debug(entry, 'request');
+      else if (status >= 500) accessLog.warn(entry, 'request failed');
       else if (status >= 400) accessLog.info(refusal(entry, req, res.locals.problemCode), 'request');
       else accessLog.info(entry, 'request');
     });
