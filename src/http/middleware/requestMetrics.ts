@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import parseurl from 'parseurl';
 import type { Metrics, MintRoute, VerificationOutcome } from '../../telemetry/metrics.js';
 import type { BrokerRequest, BrokerResponse, Handler } from '../dispatch/handler.js';
+import { routeName } from '../routeName.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'invalid_client_token',
@@ -17,21 +18,10 @@ function mintRoute(method: string, path: string): MintRoute | undefined {
   return undefined;
 }
 
-/**
- * The `route` label of a refusal: the token routes and the proxy by name, any other route by the pattern
- * Express matched (the app's own strings), `other` when none matched. Never the raw path, which a client
- * could vary without end.
- */
-function routeLabel(req: BrokerRequest, known: string | undefined): string {
-  if (known !== undefined) return known;
-  const pattern = (req as { route?: { path?: unknown } }).route?.path;
-  return typeof pattern === 'string' ? pattern : 'other';
-}
-
 /** Counts a 4xx problem answer; the caller has already looked at the status. */
-function countRefusal(metrics: Metrics, req: BrokerRequest, res: BrokerResponse, known?: string): void {
+function countRefusal(metrics: Metrics, req: BrokerRequest, res: BrokerResponse): void {
   const code = res.locals.problemCode;
-  if (code !== undefined && res.statusCode < 500) metrics.recordRefusal(code, routeLabel(req, known));
+  if (code !== undefined && res.statusCode < 500) metrics.recordRefusal(code, routeName(req));
 }
 
 /**
@@ -56,7 +46,7 @@ export function requestMetrics(metrics: Metrics): Handler {
     // `close` also fires when the client goes away mid-stream, which `finish` would miss.
     res.once('close', () => {
       const code = res.locals.problemCode;
-      if (res.statusCode >= 400) countRefusal(metrics, req, res, route ?? 'proxy');
+      if (res.statusCode >= 400) countRefusal(metrics, req, res);
       if (route) {
         metrics.recordMint(route, res.statusCode < 400 ? 'issued' : (code ?? 'internal_error'));
         return;
