@@ -7,6 +7,9 @@ const { version } = JSON.parse(readFileSync(new URL('../../package.json', import
   version: string;
 };
 
+const stop = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+
 process.exitCode = await runCli(
   process.argv.slice(2),
   {
@@ -16,6 +19,7 @@ process.exitCode = await runCli(
     stderr: (chunk) => process.stderr.write(chunk),
     readStdin: () => text(process.stdin),
     secrets: new Set(),
+    signal: stop.signal,
   },
   version,
 );

@@ -5,7 +5,7 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { routeName } from '../http/routeName.js';
+import type { BrokerResponse } from '../http/dispatch/handler.js';
 
 /** Span attributes that may hold a request's query string, where the claim route accepts a key. */
 const queryAttributes = ['url.query', 'url.full', 'http.target', 'http.url'];
@@ -14,8 +14,9 @@ const queryAttributes = ['url.query', 'url.full', 'http.target', 'http.url'];
  * Names a server span after its route (`GET proxy`, `POST claim`), never the raw path, and keeps the
  * query string out of it: the claim route accepts credentials there.
  */
-function describeServerSpan(span: Span, request: IncomingMessage): void {
-  const route = routeName(request);
+function describeServerSpan(span: Span, request: IncomingMessage, response: BrokerResponse): void {
+  // Set by the listener (directRoutes.ts) in both lanes; `none` for a path no route has.
+  const route = response.locals?.route ?? 'none';
   span.updateName(`${request.method ?? 'GET'} ${route}`);
   span.setAttribute('http.route', route);
   const attributes = (span as Span & { attributes?: Record<string, unknown> }).attributes ?? {};
@@ -60,7 +61,8 @@ export function startTracing(): NodeSDK {
     instrumentations: [
       new HttpInstrumentation({
         applyCustomAttributesOnSpan: (span, request, response) => {
-          if (response instanceof ServerResponse) describeServerSpan(span, request as IncomingMessage);
+          if (response instanceof ServerResponse)
+            describeServerSpan(span, request as IncomingMessage, response as BrokerResponse);
         },
       }),
       new UndiciInstrumentation({ requestHook: (_span, request) => dropForwardedContext(request) }),

@@ -46,11 +46,11 @@ describe('refusals you can find', () => {
     const text = await metrics();
     const refusals = (code: string, route: string) =>
       sample(text, 'token_broker_refusals_total', { code, route });
-    expect(refusals('origin_not_allowed', 'client-token')).toBe(2);
-    expect(refusals('invalid_api_key', '/api/upstream-token')).toBe(1);
+    expect(refusals('origin_not_allowed', 'clientToken')).toBe(2);
+    expect(refusals('invalid_api_key', 'upstreamToken')).toBe(1);
     expect(refusals('invalid_client_token', 'proxy')).toBe(1);
     // An unmatched path is not a label value: a client could mint those without end.
-    expect(refusals('not_found', 'other')).toBe(1);
+    expect(refusals('not_found', 'none')).toBe(1);
     expect(text).not.toContain('/nowhere/42');
   });
 

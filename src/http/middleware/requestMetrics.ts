@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import parseurl from 'parseurl';
 import type { Metrics, MintRoute, VerificationOutcome } from '../../telemetry/metrics.js';
-import type { BrokerRequest, BrokerResponse, Handler } from '../dispatch/handler.js';
-import { routeName } from '../routeName.js';
+import type { BrokerResponse, Handler } from '../dispatch/handler.js';
+import type { RouteName } from '../dispatch/routeMatcher.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'invalid_client_token',
@@ -12,16 +11,17 @@ const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'token_revoked',
 ]);
 
-function mintRoute(method: string, path: string): MintRoute | undefined {
-  if (path === '/api/client-token' && (method === 'GET' || method === 'POST')) return 'client-token';
-  if (path === '/api/auth/claim' && method === 'POST') return 'claim';
+/** The mint routes' labels; a client-token preflight or a refused method mints nothing. */
+function mintRoute(method: string, route: RouteName | undefined): MintRoute | undefined {
+  if (route === 'clientToken' && (method === 'GET' || method === 'POST')) return 'client-token';
+  if (route === 'claim') return 'claim';
   return undefined;
 }
 
-/** Counts a 4xx problem answer; the caller has already looked at the status. */
-function countRefusal(metrics: Metrics, req: BrokerRequest, res: BrokerResponse): void {
+/** Counts a 4xx problem answer under the matched route's name (`none` for a path no route has). */
+function countRefusal(metrics: Metrics, res: BrokerResponse): void {
   const code = res.locals.problemCode;
-  if (code !== undefined && res.statusCode < 500) metrics.recordRefusal(code, routeName(req));
+  if (code !== undefined && res.statusCode < 500) metrics.recordRefusal(code, res.locals.route ?? 'none');
 }
 
 /**
@@ -31,13 +31,12 @@ function countRefusal(metrics: Metrics, req: BrokerRequest, res: BrokerResponse)
  */
 export function requestMetrics(metrics: Metrics): Handler {
   return (req, res, next) => {
-    // Matched as the routes are: in any letter case, with or without a trailing slash.
-    const path = (parseurl(req)?.pathname ?? '').toLowerCase().replace(/(.)\/$/, '$1');
-    const route = mintRoute(req.method ?? '', path);
-    const proxied = path === '/api/proxy' || path.startsWith('/api/proxy/');
+    // The route the listener matched (directRoutes.ts), in any letter case and either form of target.
+    const route = mintRoute(req.method ?? '', res.locals.route);
+    const proxied = res.locals.route === 'proxy';
     if (!route && !proxied) {
       res.once('close', () => {
-        if (res.statusCode >= 400) countRefusal(metrics, req, res);
+        if (res.statusCode >= 400) countRefusal(metrics, res);
       });
       next();
       return;
@@ -46,7 +45,7 @@ export function requestMetrics(metrics: Metrics): Handler {
     // `close` also fires when the client goes away mid-stream, which `finish` would miss.
     res.once('close', () => {
       const code = res.locals.problemCode;
-      if (res.statusCode >= 400) countRefusal(metrics, req, res);
+      if (res.statusCode >= 400) countRefusal(metrics, res);
       if (route) {
         metrics.recordMint(route, res.statusCode < 400 ? 'issued' : (code ?? 'internal_error'));
         return;
