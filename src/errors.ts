@@ -13,6 +13,8 @@ export const errorCatalog = {
   upstream_not_allowed: { status: 403, title: 'The client token or its origin may not reach this upstream' },
   token_revoked: { status: 401, title: 'The client token has been revoked' },
   invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing, invalid or replayed' },
+  attestation_required: { status: 401, title: 'A proof is required before a client token is minted' },
+  attestation_failed: { status: 401, title: 'The attestation proof was refused' },
   not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed on this route' },
   request_timeout: { status: 408, title: 'The request body stalled' },

@@ -119,6 +119,10 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
       request: {
         headers: z.object({
           dpop: z.string().optional().meta({ description: 'RFC 9449 DPoP proof for this request' }),
+          attestation: z.string().optional().meta({
+            description:
+              'The proof CLIENT_TOKEN_ATTESTATION asks for: a solved `pow` challenge (base64 ALTCHA payload), a captcha response token or an App Check token',
+          }),
         }),
         query: z.object({
           upstreams: z
@@ -135,10 +139,23 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
           'invalid_request',
           'origin_required',
           ['invalid_dpop_proof', 400],
+          'attestation_required',
+          'attestation_failed',
           'origin_not_allowed',
           'upstream_not_allowed',
           'rate_limited',
         ),
+      },
+    });
+    route({
+      method,
+      path: '/api/client-token/challenge',
+      summary: 'What a proof needs, with CLIENT_TOKEN_ATTESTATION set (no route without it)',
+      description:
+        'With `pow`, a fresh ALTCHA v2 challenge (`{parameters, signature}`) bound to the calling origin; with `turnstile`, `hcaptcha` or `recaptcha`, `{provider, siteKey}`. GET and POST behave the same.',
+      responses: {
+        200: json(z.looseObject({}), 'A `pow` challenge, or the provider and its site key'),
+        ...problems('origin_required', 'origin_not_allowed', 'rate_limited'),
       },
     });
   }
