@@ -11,6 +11,7 @@ export const errorCatalog = {
   origin_mismatch: { status: 403, title: 'The client token was issued for another origin' },
   ip_mismatch: { status: 403, title: 'The client token was issued for another network address' },
   upstream_not_allowed: { status: 403, title: 'The client token or its origin may not reach this upstream' },
+  path_not_allowed: { status: 403, title: 'No rule of the upstream allows this method and path' },
   token_revoked: { status: 401, title: 'The client token has been revoked' },
   invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing, invalid or replayed' },
   attestation_required: { status: 401, title: 'A proof is required before a client token is minted' },

@@ -206,6 +206,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
       ...problems(
         'invalid_request',
         'invalid_api_key',
+        'not_found',
         'rate_limited',
         'upstream_rejected',
         'upstream_unavailable',
@@ -266,7 +267,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
         ? 'Forwards to UPSTREAM_<NAME>_API_URL with that upstream’s access token'
         : 'Forwards to UPSTREAM_API_URL with the upstream access token',
       description:
-        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`.',
+        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`; a method and path that no rule of `UPSTREAM_[<NAME>_]ALLOW` opens is `path_not_allowed`. With `Accept: text/event-stream` an event stream is relayed as it arrives.',
       security: [{ [clientToken.name]: [] }, { [clientTokenHeader.name]: [] }, { [dpopToken.name]: [] }],
       request: {
         params: upstreams.named
@@ -288,6 +289,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
           'origin_mismatch',
           'ip_mismatch',
           'upstream_not_allowed',
+          'path_not_allowed',
           'not_found',
           'method_not_allowed',
           'token_budget_exhausted',

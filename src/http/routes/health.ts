@@ -53,12 +53,14 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
     const byName = Object.fromEntries(
       await Promise.all(
         upstreams.list.map(async (upstream) => {
-          const found = withProbe(upstream.name, await readiness(upstream.cache));
-          return [upstream.name, verbose ? { ...found, ...explanation(upstream, clock) } : found] as const;
+          const { name, cache } = upstream;
+          // A static API key has nothing to obtain: it is ready as configured.
+          const found = cache ? withProbe(name, await readiness(cache)) : staticKey;
+          return [name, verbose ? { ...found, ...explanation(upstream, clock) } : found] as const;
         }),
       ),
     );
-    const ready = Object.values(byName).every((upstream) => upstream.token === 'held');
+    const ready = Object.values(byName).every((upstream) => upstream.token !== 'unavailable');
     const [only] = upstreams.list;
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
@@ -72,6 +74,8 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
   return { healthz, readyz };
 }
 
+const staticKey: UpstreamReadiness = { token: 'api_key' };
+
 async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamReadiness> {
   try {
     const token = await cache.get();
@@ -83,15 +87,15 @@ async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamRea
 
 /** Why an upstream is (not) ready, read from its cache's status and its proxy after the readiness check. */
 function explanation({ cache, proxy }: Upstream, clock: Clock) {
-  const status = cache.status();
+  const status = cache?.status();
   const now = clock.now();
   const api = proxy?.lastCall();
   return {
-    ...(status.breaker ? { breaker: status.breaker } : {}),
-    ...(status.nextAttemptAt === undefined
+    ...(status?.breaker ? { breaker: status.breaker } : {}),
+    ...(status?.nextAttemptAt === undefined
       ? {}
       : { nextAttemptIn: Math.max(0, Math.ceil((status.nextAttemptAt - now) / 1000)) }),
-    ...(status.lastError
+    ...(status?.lastError
       ? {
           lastError: {
             error: status.lastError.error.slice(0, loggedErrorLength),
