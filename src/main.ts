@@ -1,3 +1,5 @@
+// First: with tracing on, the SDK must hook http, undici and ioredis before anything below loads them.
+import './telemetry/tracingPreload.js';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -9,6 +11,7 @@ import { type Config, ConfigError, loadConfig } from './config/index.js';
 import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
 import { limitServer } from './http/connectionCaps.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+import { tracingRequested } from './telemetry/tracingSwitch.js';
 
 /**
  * The only module that reads `process.env`, listens, and handles signals. Everything else is built by
@@ -17,7 +20,7 @@ import { createLogger, type Logger } from './telemetry/logger.js';
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
   let config = parseOrExit(process.env);
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, traceIds: tracingRequested(process.env) });
 
   let closeDevUpstream: (() => Promise<void>) | undefined;
   if (config.upstreams.length === 0) {

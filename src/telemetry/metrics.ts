@@ -5,6 +5,7 @@ import { type ErrorCode, UpstreamError } from '../errors.js';
 import type { BreakerState } from '../upstream/circuitBreaker.js';
 import type { QuotaStatus } from '../upstream/quota.js';
 import type { TokenCacheEvent, TokenCacheStatus, TokenClient } from '../upstream/types.js';
+import { packageVersion } from '../version.js';
 
 /** Which route minted a client token. */
 export type MintRoute = 'client-token' | 'claim';
@@ -46,8 +47,11 @@ export interface Metrics {
   cacheEvents: Counter<'upstream' | 'event'>;
   proxyRequests: Histogram<'upstream' | 'method' | 'status'>;
   redisDegraded: Gauge;
+  refusals: Counter<'code' | 'route'>;
   recordMint(route: MintRoute, outcome: MintOutcome): void;
   recordVerification(outcome: VerificationOutcome): void;
+  /** A 4xx problem answer: its `code`, and `route`, a name from a bounded set (never the raw path). */
+  recordRefusal(code: ErrorCode, route: string): void;
   /** One proof decision at `/api/client-token`; `reason` is a refusal's bounded reason, else empty. */
   recordAttestation(provider: string, outcome: AttestationOutcome, reason: string): void;
   /**
@@ -179,6 +183,18 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     labelNames: ['upstream', 'code'] as const,
     registers,
   });
+  const refusals = new Counter({
+    name: `${prefix}refusals_total`,
+    help: 'Problem answers with a 4xx status by problem code and route (the route name, never the raw path)',
+    labelNames: ['code', 'route'] as const,
+    registers,
+  });
+  new Gauge({
+    name: `${prefix}build_info`,
+    help: 'Always 1; labelled with the broker version and the Node.js version running it',
+    labelNames: ['version', 'node'] as const,
+    registers,
+  }).set({ version: packageVersion, node: process.version }, 1);
   redisDegraded.set(0);
   // Children bound to their label values once: prom-client hashes a label object on every call otherwise.
   // Every key space is bounded (routes x error codes, outcomes, upstreams x methods x HTTP statuses).
@@ -187,6 +203,9 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   );
   const verificationCounters = boundChildren((labels: { outcome: VerificationOutcome }) =>
     verifications.labels(labels),
+  );
+  const refusalCounters = boundChildren((labels: { code: ErrorCode; route: string }) =>
+    refusals.labels(labels),
   );
   const attestationCounters = boundChildren(
     (labels: { provider: string; outcome: AttestationOutcome; reason: string }) =>
@@ -252,8 +271,10 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     cacheEvents,
     proxyRequests,
     redisDegraded,
+    refusals,
     recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),
     recordVerification: (outcome) => verificationCounters.get(outcome, () => ({ outcome })).inc(),
+    recordRefusal: (code, route) => refusalCounters.get(`${code} ${route}`, () => ({ code, route })).inc(),
     recordAttestation: (provider, outcome, reason) =>
       attestationCounters
         .get(`${provider} ${outcome} ${reason}`, () => ({ provider, outcome, reason }))

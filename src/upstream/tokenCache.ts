@@ -284,12 +284,13 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     status() {
       const now = clock.now();
       const valid = isValid(current, now);
+      const retryAt = streak.retryAt();
       return {
         hasToken: valid,
         expiresAt: valid ? current?.expiresAt : undefined,
         lastError: streak.lastError(),
         breaker: breaker.state(),
-        nextAttemptAt: streak.retryAt() > now ? streak.retryAt() : undefined,
+        ...(retryAt > now ? { nextAttemptAt: retryAt } : {}),
       };
     },
     close() {

@@ -33,8 +33,11 @@ export interface TokenCacheStatus {
   lastError: { error: string; at: number } | undefined;
   /** The circuit breaker in front of the token endpoint; absent for a cache without one. */
   breaker?: BreakerState;
-  /** Ms since epoch before which the upstream is not asked again, while failures hold it back. */
-  nextAttemptAt?: number | undefined;
+  /**
+   * Ms since epoch before which the cache will not ask the token endpoint (backoff, `Retry-After`, open
+   * breaker); absent when nothing holds the next attempt back. `/readyz?verbose` reads it.
+   */
+  nextAttemptAt?: number;
 }
 
 /**
