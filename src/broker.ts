@@ -6,6 +6,7 @@ import { createOriginPolicy } from './caller/origins.js';
 import { createCallerReader } from './caller/requestCaller.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/index.js';
+import { type ConfigReloader, type ConfigReloaderDeps, createConfigReloader } from './config/reloader.js';
 import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
@@ -14,6 +15,7 @@ import type { RequestListener } from './http/dispatch/directRoutes.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createClientTokens } from './signing/clientTokens.js';
+import { createSigningKeyRing } from './signing/keyRing.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createMemoryStore } from './store/memoryStore.js';
@@ -35,6 +37,11 @@ export interface BrokerDeps {
   cachePolicy?: Partial<RenewalPolicy>;
   /** The start-up probe of each upstream's token endpoint by name (startupChecks.ts), shown by `/readyz`. */
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe>;
+  /**
+   * The environment `config` was loaded from: its `*_FILE` settings are watched and re-read into new
+   * configuration generations (config/reloader.ts). Without it the configuration is fixed.
+   */
+  reload?: Pick<ConfigReloaderDeps, 'env' | 'readFile' | 'watchFiles' | 'debounceMs'>;
 }
 
 export interface Broker {
@@ -44,6 +51,8 @@ export interface Broker {
   metrics: Metrics;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
+  /** With `reload`: re-reads the `*_FILE` settings (main.ts calls it on SIGHUP). */
+  reloader: ConfigReloader | undefined;
   /** Stops timers and closes pools; the HTTP server is the caller's to close. */
   close(): Promise<void>;
 }
@@ -57,9 +66,12 @@ export async function createBroker({
   demo,
   cachePolicy,
   upstreamProbes,
+  reload,
 }: BrokerDeps): Promise<Broker> {
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
-  const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
+  const keys = createSigningKeyRing(
+    await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger }),
+  );
   const metrics = createMetrics({ clock });
   // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
   const redis = config.redisTarget
@@ -109,6 +121,40 @@ export async function createBroker({
     : localReplays;
   const apiKeys = createApiKeyVerifier(config.apiKeys);
   const caller = createCallerReader(config.trustProxy);
+  let signingKeys = JSON.stringify(config.signingKeys);
+  /**
+   * Whole or nothing: what can refuse the generation (the signing keys, the upstreams' shared tokens) is
+   * checked first and changes nothing; then every part takes its new secrets at once.
+   */
+  async function applyGeneration(next: Config): Promise<void> {
+    const nextSigningKeys = JSON.stringify(next.signingKeys);
+    // Without SIGNING_KEYS the ephemeral key of this process stays.
+    const loadedKeys =
+      next.signingKeys && nextSigningKeys !== signingKeys
+        ? await loadSigningKeys({ jwks: next.signingKeys, production: next.production, logger }).catch(
+            (error: unknown) => {
+              throw new Error(`SIGNING_KEYS_FILE: ${(error as Error).message}`);
+            },
+          )
+        : undefined;
+    upstreams.replaceCredentials(next.upstreams);
+    if (loadedKeys) {
+      keys.replace(loadedKeys);
+      signingKeys = nextSigningKeys;
+    }
+    apiKeys.replace(next.apiKeys);
+    if (redis && next.redisTarget) redis.replaceSecrets(next.redisTarget, next.redis);
+  }
+  const reloader =
+    reload &&
+    createConfigReloader({
+      ...reload,
+      logger,
+      clock,
+      apply: applyGeneration,
+      onReload: (result) => metrics.recordConfigReload(result.outcome),
+    });
+  if (reloader) metrics.observeConfigGeneration(() => reloader.status().generation);
   const app = createApp({
     config,
     logger,
@@ -119,7 +165,7 @@ export async function createBroker({
     caller,
     clientTokens,
     dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
-    publicJwks: keys.publicJwks,
+    publicJwks: () => keys.publicJwks,
     upstreams,
     revocations,
     metrics,
@@ -132,6 +178,7 @@ export async function createBroker({
     ...(redis ? { redisStatus: redis.status } : {}),
     demo: demo ?? false,
     upstreamProbes,
+    ...(reloader ? { configStatus: reloader.status } : {}),
   });
   return {
     app,
@@ -141,7 +188,9 @@ export async function createBroker({
       config.metrics.port === undefined
         ? undefined
         : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
+    reloader,
     async close() {
+      reloader?.close();
       revocations.close();
       await replayCache.close();
       await upstreams.close();

@@ -16,13 +16,15 @@ import { createLogger, type Logger } from './telemetry/logger.js';
  */
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
-  let config = parseOrExit(process.env);
+  let env: Record<string, string | undefined> = process.env;
+  let config = parseOrExit(env);
   const logger = createLogger({ level: config.logLevel });
 
   let closeDevUpstream: (() => Promise<void>) | undefined;
   if (config.upstreams.length === 0) {
     const dev = await startDevMode(config, logger);
-    config = parseOrExit({ ...process.env, ...dev.env });
+    env = { ...process.env, ...dev.env };
+    config = parseOrExit(env);
     closeDevUpstream = dev.close;
   }
 
@@ -41,7 +43,10 @@ async function main(): Promise<void> {
     clock: systemClock,
     demo: devUpstream,
     upstreamProbes,
+    reload: { env },
   });
+  // SIGHUP re-reads every `*_FILE` setting, as the folder watches do on a change.
+  process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
   const server = createServer(broker.app);
   limitConnectionsPerIp(server, config.maxConnectionsPerIp, logger);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.

@@ -57,6 +57,10 @@ export interface Metrics {
   observeCache(upstream: string, status: () => TokenCacheStatus): void;
   /** With `UPSTREAM_TOKEN_QUOTA`: the budget gauges, read from `status()` at each scrape. */
   observeQuota(upstream: string, status: () => QuotaStatus): void;
+  /** The configuration generation serving now, read at each scrape. */
+  observeConfigGeneration(generation: () => number): void;
+  /** One reload of the `*_FILE` settings: applied, unchanged or refused. */
+  recordConfigReload(outcome: 'applied' | 'unchanged' | 'refused'): void;
 }
 
 export interface MetricsOptions {
@@ -147,6 +151,21 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     },
   });
   redisDegraded.set(0);
+  let configGeneration = () => 1;
+  new Gauge({
+    name: `${prefix}config_generation`,
+    help: 'The configuration generation serving: 1 at start, one more for each applied reload of the *_FILE settings',
+    registers,
+    collect() {
+      this.set(configGeneration());
+    },
+  });
+  const configReloads = new Counter({
+    name: `${prefix}config_reloads_total`,
+    help: 'Reloads of the *_FILE settings (file change or SIGHUP) by outcome: applied, unchanged, refused',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   // Children bound to their label values once: prom-client hashes a label object on every call otherwise.
   // Every key space is bounded (routes x error codes, outcomes, upstreams x methods x HTTP statuses).
   const mintCounters = boundChildren((labels: { route: MintRoute; outcome: MintOutcome }) =>
@@ -193,6 +212,10 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     cacheEvents,
     proxyRequests,
     redisDegraded,
+    observeConfigGeneration(generation) {
+      configGeneration = generation;
+    },
+    recordConfigReload: (outcome) => configReloads.inc({ outcome }),
     recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),
     recordVerification: (outcome) => verificationCounters.get(outcome, () => ({ outcome })).inc(),
     observeProxyRequest({ upstream, method, status, seconds }) {
@@ -264,8 +287,10 @@ export function instrumentTokenClient(client: TokenClient, metrics: Metrics, ups
     }
   }
   return {
-    clientCredentials: () => timed('client_credentials', () => client.clientCredentials()),
-    refresh: (refreshToken) => timed('refresh_token', () => client.refresh(refreshToken)),
+    clientCredentials: (credentials) =>
+      timed('client_credentials', () => client.clientCredentials(credentials)),
+    refresh: (refreshToken, credentials) =>
+      timed('refresh_token', () => client.refresh(refreshToken, credentials)),
     tokenEndpoint: () => client.tokenEndpoint(),
   };
 }

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { createOriginPolicy, type OriginPolicy } from '../caller/origins.js';
 import type { Clock } from '../clock.js';
 import type { NamedUpstream } from '../config/index.js';
+import { upstreamPrefix } from '../config/upstreamNames.js';
 import { createProxyForwarder, type ProxyForwarder } from '../proxy/forward.js';
 import type { RedisBackend } from '../store/redisBackend.js';
 import type { KeyValueStore } from '../store/types.js';
@@ -12,7 +13,7 @@ import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter 
 import type { RenewalPolicy } from './renewalPolicy.js';
 import { createTokenCache } from './tokenCache.js';
 import { createTokenClient } from './tokenClient.js';
-import type { TokenCache } from './types.js';
+import type { TokenCache, UpstreamCredentials } from './types.js';
 
 /** One configured upstream at run time: its token cache (perhaps shared) and its proxy. */
 export interface Upstream {
@@ -33,6 +34,12 @@ export interface Upstreams {
   get(name: string): Upstream | undefined;
   /** The names a client token for `origin` may open, in the order of `UPSTREAMS`. */
   reachableFrom(origin: string): string[];
+  /**
+   * Puts the credentials of a new configuration generation in place: the next token request of each
+   * cache authenticates with them, and the token held keeps serving until it is renewed. Throws, naming
+   * the setting and changing nothing, when upstreams that share a token would no longer agree on it.
+   */
+  replaceCredentials(next: readonly NamedUpstream[]): void;
   close(): Promise<void>;
 }
 
@@ -61,11 +68,18 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
     byIdentity.set(identity, [...(byIdentity.get(identity) ?? []), upstream]);
   }
   const caches = new Map<string, TokenCache>();
+  /** The credentials each shared cache authenticates with now, by the names sharing it. */
+  const credentials: { names: string[]; current: UpstreamCredentials }[] = [];
   for (const [identity, group] of byIdentity) {
     const [first] = group as [NamedUpstream, ...NamedUpstream[]];
     // Upstreams sharing a token are counted as one: the label names them all.
     const label = group.map((upstream) => upstream.name).join(',');
-    caches.set(identity, createSharedCache({ ...deps, config: first.config, label, identity }));
+    const held = { names: group.map((upstream) => upstream.name), current: credentialsOf(first.config) };
+    credentials.push(held);
+    caches.set(
+      identity,
+      createSharedCache({ ...deps, config: first.config, label, identity, credentials: () => held.current }),
+    );
   }
   const list: Upstream[] = deps.upstreams.map(({ name, config, allowedOrigins }) => {
     const cache = caches.get(tokenIdentity(config)) as TokenCache;
@@ -93,11 +107,52 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
     get: (name) => byName.get(name),
     reachableFrom: (origin) =>
       list.filter((upstream) => upstream.origins?.isAllowed(origin) ?? true).map((upstream) => upstream.name),
+    replaceCredentials(next) {
+      const configs = new Map(next.map((upstream) => [upstream.name, upstream.config]));
+      const owners = new Set<string>();
+      const updates: [{ current: UpstreamCredentials }, UpstreamCredentials][] = [];
+      for (const held of credentials) {
+        const [first] = held.names as [string, ...string[]];
+        const config = configs.get(first);
+        if (!config) throw new Error(`UPSTREAMS: upstream "${first}" is gone; a reload cannot remove one`);
+        const identities = new Set(
+          held.names.map((name) => {
+            const own = configs.get(name);
+            return own ? tokenIdentity(own) : '';
+          }),
+        );
+        const [identity = ''] = identities;
+        // The caches were built for one partition of the names; merging or splitting them needs a restart.
+        if (identities.size !== 1 || owners.has(identity)) {
+          throw new Error(
+            `${upstreamPrefix(first)}${credentialSetting(config)}: upstreams sharing one token must keep sharing it, and others must not start to (rotate the files of "${held.names.join('", "')}" together)`,
+          );
+        }
+        owners.add(identity);
+        if (!sameCredentials(held.current, config)) updates.push([held, credentialsOf(config)]);
+      }
+      for (const [held, replacement] of updates) held.current = replacement;
+    },
     async close() {
       for (const cache of caches.values()) cache.close();
       await Promise.all(list.map((upstream) => upstream.proxy?.close()));
     },
   };
+}
+
+function credentialsOf(config: NamedUpstream['config']): UpstreamCredentials {
+  return { clientSecret: config.clientSecret, clientKey: config.clientKey };
+}
+
+function sameCredentials(held: UpstreamCredentials, config: NamedUpstream['config']): boolean {
+  return (
+    held.clientSecret === config.clientSecret && held.clientKey?.thumbprint === config.clientKey?.thumbprint
+  );
+}
+
+/** The setting that holds an upstream's credential, for the line that refuses a reload. */
+function credentialSetting(config: NamedUpstream['config']): string {
+  return config.authMethod === 'private_key_jwt' ? 'CLIENT_KEY_FILE' : 'CLIENT_SECRET_FILE';
 }
 
 function createSharedCache({
@@ -112,7 +167,13 @@ function createSharedCache({
   redis,
   dispatcher,
   cachePolicy,
-}: UpstreamsDeps & { config: NamedUpstream['config']; label: string; identity: string }): TokenCache {
+  credentials,
+}: UpstreamsDeps & {
+  config: NamedUpstream['config'];
+  label: string;
+  identity: string;
+  credentials: () => UpstreamCredentials;
+}): TokenCache {
   const log = named ? logger.child({ upstream: label }) : logger;
   const client = instrumentTokenClient(
     createTokenClient({ config, clock, logger: log, ...(dispatcher ? { dispatcher } : {}) }),
@@ -143,6 +204,7 @@ function createSharedCache({
     ...(cachePolicy ? { policy: cachePolicy } : {}),
     ...(redis ? { lock: redis.lock, lockWaitMs: config.timeoutMs + redis.lockTtlMs } : {}),
     onEvent: (event) => metrics.recordCacheEvent(event, label),
+    credentials,
     ...(quota ? { quota } : {}),
   });
   metrics.observeCache(label, () => cache.status());

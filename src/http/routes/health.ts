@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import type { Clock } from '../../clock.js';
+import type { ConfigStatus } from '../../config/reloader.js';
 import type { UpstreamProbe } from '../../config/startupChecks.js';
 import { BrokerError } from '../../errors.js';
 import type { RedisStatus } from '../../store/redisConnection.js';
@@ -14,6 +15,8 @@ export interface HealthRouteDeps {
   redisStatus?: () => RedisStatus;
   /** The start-up probe of each upstream's token endpoint: an unreachable one is named in `/readyz`. */
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
+  /** The configuration generation serving and the last reload's outcome. */
+  configStatus?: (() => ConfigStatus) | undefined;
 }
 
 /**
@@ -22,7 +25,13 @@ export interface HealthRouteDeps {
  * names share it; a cache answers from memory when a token is held and otherwise makes the one upstream
  * request everyone would wait for anyway.
  */
-export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: HealthRouteDeps): Router {
+export function healthRoutes({
+  upstreams,
+  clock,
+  redisStatus,
+  upstreamProbes,
+  configStatus,
+}: HealthRouteDeps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -54,6 +63,8 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
       ...(redisStatus ? { redis: redisStatus() } : {}),
+      // A refused reload leaves the broker ready: the generation before it keeps serving.
+      ...(configStatus ? { config: configStatus() } : {}),
       // The single-upstream shape of before names existed, kept for existing probes and dashboards.
       ...(upstreams.list.length === 1 && only ? { upstream: byName[only.name] } : {}),
       upstreams: byName,

@@ -5,10 +5,17 @@ import type { JSONWebKeySet } from 'jose';
  * `GET /.well-known/jwks.json`: the public halves of the signing keys, for any verifier. Public by
  * nature, so any origin may read it; cached briefly so rotation propagates within minutes.
  */
-export function jwksRoute({ publicJwks }: { publicJwks: JSONWebKeySet }): Router {
+export function jwksRoute({ publicJwks }: { publicJwks: () => JSONWebKeySet }): Router {
   const router = Router();
-  const body = JSON.stringify(publicJwks);
+  // Serialised once per key set: a reload that changes the keys changes the object.
+  let published: JSONWebKeySet | undefined;
+  let body = '';
   router.get('/.well-known/jwks.json', (_req, res) => {
+    const current = publicJwks();
+    if (current !== published) {
+      published = current;
+      body = JSON.stringify(current);
+    }
     res.setHeader('Cache-Control', 'public, max-age=300');
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
