@@ -16,7 +16,7 @@ import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { createSigningKeyRing } from './signing/keyRing.js';
-import { loadSigningKeys } from './signing/keys.js';
+import { loadSigningKeys, type SigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createMemoryStore } from './store/memoryStore.js';
 import { connectRedis } from './store/redisBackend.js';
@@ -70,7 +70,7 @@ export async function createBroker({
 }: BrokerDeps): Promise<Broker> {
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
   const keys = createSigningKeyRing(
-    await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger }),
+    await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger, clock }),
   );
   const metrics = createMetrics({ clock });
   // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
@@ -131,7 +131,7 @@ export async function createBroker({
     // Without SIGNING_KEYS the ephemeral key of this process stays.
     const loadedKeys =
       next.signingKeys && nextSigningKeys !== signingKeys
-        ? await loadSigningKeys({ jwks: next.signingKeys, production: next.production, logger }).catch(
+        ? await loadSigningKeys({ jwks: next.signingKeys, production: next.production, logger, clock }).catch(
             (error: unknown) => {
               throw new Error(`SIGNING_KEYS_FILE: ${(error as Error).message}`);
             },
@@ -139,11 +139,21 @@ export async function createBroker({
         : undefined;
     upstreams.replaceCredentials(next.upstreams);
     if (loadedKeys) {
+      warnActiveOnArrival(loadedKeys);
       keys.replace(loadedKeys);
       signingKeys = nextSigningKeys;
     }
     apiKeys.replace(next.apiKeys);
     if (redis && next.redisTarget) redis.replaceSecrets(next.redisTarget, next.redis);
+  }
+  /** A key that signs as soon as it arrives may reach a replica or a JWKS cache that has not seen it yet. */
+  function warnActiveOnArrival(next: SigningKeys): void {
+    const { kid } = next.signer;
+    if (keys.activations.some((key) => key.kid === kid)) return;
+    logger.warn(
+      { kid },
+      'a new signing key signs on arrival: give it an activation time (keys rotate --activate-in) so that every replica and JWKS cache has it first',
+    );
   }
   const reloader =
     reload &&

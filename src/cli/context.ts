@@ -1,3 +1,5 @@
+import type { Clock } from '../clock.js';
+
 /**
  * What every CLI command gets: its environment, where to write, and the values it must never print.
  * Commands take this instead of touching `process` so that the entry point alone owns the process.
@@ -10,6 +12,8 @@ export interface CliContext {
   readStdin: () => Promise<string>;
   /** Secrets seen while running (API keys, client secrets); error output is scrubbed of every one. */
   secrets: Set<string>;
+  /** What "now" is for activation times; the system clock when absent. */
+  clock?: Clock;
 }
 
 /** The command line itself is wrong: exit status 2, with a pointer to the command's `--help`. */

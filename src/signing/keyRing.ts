@@ -19,6 +19,9 @@ export function createSigningKeyRing(initial: SigningKeys): SigningKeyRing {
     get publicJwks() {
       return current.publicJwks;
     },
+    get activations() {
+      return current.activations;
+    },
     replace(next) {
       current = next;
     },
