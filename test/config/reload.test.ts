@@ -210,3 +210,46 @@ describe('the generation counter', () => {
     volume.remove();
   });
 });
+
+describe('a private_key_jwt client key reloaded from its file', () => {
+  it('when UPSTREAM_CLIENT_KEY_FILE is swapped, then the held token keeps serving and the next token request is signed by the new key', async () => {
+    const clientKey = async (kid: string) => {
+      const jwk = await privateJwk('ES256', kid);
+      return JSON.stringify({ keys: [{ ...jwk, alg: 'ES256' }] });
+    };
+    const volume = createSecretVolume({ 'client-key': await clientKey('key-1') });
+    const broker = await startBroker({
+      upstream: 'fake',
+      api: 'fixed',
+      reload: { debounceMs: 50 },
+      env: {
+        UPSTREAM_CLIENT_SECRET: '',
+        UPSTREAM_AUTH_METHOD: 'private_key_jwt',
+        UPSTREAM_CLIENT_KEY_FILE: volume.path('client-key'),
+      },
+    });
+    const proxied = async () => {
+      const token = await broker.clientToken(appOrigin);
+      return (
+        await broker.request({
+          path: '/api/proxy/things',
+          headers: { authorization: `Bearer ${token}`, origin: appOrigin },
+        })
+      ).status;
+    };
+    const signedBy = () =>
+      broker.upstream.requests.map(
+        (request) =>
+          decodeProtectedHeader(new URLSearchParams(request.body).get('client_assertion') ?? '').kid,
+      );
+    expect(await proxied()).toBe(200);
+    volume.swap({ 'client-key': await clientKey('key-2') });
+    await waitFor(() => broker.broker.reloader?.status().generation === 2);
+    expect(await proxied()).toBe(200);
+    expect(signedBy()).toEqual(['key-1']);
+    await broker.broker.upstreams.get('default')?.cache.invalidate(broker.issued.at(-1) ?? '');
+    expect(await proxied()).toBe(200);
+    expect(signedBy()).toEqual(['key-1', 'key-2']);
+    volume.remove();
+  });
+});
