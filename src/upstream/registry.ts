@@ -141,17 +141,24 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
 }
 
 function credentialsOf(config: NamedUpstream['config']): UpstreamCredentials {
-  return { clientSecret: config.clientSecret, clientKey: config.clientKey };
+  return {
+    clientSecret: config.clientSecret,
+    clientKey: config.clientKey,
+    clientAssertionFile: config.clientAssertionFile,
+  };
 }
 
 function sameCredentials(held: UpstreamCredentials, config: NamedUpstream['config']): boolean {
   return (
-    held.clientSecret === config.clientSecret && held.clientKey?.thumbprint === config.clientKey?.thumbprint
+    held.clientSecret === config.clientSecret &&
+    held.clientKey?.thumbprint === config.clientKey?.thumbprint &&
+    held.clientAssertionFile?.identity === config.clientAssertionFile?.identity
   );
 }
 
 /** The setting that holds an upstream's credential, for the line that refuses a reload. */
 function credentialSetting(config: NamedUpstream['config']): string {
+  if (config.authMethod === 'client_assertion_file') return 'CLIENT_ASSERTION_FILE';
   return config.authMethod === 'private_key_jwt' ? 'CLIENT_KEY_FILE' : 'CLIENT_SECRET_FILE';
 }
 

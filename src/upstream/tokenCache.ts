@@ -41,7 +41,15 @@ export interface TokenCacheOptions {
   client: TokenClient;
   config: Pick<
     UpstreamConfig,
-    'clientId' | 'clientSecret' | 'clientKey' | 'profile' | 'authMethod' | 'audience' | 'scope' | 'resource'
+    | 'clientId'
+    | 'clientSecret'
+    | 'clientKey'
+    | 'clientAssertionFile'
+    | 'profile'
+    | 'authMethod'
+    | 'audience'
+    | 'scope'
+    | 'resource'
   >;
   clock: Clock;
   logger: Logger;

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import { createAssertionFileReader } from './assertionFile.js';
 import { createClientAssertionSigner } from './clientAssertion.js';
 import { createDiscovery } from './discovery.js';
 import { resolveExpiresAt } from './jwtExpiry.js';
@@ -136,6 +137,7 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
   if (config.clientAssertionAudience === 'issuer' && !assertionAudience) {
     throw new TypeError('createTokenClient: an issuer audience for client assertions needs config.issuer');
   }
+  const readAssertion = createAssertionFileReader({ clock });
   // One signer per client key: a reloaded key gets its own, the header of each is built once.
   const signers = new WeakMap<object, ReturnType<typeof createClientAssertionSigner>>();
 
@@ -145,8 +147,11 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
    */
   function clientAssertion(
     endpoint: string,
-    { clientKey }: UpstreamCredentials,
+    { clientKey, clientAssertionFile }: UpstreamCredentials,
   ): Promise<string> | undefined {
+    if (config.authMethod === 'client_assertion_file' && clientAssertionFile) {
+      return readAssertion(clientAssertionFile.path);
+    }
     if (config.authMethod !== 'private_key_jwt' || !clientKey) return undefined;
     let signer = signers.get(clientKey);
     if (!signer) {

@@ -2,7 +2,7 @@ import type { UpstreamConfig } from '../config/upstreamSettings.js';
 import type { BreakerState } from './circuitBreaker.js';
 
 /** What authenticates the broker at the token endpoint: the part of an upstream a reload may change. */
-export type UpstreamCredentials = Pick<UpstreamConfig, 'clientSecret' | 'clientKey'>;
+export type UpstreamCredentials = Pick<UpstreamConfig, 'clientSecret' | 'clientKey' | 'clientAssertionFile'>;
 
 /** An access token obtained from the upstream authorization server. Never sent to a browser. */
 export interface UpstreamToken {
