@@ -3,7 +3,8 @@ import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../telemetry/logger.js';
-import { type Config, ConfigError, loadConfig } from './index.js';
+import { type Config, ConfigError, envSchema, loadConfig, secretSettings } from './index.js';
+import { unprefixedName } from './upstreamNames.js';
 
 /** What the last reload did: applied a new generation, found nothing changed, or refused the files. */
 export type ReloadOutcome = 'applied' | 'unchanged' | 'refused';
@@ -50,10 +51,20 @@ export interface ConfigReloaderDeps {
   debounceMs?: number;
 }
 
-/** Every `*_FILE` setting of the environment: a new file setting is watched with no change here. */
+const fileForms = new Set([
+  ...secretSettings.map((name) => `${name}_FILE`),
+  ...Object.keys(envSchema.shape).filter((name) => name.endsWith('_FILE')),
+]);
+
+/**
+ * Every `*_FILE` setting of the environment that the configuration reads, named upstreams' included: a
+ * new secret (in a `*Secrets` list) or file setting (in a schema) is watched with no change here.
+ */
 export function fileSettings(env: Record<string, string | undefined>): Map<string, string> {
   return new Map(
-    Object.entries(env).flatMap(([name, path]) => (name.endsWith('_FILE') && path ? [[name, path]] : [])),
+    Object.entries(env).flatMap(([name, path]) =>
+      path && fileForms.has(unprefixedName(name)) ? [[name, path]] : [],
+    ),
   );
 }
 

@@ -156,7 +156,7 @@ describe('client_assertion_file: a platform-issued JWT instead of a stored secre
 
     // Refused configurations are asked again within seconds: readiness returns once the file is fixed.
     volume.swap({ token: await cluster.token(600) });
-    const until = Date.now() + 10_000;
+    const until = Date.now() + 20_000;
     while ((await ready()) !== 200 && Date.now() < until) await sleep(100);
     expect(await ready()).toBe(200);
     expect((await proxy()).status).toBe(200);
