@@ -19,6 +19,8 @@ export const errorCatalog = {
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported request body type' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  token_budget_exhausted: { status: 429, title: 'The client token has made all the calls it may make' },
+  call_quota_exhausted: { status: 429, title: "The upstream's call quota is spent for this window" },
   upstream_rejected: { status: 502, title: 'The upstream authorization server refused the broker' },
   upstream_unavailable: { status: 503, title: 'The upstream is unavailable' },
   upstream_timeout: { status: 504, title: 'The upstream did not answer in time' },
@@ -103,6 +105,9 @@ export class UpstreamError extends Error {
       'unsupported_grant_type',
       'invalid_scope',
       'invalid_target',
+      // The URL answers, but nothing there takes token requests.
+      'http_404',
+      'http_405',
     ].includes(this.error);
   }
 }

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { meant } from '../config/typos.js';
 
 /**
  * What every CLI command gets: its environment, where to write, and the values it must never print.
@@ -14,6 +15,8 @@ export interface CliContext {
   secrets: Set<string>;
   /** What "now" is for activation times; the system clock when absent. */
   clock?: Clock;
+  /** Aborted when a long-running command should stop (SIGINT or SIGTERM at the entry point). */
+  signal?: AbortSignal;
 }
 
 /** The command line itself is wrong: exit status 2, with a pointer to the command's `--help`. */
@@ -56,13 +59,22 @@ export function redact(text: string, secrets: Iterable<string>): string {
 /**
  * Runs `node:util` parseArgs and turns its errors into UsageErrors. Only the first line of its
  * message is kept, and a stray positional is not quoted back: it could be a secret typed in the wrong place.
+ * An unknown option close to one of `options` (`--orgin`) is answered with the one meant.
  */
-export function parseUsage<T>(parse: () => T): T {
+export function parseUsage<T>(parse: () => T, options: readonly string[] = []): T {
   try {
     return parse();
   } catch (error) {
     const { code, message } = error as { code?: string; message: string };
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError('unexpected argument');
+    const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--[^'=]+)/.exec(message)?.[1] : undefined;
+    const suggestion =
+      unknown &&
+      meant(
+        unknown,
+        options.map((option) => `--${option}`),
+      );
+    if (suggestion) throw new UsageError(`unknown option ${unknown}; did you mean ${suggestion}?`);
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
       throw new UsageError(message.split('\n')[0] ?? message);
     }

@@ -83,12 +83,10 @@ Options:
 
 The output is a private key: keep it out of logs, shells' history and source control.`,
   async run(args, ctx) {
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({
-        args,
-        options: { alg: { type: 'string' }, kid: { type: 'string' } },
-        allowPositionals: true,
-      }),
+    const options = { alg: { type: 'string' }, kid: { type: 'string' } } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     if (positionals.length > 0) throw new UsageError('unexpected argument');
     const key = await generateSigningKey(algorithmOption(values.alg, 'EdDSA'), kidOption(values.kid));
@@ -123,17 +121,15 @@ Options:
 
 A running broker re-reads SIGNING_KEYS_FILE when it changes (or on SIGHUP).`,
   async run(args, ctx) {
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({
-        args,
-        options: {
-          alg: { type: 'string' },
-          kid: { type: 'string' },
-          keep: { type: 'string' },
-          'activate-in': { type: 'string' },
-        },
-        allowPositionals: true,
-      }),
+    const options = {
+      alg: { type: 'string' },
+      kid: { type: 'string' },
+      keep: { type: 'string' },
+      'activate-in': { type: 'string' },
+    } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     const file = onePositional(positionals, '<file>');
     if (file === '-') throw new UsageError('rotate needs a file, not standard input');

@@ -61,7 +61,13 @@ export interface Metrics {
   observeConfigGeneration(generation: () => number): void;
   /** One reload of the `*_FILE` settings: applied, unchanged or refused. */
   recordConfigReload(outcome: 'applied' | 'unchanged' | 'refused'): void;
+  /** A proxied call refused by `CLIENT_TOKEN_MAX_CALLS` or `UPSTREAM_[<NAME>_]CALL_QUOTA`. */
+  recordCallRefusal(code: CallRefusalCode, upstream: string): void;
+  /** With `UPSTREAM_[<NAME>_]CALL_QUOTA`: the quota gauges, read from `status()` at each scrape. */
+  observeCallQuota(upstream: string, status: () => QuotaStatus): void;
 }
+
+export type CallRefusalCode = Extract<ErrorCode, 'token_budget_exhausted' | 'call_quota_exhausted'>;
 
 export interface MetricsOptions {
   clock: Clock;
@@ -87,6 +93,7 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   const registers = [registry];
   const cacheStatuses = new Map<string, () => TokenCacheStatus>();
   const quotaStatuses = new Map<string, () => QuotaStatus>();
+  const callQuotaStatuses = new Map<string, () => QuotaStatus>();
 
   const clientTokens = new Counter({
     name: `${prefix}client_tokens_total`,
@@ -150,6 +157,12 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
       }
     },
   });
+  const callRefusals = new Counter({
+    name: `${prefix}proxy_call_refusals_total`,
+    help: 'Proxied calls refused by upstream and code: token_budget_exhausted (CLIENT_TOKEN_MAX_CALLS), call_quota_exhausted',
+    labelNames: ['upstream', 'code'] as const,
+    registers,
+  });
   redisDegraded.set(0);
   let configGeneration = () => 1;
   new Gauge({
@@ -204,6 +217,27 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     });
   }
 
+  function registerCallQuotaGauges(): void {
+    new Gauge({
+      name: `${prefix}upstream_call_quota_used`,
+      help: 'Proxied calls counted in the current window of UPSTREAM_[<NAME>_]CALL_QUOTA (fleet-wide with Redis, leased calls included)',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        for (const [upstream, status] of callQuotaStatuses) this.set({ upstream }, status().used);
+      },
+    });
+    new Gauge({
+      name: `${prefix}upstream_call_quota_limit`,
+      help: 'Proxied calls allowed per window by UPSTREAM_[<NAME>_]CALL_QUOTA',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        for (const [upstream, status] of callQuotaStatuses) this.set({ upstream }, status().limit);
+      },
+    });
+  }
+
   return {
     registry,
     clientTokens,
@@ -233,6 +267,11 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     observeQuota(upstream, status) {
       if (quotaStatuses.size === 0) registerQuotaGauges();
       quotaStatuses.set(upstream, status);
+    },
+    recordCallRefusal: (code, upstream) => callRefusals.inc({ upstream, code }),
+    observeCallQuota(upstream, status) {
+      if (callQuotaStatuses.size === 0) registerCallQuotaGauges();
+      callQuotaStatuses.set(upstream, status);
     },
   };
 }

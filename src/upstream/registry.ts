@@ -34,13 +34,17 @@ export interface Upstreams {
   get(name: string): Upstream | undefined;
   /** The names a client token for `origin` may open, in the order of `UPSTREAMS`. */
   reachableFrom(origin: string): string[];
+  close(): Promise<void>;
+}
+
+/** The upstreams as their builder holds them: with the one operation a configuration reload needs. */
+export interface UpstreamRegistry extends Upstreams {
   /**
    * Puts the credentials of a new configuration generation in place: the next token request of each
    * cache authenticates with them, and the token held keeps serving until it is renewed. Throws, naming
    * the setting and changing nothing, when upstreams that share a token would no longer agree on it.
    */
   replaceCredentials(next: readonly NamedUpstream[]): void;
-  close(): Promise<void>;
 }
 
 export interface UpstreamsDeps {
@@ -60,7 +64,7 @@ export interface UpstreamsDeps {
  * for the same token share its cache, single flight and (with Redis) fleet lock and stored copy, while any
  * difference in what is requested gives a cache of its own. Each name gets its own proxy.
  */
-export function createUpstreams(deps: UpstreamsDeps): Upstreams {
+export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
   const { logger, clock } = deps;
   const byIdentity = new Map<string, NamedUpstream[]>();
   for (const upstream of deps.upstreams) {

@@ -3,6 +3,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -135,6 +136,98 @@ describe('deployment examples', () => {
     expect(values.length).toBeGreaterThanOrEqual(3);
     for (const value of values) expect(value).toContain('REPLACE_ME');
     expect(secret?.data).toBeUndefined();
+  });
+
+  it('when the sidecar is started with the example Secret as it is, then each placeholder is refused in one line', () => {
+    const [secret] = documents('deploy/kubernetes/secret.example.yaml');
+    const files = new Map(
+      Object.entries((secret?.stringData ?? {}) as Record<string, string>).map(([key, value]) => [
+        `/var/run/secrets/token-broker/${key}`,
+        value,
+      ]),
+    );
+    const env = {
+      NODE_ENV: 'production',
+      UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
+      UPSTREAM_CLIENT_ID: 'web-app',
+      UPSTREAM_CLIENT_SECRET_FILE: '/var/run/secrets/token-broker/upstream-client-secret',
+      SIGNING_KEYS_FILE: '/var/run/secrets/token-broker/signing-keys.json',
+      BROKER_API_KEYS_FILE: '/var/run/secrets/token-broker/broker-api-keys',
+      REDIS_URL: 'redis://redis:6379',
+      CACHE_ENCRYPTION_KEY_FILE: '/var/run/secrets/token-broker/cache-encryption-key',
+    };
+    let problems: string[] = [];
+    try {
+      loadConfig(env, { readFile: (path) => files.get(path) ?? '' });
+    } catch (error) {
+      if (error instanceof ConfigError) problems = error.problems;
+    }
+    const placeholder = 'still holds the REPLACE_ME placeholder of the example files; put the real value in';
+    expect(problems.sort()).toEqual(
+      [
+        `BROKER_API_KEYS_FILE: ${placeholder}`,
+        `CACHE_ENCRYPTION_KEY_FILE: ${placeholder}`,
+        `SIGNING_KEYS_FILE: ${placeholder}`,
+        `UPSTREAM_CLIENT_SECRET_FILE: ${placeholder}`,
+      ].sort(),
+    );
+  });
+
+  it('when the Ingress is read, then it sends only the browser routes to the broker and the rest to the app', () => {
+    const [ingress] = documents('deploy/kubernetes/ingress.yaml');
+    type Path = { path: string; pathType: string; backend: { service: { port: { name: string } } } };
+    const rules = (ingress?.spec as { rules: { http: { paths: Path[] } }[] }).rules;
+    const toBroker = rules
+      .flatMap((rule) => rule.http.paths)
+      .filter((path) => path.backend.service.port.name === 'broker')
+      .map(({ path, pathType }) => `${pathType} ${path}`);
+    expect(toBroker.sort()).toEqual(
+      [
+        'Exact /api/client-token',
+        'Exact /api/client-token/challenge',
+        'Exact /client.js',
+        'Prefix /api/proxy',
+      ].sort(),
+    );
+  });
+
+  it('when the NetworkPolicies are read, then the pod takes traffic from the ingress controller only, and Redis from the broker only', () => {
+    const [web, redis] = documents('deploy/kubernetes/network-policy.yaml');
+    const webSpec = web?.spec as {
+      podSelector: unknown;
+      policyTypes: string[];
+      ingress: { from: unknown[] }[];
+    };
+    expect(webSpec.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(webSpec.podSelector).toEqual({ matchLabels: { 'app.kubernetes.io/name': 'web' } });
+    expect(webSpec.ingress.flatMap((rule) => rule.from)).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+    ]);
+    expect(JSON.stringify(redis?.spec)).toContain('"app.kubernetes.io/name":"web"');
+  });
+
+  it('when the example Redis servers are read, then each asks for a password kept in a secret', () => {
+    const [redisPod] = podSpecs('deploy/kubernetes/redis.yaml');
+    const redis = redisPod?.containers[0] as Container & { args?: string[] };
+    expect(redis.args?.slice(0, 2)).toEqual(['--requirepass', '$(REDIS_PASSWORD)']);
+    expect(redis.env).toContainEqual({
+      name: 'REDIS_PASSWORD',
+      valueFrom: { secretKeyRef: { name: 'token-broker', key: 'redis-password' } },
+    });
+    const [compose] = documents('deploy/compose.yaml');
+    const services = compose?.services as Record<
+      string,
+      { command?: string[]; environment?: Record<string, string> }
+    >;
+    expect(services.redis?.command?.join(' ')).toContain(
+      '--requirepass "$$(cat /run/secrets/redis-password)"',
+    );
+    expect(services.broker?.environment?.REDIS_PASSWORD_FILE).toBe('/run/secrets/redis-password');
+    // Readable by the image's user alone, and the Compose version that reads `env_file: required` is named.
+    const comments = read('deploy/compose.yaml');
+    expect(comments).not.toContain('chmod 644');
+    expect(comments).toContain('chmod 600');
+    expect(comments).toContain('Compose 2.24');
   });
 
   it('when the compose file is read, then the broker is built here, reads broker.env and uses the redis service', () => {

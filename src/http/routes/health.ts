@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Clock } from '../../clock.js';
 import type { ConfigStatus } from '../../config/reloader.js';
 import type { UpstreamProbe } from '../../config/startupChecks.js';
@@ -31,13 +31,15 @@ export function healthRoutes({
   redisStatus,
   upstreamProbes,
   configStatus,
-}: HealthRouteDeps): Router {
-  const router = Router();
-  router.get('/healthz', (_req, res) => {
+}: HealthRouteDeps): {
+  healthz: RequestHandler;
+  readyz: RequestHandler;
+} {
+  const healthz: RequestHandler = (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     res.json({ status: 'ok' });
-  });
-  router.get('/readyz', async (_req, res) => {
+  };
+  const readyz: RequestHandler = async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     const asked = new Map<TokenCache, Promise<UpstreamReadiness>>();
     const readiness = (cache: TokenCache) => {
@@ -69,8 +71,8 @@ export function healthRoutes({
       ...(upstreams.list.length === 1 && only ? { upstream: byName[only.name] } : {}),
       upstreams: byName,
     });
-  });
-  return router;
+  };
+  return { healthz, readyz };
 }
 
 async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamReadiness> {

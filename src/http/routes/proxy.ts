@@ -1,4 +1,3 @@
-import { Router } from 'express';
 import type { OriginPolicy } from '../../caller/origins.js';
 import type { CallerReader } from '../../caller/requestCaller.js';
 import type { Config } from '../../config/index.js';
@@ -10,7 +9,7 @@ import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
-import { splitTarget } from '../dispatch/requestTarget.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
@@ -25,6 +24,10 @@ export interface ProxyRouteDeps {
   config: Pick<Config, 'publicUrl'>;
   /** The per-IP budget of proxied calls; undefined: none. */
   rateLimit?: Handler | undefined;
+  /** The per-token budget of proxied calls (callBudget.ts); undefined: none. */
+  callBudget?: Handler | undefined;
+  /** The call quota of each upstream that has one (callQuota.ts). */
+  callQuotas?: ReadonlyMap<string, Handler> | undefined;
 }
 
 /** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
@@ -36,10 +39,8 @@ export interface ProxyMount {
 }
 
 export interface ProxyRoutes {
-  /** Served by the direct lane (directRoutes.ts) for the plain targets `<mount>/<more>`. */
+  /** One per upstream; routeTable.ts makes each a `proxy` route of the direct lane. */
   mounts: ProxyMount[];
-  /** Every mount, as Express matches it: serves what the direct lane left to Express. */
-  router: Router;
 }
 
 /**
@@ -47,7 +48,6 @@ export interface ProxyRoutes {
  * one `default` upstream otherwise, as before names existed. An unknown name falls through to 404.
  */
 export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
-  const router = Router();
   const mounts: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
@@ -71,7 +71,9 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       res.locals.upstream = upstream.name;
       next();
     };
-    // No body parser runs here: the forwarder streams the request body to the API untouched.
+    const quota = deps.callQuotas?.get(upstream.name);
+    // No body parser runs here: the forwarder streams the request body to the API untouched. The budget
+    // comes before the quota, so a token past its budget spends none of the upstream's quota.
     mounts.push({
       mount,
       chain: [
@@ -79,12 +81,13 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
+        ...(deps.callBudget ? [deps.callBudget] : []),
+        ...(quota ? [quota] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
   }
-  for (const { mount, chain } of mounts) router.use(mount, ...chain);
-  return { mounts, router };
+  return { mounts };
 }
 
 /**
