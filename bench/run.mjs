@@ -5,12 +5,13 @@
  * bench/results.json, and exits non-zero when a target is missed.
  *
  * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
- * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), d (cold-cache
+ * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
+ * allow-list of 50 rules), d (cold-cache
  * callers), e (soak of the mint route), s (soak of the proxy).
  *
  * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
  * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_ONLY (a comma
- * list of m,p,b,d,e,s; all by default), BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
+ * list of m,p,b,a,d,e,s; all by default), BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
  */
 import { spawnSync } from 'node:child_process';
@@ -45,7 +46,7 @@ const settings = {
   soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 200_000),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,d,e,s').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,d,e,s').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -356,6 +357,53 @@ async function scenarioB(upstream) {
   }
 }
 
+/**
+ * The proxy with an `UPSTREAM_ALLOW` of 50 rules, the one that opens the bench's path last, against the
+ * same proxy with none (issue 21: at most 3 % of the proxy's throughput).
+ */
+async function scenarioA(upstream) {
+  log('A: /api/proxy with an allow-list of 50 rules');
+  const rules = Array.from({ length: 49 }, (_, i) => `${i % 2 ? 'GET' : 'POST'} /r${i}/*/items/**`);
+  const brokers = [
+    { name: 'A  /api/proxy, no allow-list', broker: await launchBroker('EdDSA', upstream) },
+    {
+      name: 'A  /api/proxy, allow-list of 50 rules',
+      broker: await launchBroker('EdDSA', upstream, { UPSTREAM_ALLOW: [...rules, 'GET /items'].join(', ') }),
+    },
+  ];
+  try {
+    const cases = [];
+    for (const { name, broker } of brokers) {
+      const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
+      const headers = { origin, authorization: `Bearer ${token}` };
+      await getOk(`${broker.url}/api/proxy/items`, headers);
+      cases.push({
+        name,
+        load: { ...loadDefaults(), url: `${broker.url}/api/proxy/items`, headers, pid: broker.child.pid },
+      });
+    }
+    const rows = await alternate(cases);
+    for (const row of rows) {
+      row.ratio = ratio(row, rows[0]);
+      row.loopRatio = loopRatio(row, rows[0]);
+    }
+    return {
+      rows,
+      targets: [
+        target('A allow-list of 50 rules/none req/s', rows[1].ratio, '>=', 0.97),
+        target(
+          'A errors',
+          rows.reduce((sum, row) => sum + row.errors, 0),
+          '==',
+          0,
+        ),
+      ],
+    };
+  } finally {
+    for (const { broker } of brokers) await stop(broker.child);
+  }
+}
+
 /** One GET on its own connection, so every caller is a separate client waiting at once. */
 function getOnNewConnection(url, headers) {
   return new Promise((resolve, reject) => {
@@ -486,12 +534,13 @@ async function main() {
   const m = settings.only.has('m') ? await scenarioM(upstream) : notSelected;
   const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
   const b = settings.only.has('b') ? await scenarioB(upstream) : notSelected;
+  const a = settings.only.has('a') ? await scenarioA(upstream) : notSelected;
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
   const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
   const soakProxy = settings.only.has('s') ? await scenarioE(upstream, 'proxy') : notSelected;
   await stop(upstream.child);
 
-  const rows = [...m.rows, ...p.rows, ...b.rows].map((row) => ({
+  const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows].map((row) => ({
     scenario: row.name,
     'req/s': row.requestsPerSecond,
     'p50 ms': row.p50Ms,
@@ -506,6 +555,7 @@ async function main() {
     ...m.targets,
     ...p.targets,
     ...b.targets,
+    ...a.targets,
     ...d.targets,
     ...e.targets,
     ...soakProxy.targets,
@@ -514,6 +564,7 @@ async function main() {
   if (m.skipped) process.stdout.write(`M  SKIPPED: ${m.skipped}\n`);
   if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
   if (b.skipped) process.stdout.write(`B  SKIPPED: ${b.skipped}\n`);
+  if (a.skipped) process.stdout.write(`A  SKIPPED: ${a.skipped}\n`);
   process.stdout.write(
     d.skipped
       ? `D  SKIPPED: ${d.skipped}\n`
@@ -546,6 +597,7 @@ async function main() {
         m,
         p,
         b,
+        a,
         d,
         e,
         s: soakProxy,

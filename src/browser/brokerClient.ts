@@ -29,6 +29,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     autoRefresh = true,
     onEvent,
     dpop = false,
+    attestation,
   } = options;
   if (typeof fetch !== 'function') throw new TypeError('createBrokerClient needs a fetch implementation');
   const signer = dpop ? createDpopSigner({ now }) : undefined;
@@ -56,6 +57,8 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
       refreshMargin,
       maxRetryAfter,
       emit,
+      attestation,
+      challengeUrl: `${root}${tokenPath}/challenge`,
     }),
     now,
     autoRefresh,

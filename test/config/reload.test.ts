@@ -120,7 +120,7 @@ describe('secrets reloaded from files without a restart', () => {
     await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     await sleep(300);
     // The held token keeps serving; after the API refuses it, the next request uses the new secret.
-    await broker.broker.upstreams.get('default')?.cache.invalidate(broker.issued.at(-1) ?? '');
+    await broker.broker.upstreams.get('default')?.cache?.invalidate(broker.issued.at(-1) ?? '');
     // Every connection keeps going on the new generation a while before the load stops.
     const mark = served;
     await waitFor(() => served >= mark + 64, 20_000);
@@ -138,7 +138,7 @@ describe('secrets reloaded from files without a restart', () => {
       keys: { kid: string }[];
     };
     expect(jwks.keys.map((key) => key.kid)).toEqual(['second', 'first']);
-    await waitFor(() => broker.broker.upstreams.get('default')?.cache.status().hasToken === true);
+    await waitFor(() => broker.broker.upstreams.get('default')?.cache?.status().hasToken === true);
     expect(await readiness()).toMatchObject({
       redis: 'ok',
       config: { generation: 2, lastReload: { outcome: 'applied' } },
@@ -249,7 +249,7 @@ describe('a private_key_jwt client key reloaded from its file', () => {
     await waitFor(() => broker.broker.reloader?.status().generation === 2);
     expect(await proxied()).toBe(200);
     expect(signedBy()).toEqual(['key-1']);
-    await broker.broker.upstreams.get('default')?.cache.invalidate(broker.issued.at(-1) ?? '');
+    await broker.broker.upstreams.get('default')?.cache?.invalidate(broker.issued.at(-1) ?? '');
     expect(await proxied()).toBe(200);
     expect(signedBy()).toEqual(['key-1', 'key-2']);
     volume.remove();

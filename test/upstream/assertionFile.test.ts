@@ -108,7 +108,7 @@ describe('client_assertion_file: a platform-issued JWT instead of a stored secre
       });
       return { status: answer.status, code: (JSON.parse(answer.body) as { code?: string }).code };
     };
-    const renew = () => broker.broker.upstreams.get('default')?.cache.invalidate(broker.issued.at(-1) ?? '');
+    const renew = () => broker.broker.upstreams.get('default')?.cache?.invalidate(broker.issued.at(-1) ?? '');
     const ready = async () => (await broker.request({ path: '/readyz' })).status;
     return { broker, volume, seen, proxy, renew, ready };
   }

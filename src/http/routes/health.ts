@@ -56,11 +56,13 @@ export function healthRoutes({
     const byName = Object.fromEntries(
       await Promise.all(
         upstreams.list.map(
-          async ({ name, cache }) => [name, withProbe(name, await readiness(cache))] as const,
+          async ({ name, cache }) =>
+            // A static API key has nothing to obtain: it is ready as configured.
+            [name, cache ? withProbe(name, await readiness(cache)) : staticKey] as const,
         ),
       ),
     );
-    const ready = Object.values(byName).every((upstream) => upstream.token === 'held');
+    const ready = Object.values(byName).every((upstream) => upstream.token !== 'unavailable');
     const [only] = upstreams.list;
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
@@ -74,6 +76,8 @@ export function healthRoutes({
   };
   return { healthz, readyz };
 }
+
+const staticKey: UpstreamReadiness = { token: 'api_key' };
 
 async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamReadiness> {
   try {

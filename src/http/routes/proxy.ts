@@ -10,6 +10,7 @@ import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
 import { splitTarget } from '../dispatch/routeMatcher.js';
+import { allowListHandler, upstreamAllowListCheck } from '../middleware/allowList.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
@@ -71,9 +72,11 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       res.locals.upstream = upstream.name;
       next();
     };
+    const allowList = upstreamAllowListCheck(upstream, deps.upstreams.named);
     const quota = deps.callQuotas?.get(upstream.name);
-    // No body parser runs here: the forwarder streams the request body to the API untouched. The budget
-    // comes before the quota, so a token past its budget spends none of the upstream's quota.
+    // No body parser runs here: the forwarder streams the request body to the API untouched. A call the
+    // allow-list refuses spends no budget; the budget comes before the quota, so a token past its budget
+    // spends none of the upstream's quota.
     mounts.push({
       mount,
       chain: [
@@ -81,6 +84,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
+        // Unset, no step at all: the hot path stays as it was.
+        ...(allowList ? [allowListHandler(allowList)] : []),
         ...(deps.callBudget ? [deps.callBudget] : []),
         ...(quota ? [quota] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
