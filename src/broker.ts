@@ -8,6 +8,7 @@ import { createOriginPolicy } from './caller/origins.js';
 import { createCallerReader } from './caller/requestCaller.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/index.js';
+import { type ConfigReloader, type ConfigReloaderDeps, createConfigReloader } from './config/reloader.js';
 import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
@@ -20,7 +21,8 @@ import { callQuota } from './http/middleware/callQuota.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createClientTokens } from './signing/clientTokens.js';
-import { loadSigningKeys } from './signing/keys.js';
+import { createSigningKeyRing } from './signing/keyRing.js';
+import { loadSigningKeys, type SigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createCallCounter } from './store/callCounter.js';
 import { createMemoryStore } from './store/memoryStore.js';
@@ -42,6 +44,11 @@ export interface BrokerDeps {
   cachePolicy?: Partial<RenewalPolicy>;
   /** The start-up probe of each upstream's token endpoint by name (startupChecks.ts), shown by `/readyz`. */
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe>;
+  /**
+   * The environment `config` was loaded from: its `*_FILE` settings are watched and re-read into new
+   * configuration generations (config/reloader.ts). Without it the configuration is fixed.
+   */
+  reload?: Pick<ConfigReloaderDeps, 'env' | 'readFile' | 'watchFiles' | 'debounceMs'>;
 }
 
 export interface Broker {
@@ -56,6 +63,8 @@ export interface Broker {
   connectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
+  /** With `reload`: re-reads the `*_FILE` settings (main.ts calls it on SIGHUP). */
+  reloader: ConfigReloader | undefined;
   /** Stops timers and closes pools; the HTTP server is the caller's to close. */
   close(): Promise<void>;
 }
@@ -69,9 +78,12 @@ export async function createBroker({
   demo,
   cachePolicy,
   upstreamProbes,
+  reload,
 }: BrokerDeps): Promise<Broker> {
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
-  const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
+  const keys = createSigningKeyRing(
+    await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger, clock }),
+  );
   const metrics = createMetrics({ clock });
   // Everything opened so far, closed in reverse by close(), or at once if a later step throws.
   const opened: (() => unknown)[] = [];
@@ -156,6 +168,56 @@ export async function createBroker({
           })
         : attestationReplays;
     if (spentProofs) opened.push(() => spentProofs.close());
+    let signingKeys = JSON.stringify(config.signingKeys);
+    /**
+     * Whole or nothing: what can refuse the generation (the signing keys, the upstreams' shared tokens) is
+     * checked first and changes nothing; then every part takes its new secrets at once.
+     */
+    const applyGeneration = async (next: Config): Promise<void> => {
+      const nextSigningKeys = JSON.stringify(next.signingKeys);
+      // Without SIGNING_KEYS the ephemeral key of this process stays.
+      const loadedKeys =
+        next.signingKeys && nextSigningKeys !== signingKeys
+          ? await loadSigningKeys({
+              jwks: next.signingKeys,
+              production: next.production,
+              logger,
+              clock,
+            }).catch((error: unknown) => {
+              throw new Error(`SIGNING_KEYS_FILE: ${(error as Error).message}`);
+            })
+          : undefined;
+      upstreams.replaceCredentials(next.upstreams);
+      if (loadedKeys) {
+        warnActiveOnArrival(loadedKeys);
+        keys.replace(loadedKeys);
+        signingKeys = nextSigningKeys;
+      }
+      apiKeys.replace(next.apiKeys);
+      if (redis && next.redisTarget) redis.replaceSecrets(next.redisTarget, next.redis);
+    };
+    /** A key that signs as soon as it arrives may reach a replica or a JWKS cache that has not seen it yet. */
+    const warnActiveOnArrival = (next: SigningKeys): void => {
+      const { kid } = next.signer;
+      if (keys.activations.some((key) => key.kid === kid)) return;
+      logger.warn(
+        { kid },
+        'a new signing key signs on arrival: give it an activation time (keys rotate --activate-in) so that every replica and JWKS cache has it first',
+      );
+    };
+    const reloader =
+      reload &&
+      createConfigReloader({
+        ...reload,
+        logger,
+        clock,
+        apply: applyGeneration,
+        onReload: (result) => metrics.recordConfigReload(result.outcome),
+      });
+    if (reloader) {
+      opened.push(() => reloader.close());
+      metrics.observeConfigGeneration(() => reloader.status().generation);
+    }
     const app = createApp({
       config,
       logger,
@@ -166,7 +228,7 @@ export async function createBroker({
       caller,
       clientTokens,
       dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
-      publicJwks: keys.publicJwks,
+      publicJwks: () => keys.publicJwks,
       upstreams,
       revocations,
       metrics,
@@ -187,6 +249,7 @@ export async function createBroker({
       ...callLimits({ config, redis, clock, logger, metrics }),
       demo: demo ?? false,
       upstreamProbes,
+      ...(reloader ? { configStatus: reloader.status } : {}),
     });
     return {
       app,
@@ -203,6 +266,7 @@ export async function createBroker({
         config.metrics.port === undefined
           ? undefined
           : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
+      reloader,
       close: closeOpened,
     };
   } catch (error) {

@@ -19,13 +19,15 @@ import { tracingRequested } from './telemetry/tracingSwitch.js';
  */
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
-  let config = parseOrExit(process.env);
+  let env: Record<string, string | undefined> = process.env;
+  let config = parseOrExit(env);
   const logger = createLogger({ level: config.logLevel, traceIds: tracingRequested(process.env) });
 
   let closeDevUpstream: (() => Promise<void>) | undefined;
   if (config.upstreams.length === 0) {
     const dev = await startDevMode(config, logger);
-    config = parseOrExit({ ...process.env, ...dev.env });
+    env = { ...process.env, ...dev.env };
+    config = parseOrExit(env);
     closeDevUpstream = dev.close;
   }
 
@@ -44,7 +46,10 @@ async function main(): Promise<void> {
     clock: systemClock,
     demo: devUpstream,
     upstreamProbes,
+    reload: { env },
   });
+  // SIGHUP re-reads every `*_FILE` setting, as the folder watches do on a change.
+  process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
   const server = createServer(broker.app);
   limitServer(server, broker.connectionCaps);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.

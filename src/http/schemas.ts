@@ -101,6 +101,20 @@ export const upstreamReadiness = z.union([
 export const readinessResponse = z.object({
   status: z.enum(['ready', 'not_ready']),
   redis: z.enum(['ok', 'degraded']).optional(),
+  /** The configuration generation serving, and what the last reload of the `*_FILE` settings did. */
+  config: z
+    .object({
+      generation: z.number().int().positive(),
+      lastReload: z
+        .object({
+          outcome: z.enum(['applied', 'unchanged', 'refused']),
+          trigger: z.string(),
+          at: z.string(),
+          settings: z.array(z.string()).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
   upstream: upstreamReadiness.optional(),
   upstreams: z.record(z.string(), upstreamReadiness),
 });

@@ -16,6 +16,11 @@ export interface RedisConnections {
   status(): RedisStatus;
   /** Called on every ok/degraded transition (metrics); returns a function that unsubscribes. */
   onStatusChange(listener: (status: RedisStatus) => void): () => void;
+  /**
+   * The passwords of a reloaded configuration: the open connections stay as they are (authenticated
+   * once, they serve on), and every reconnection from now on authenticates with these.
+   */
+  setPasswords(passwords: { password: string | undefined; sentinelPassword: string | undefined }): void;
   /** Resolves once both connections are ready, or after `timeoutMs` (start-up then continues degraded). */
   ready(timeoutMs: number): Promise<RedisStatus>;
   close(): Promise<void>;
@@ -141,6 +146,17 @@ export function createRedisConnections({
     client,
     subscriber,
     status: () => current,
+    setPasswords({ password, sentinelPassword }) {
+      for (const connection of [client, subscriber]) {
+        // ioredis reads its options again at every (re)connection; a Cluster hands `redisOptions` to each node.
+        const options = connection instanceof Cluster ? connection.options.redisOptions : connection.options;
+        // Unset: a password in REDIS_URL, parsed into the options, stays.
+        if (options && password !== undefined) options.password = password;
+        if (!(connection instanceof Cluster) && sentinelPassword !== undefined) {
+          connection.options.sentinelPassword = sentinelPassword;
+        }
+      }
+    },
     onStatusChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

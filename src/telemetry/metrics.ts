@@ -69,6 +69,10 @@ export interface Metrics {
   observeCache(upstream: string, status: () => TokenCacheStatus): void;
   /** With `UPSTREAM_TOKEN_QUOTA`: the budget gauges, read from `status()` at each scrape. */
   observeQuota(upstream: string, status: () => QuotaStatus): void;
+  /** The configuration generation serving now, read at each scrape. */
+  observeConfigGeneration(generation: () => number): void;
+  /** One reload of the `*_FILE` settings: applied, unchanged or refused. */
+  recordConfigReload(outcome: 'applied' | 'unchanged' | 'refused'): void;
   /** A proxied call refused by `CLIENT_TOKEN_MAX_CALLS` or `UPSTREAM_[<NAME>_]CALL_QUOTA`. */
   recordCallRefusal(code: CallRefusalCode, upstream: string): void;
   /** With `UPSTREAM_[<NAME>_]CALL_QUOTA`: the quota gauges, read from `status()` at each scrape. */
@@ -196,6 +200,21 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     registers,
   }).set({ version: packageVersion, node: process.version }, 1);
   redisDegraded.set(0);
+  let configGeneration = () => 1;
+  new Gauge({
+    name: `${prefix}config_generation`,
+    help: 'The configuration generation serving: 1 at start, one more for each applied reload of the *_FILE settings',
+    registers,
+    collect() {
+      this.set(configGeneration());
+    },
+  });
+  const configReloads = new Counter({
+    name: `${prefix}config_reloads_total`,
+    help: 'Reloads of the *_FILE settings (file change or SIGHUP) by outcome: applied, unchanged, refused',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   // Children bound to their label values once: prom-client hashes a label object on every call otherwise.
   // Every key space is bounded (routes x error codes, outcomes, upstreams x methods x HTTP statuses).
   const mintCounters = boundChildren((labels: { route: MintRoute; outcome: MintOutcome }) =>
@@ -272,6 +291,10 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     proxyRequests,
     redisDegraded,
     refusals,
+    observeConfigGeneration(generation) {
+      configGeneration = generation;
+    },
+    recordConfigReload: (outcome) => configReloads.inc({ outcome }),
     recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),
     recordVerification: (outcome) => verificationCounters.get(outcome, () => ({ outcome })).inc(),
     recordRefusal: (code, route) => refusalCounters.get(`${code} ${route}`, () => ({ code, route })).inc(),
@@ -354,8 +377,10 @@ export function instrumentTokenClient(client: TokenClient, metrics: Metrics, ups
     }
   }
   return {
-    clientCredentials: () => timed('client_credentials', () => client.clientCredentials()),
-    refresh: (refreshToken) => timed('refresh_token', () => client.refresh(refreshToken)),
+    clientCredentials: (credentials) =>
+      timed('client_credentials', () => client.clientCredentials(credentials)),
+    refresh: (refreshToken, credentials) =>
+      timed('refresh_token', () => client.refresh(refreshToken, credentials)),
     tokenEndpoint: () => client.tokenEndpoint(),
   };
 }

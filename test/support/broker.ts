@@ -23,6 +23,7 @@
  * - `env`: settings over the defaults; `envFor(url)`: settings that need the broker's own origin (the
  *   socket listens before the config is made).
  * - `clock`, `demo`, `cachePolicy`: passed to createBroker; `logLevel`: the captured logger's level.
+ * - `reload`: watch and re-read the `*_FILE` settings (`broker.reloader`), with these overrides.
  *
  * What it records (handle):
  * - `answers`: every answer the broker wrote on its own socket (method, url, origin, status, problem
@@ -45,7 +46,7 @@ import { createServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import { onTestFinished, TestRunner } from 'vitest';
-import { type Broker, createBroker } from '../../src/broker.js';
+import { type Broker, type BrokerDeps, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { limitServer } from '../../src/http/connectionCaps.js';
@@ -101,6 +102,7 @@ export interface BrokerOptions {
   demo?: boolean;
   cachePolicy?: Partial<RenewalPolicy>;
   logLevel?: string;
+  reload?: Omit<NonNullable<BrokerDeps['reload']>, 'env'>;
   /** The fake upstream's first behaviour, given the `issued` list (default: `issueToken`). */
   behaviour?: (issued: string[]) => Behaviour;
 }
@@ -234,14 +236,15 @@ async function start(
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
-  const config = loadConfig({
+  const env = {
     NODE_ENV: 'test',
     ...upstreamEnv,
     ...(api ? { UPSTREAM_API_URL: `${api.origin}/` } : {}),
     BROKER_API_KEYS: apiKey,
     ...options.env,
     ...options.envFor?.(url),
-  });
+  };
+  const config = loadConfig(env);
   const logs = captureLogs(options.logLevel ?? (options.upstream === 'fake' ? 'debug' : 'info'));
   const broker = await createBroker({
     config,
@@ -249,6 +252,7 @@ async function start(
     clock: options.clock ?? systemClock,
     demo: options.demo ?? false,
     cachePolicy: options.cachePolicy ?? (options.upstream === 'fake' ? fastPolicy : undefined),
+    ...(options.reload ? { reload: { ...options.reload, env } } : {}),
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());

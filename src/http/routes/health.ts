@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
 import type { Clock } from '../../clock.js';
+import type { ConfigStatus } from '../../config/reloader.js';
 import type { UpstreamProbe } from '../../config/startupChecks.js';
 import { BrokerError } from '../../errors.js';
 import type { RedisStatus } from '../../store/redisConnection.js';
@@ -14,6 +15,8 @@ export interface HealthRouteDeps {
   redisStatus?: () => RedisStatus;
   /** The start-up probe of each upstream's token endpoint: an unreachable one is named in `/readyz`. */
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
+  /** The configuration generation serving and the last reload's outcome. */
+  configStatus?: (() => ConfigStatus) | undefined;
 }
 
 /** An upstream's OAuth `error` is its own text: enough of it to act on, never a long line. */
@@ -25,7 +28,13 @@ const loggedErrorLength = 100;
  * names share it; a cache answers from memory when a token is held and otherwise makes the one upstream
  * request everyone would wait for anyway. `/readyz?verbose` says why (docs/operations.md).
  */
-export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: HealthRouteDeps): {
+export function healthRoutes({
+  upstreams,
+  clock,
+  redisStatus,
+  upstreamProbes,
+  configStatus,
+}: HealthRouteDeps): {
   healthz: RequestHandler;
   readyz: RequestHandler;
 } {
@@ -71,6 +80,8 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
       ...(redisStatus ? { redis: redisStatus() } : {}),
+      // A refused reload leaves the broker ready: the generation before it keeps serving.
+      ...(configStatus ? { config: configStatus() } : {}),
       // The single-upstream shape of before names existed, kept for existing probes and dashboards; the
       // verbose answer, which no existing probe reads, names each upstream once.
       ...(upstreams.list.length === 1 && only && !verbose ? { upstream: byName[only.name] } : {}),
