@@ -279,7 +279,7 @@ describe('the Docker image steps, replayed in a temporary directory', () => {
       return (JSON.parse(json) as { files: { path: string }[] }[])[0]?.files.map(({ path }) => path) ?? [];
     };
     const allowed = /^(dist|bin|public)\/|^(README\.md|LICENSE|package\.json)$/;
-    const never = /(^|\/)(test|node_modules)\/|(^|\/)\.env|\.(pem|key)$|signing-keys|secret/i;
+    const never = /(^|\/)(test|node_modules|secrets)\/|(^|\/)\.env|\.(pem|key)$|signing-keys/i;
     const fromRoot = packedFiles(root);
     expect(fromRoot.filter((path) => !allowed.test(path) || never.test(path))).toEqual([]);
     expect(fromRoot).toEqual(

@@ -68,7 +68,8 @@ describe('graceful shutdown under load', () => {
     });
     const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
     const broker = await startBrokerProcess({
-      LOG_LEVEL: 'info',
+      // Probes (/healthz, /readyz) are logged at debug: every access line is counted below.
+      LOG_LEVEL: 'debug',
       ALLOWED_ORIGINS: origin,
       BROKER_API_KEYS: apiKey,
       UPSTREAM_TOKEN_URL: upstream.tokenUrl,

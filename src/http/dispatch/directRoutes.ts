@@ -66,6 +66,7 @@ export function directRoutes({ app, common, routes, onError }: DirectRoutesOptio
     // `/` first: the origin form browsers send costs one comparison here.
     if (url.charCodeAt(0) !== 0x2f && !validAbsoluteTarget(url)) {
       req.url = splitTarget(url).path;
+      locals.route = routeFor(routes, req)?.name;
       serve(refuseTarget, req, res, url);
       return;
     }

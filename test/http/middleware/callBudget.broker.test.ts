@@ -73,7 +73,10 @@ describe('CLIENT_TOKEN_MAX_CALLS on one broker', () => {
 
     const metrics = await broker.request({ path: '/metrics', headers: {} });
     expect(refusalCount(metrics.body, 'token_budget_exhausted')).toBe(1);
-    const lines = broker.logs.lines().filter((line) => line.code === 'token_budget_exhausted');
+    // The refusal's own line, with its reason; the access line of the 429 carries the code too.
+    const lines = broker.logs
+      .lines()
+      .filter((line) => line.code === 'token_budget_exhausted' && line.msg === 'proxied call refused');
     expect(lines).toEqual([
       expect.objectContaining({
         msg: 'proxied call refused',

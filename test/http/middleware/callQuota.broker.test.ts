@@ -65,7 +65,10 @@ describe('UPSTREAM_CALL_QUOTA on one broker', () => {
       'token_broker_proxy_call_refusals_total{upstream="default",code="call_quota_exhausted"} 1',
     );
     const lines = broker.logs.lines();
-    expect(lines.filter((line) => line.code === 'call_quota_exhausted')).toEqual([
+    // The refusal's own line, with its reason; the access line of the 429 carries the code too.
+    expect(
+      lines.filter((line) => line.code === 'call_quota_exhausted' && line.msg === 'proxied call refused'),
+    ).toEqual([
       expect.objectContaining({
         origin: appOrigin,
         upstream: 'default',
