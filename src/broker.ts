@@ -11,8 +11,10 @@ import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
+import type { UpgradeListener } from './http/dispatch/upgrades.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
+import { createWebSocketSessions, type WebSocketSessions } from './proxy/websocketSessions.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
@@ -40,6 +42,10 @@ export interface BrokerDeps {
 export interface Broker {
   /** Serves every route but the separate `/metrics` (`metricsApp`). */
   app: RequestListener;
+  /** The server's `upgrade` listener: WebSockets on the proxy (`server.on('upgrade', broker.upgrade)`). */
+  upgrade: UpgradeListener;
+  /** The proxied WebSockets open on this replica; `closeAll()` at shutdown, since they never drain. */
+  websockets: WebSocketSessions;
   upstreams: Upstreams;
   metrics: Metrics;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
@@ -109,7 +115,13 @@ export async function createBroker({
     : localReplays;
   const apiKeys = createApiKeyVerifier(config.apiKeys);
   const caller = createCallerReader(config.trustProxy);
-  const app = createApp({
+  const websockets = createWebSocketSessions({
+    clock,
+    revocations,
+    clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+    maxPerToken: config.websocketsPerToken,
+  });
+  const { request: app, upgrade } = createApp({
     config,
     logger,
     clock,
@@ -122,6 +134,7 @@ export async function createBroker({
     publicJwks: keys.publicJwks,
     upstreams,
     revocations,
+    websockets,
     metrics,
     rateLimits: createRateLimits({
       rules: config.rateLimits,
@@ -135,6 +148,8 @@ export async function createBroker({
   });
   return {
     app,
+    upgrade,
+    websockets,
     upstreams,
     metrics,
     metricsApp:
@@ -142,6 +157,8 @@ export async function createBroker({
         ? undefined
         : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
     async close() {
+      websockets.closeAll();
+      websockets.close();
       revocations.close();
       await replayCache.close();
       await upstreams.close();

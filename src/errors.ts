@@ -20,6 +20,7 @@ export const errorCatalog = {
   unsupported_media_type: { status: 415, title: 'Unsupported request body type' },
   rate_limited: { status: 429, title: 'Too many requests' },
   upstream_rejected: { status: 502, title: 'The upstream authorization server refused the broker' },
+  websocket_refused: { status: 502, title: 'The API refused the WebSocket handshake' },
   upstream_unavailable: { status: 503, title: 'The upstream is unavailable' },
   upstream_timeout: { status: 504, title: 'The upstream did not answer in time' },
   internal_error: { status: 500, title: 'Internal error' },

@@ -35,8 +35,13 @@ export const limitsSchema = z.object({
   }),
   MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512).meta({
     description:
-      'most open connections from one peer address (`0`: no limit); behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
+      'most open connections from one peer address (`0`: no limit), WebSockets included; behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
     example: '512',
+  }),
+  PROXY_WEBSOCKETS_PER_TOKEN: int(1, 10_000, 8).meta({
+    description:
+      'most WebSockets one client token holds open through the proxy on one replica; a further handshake gets `429 rate_limited`',
+    example: '8',
   }),
 });
 
@@ -53,8 +58,10 @@ export interface LimitsConfig {
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
   bodyIdleTimeoutMs: number;
-  /** Most open connections from one peer address; 0: no limit. */
+  /** Most open connections from one peer address, WebSockets included; 0: no limit. */
   maxConnectionsPerIp: number;
+  /** Most proxied WebSockets one client token holds open on one replica. */
+  websocketsPerToken: number;
 }
 
 export function limitsConfig(e: LimitsEnv): LimitsConfig {
@@ -68,5 +75,6 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    websocketsPerToken: e.PROXY_WEBSOCKETS_PER_TOKEN,
   };
 }

@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import type { UpstreamProbe } from '../config/startupChecks.js';
 import type { DpopProofVerifier } from '../dpop/proof.js';
+import type { WebSocketSessions } from '../proxy/websocketSessions.js';
 import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
@@ -19,6 +20,7 @@ import type { Upstreams } from '../upstream/registry.js';
 import { directRoutes, type RequestListener } from './dispatch/directRoutes.js';
 import type { Handler } from './dispatch/handler.js';
 import { sequence } from './dispatch/sequence.js';
+import { type UpgradeListener, upgradeRoutes } from './dispatch/upgrades.js';
 import { bodyIdleTimeout } from './middleware/bodyIdleTimeout.js';
 import { allowedOriginsCors } from './middleware/cors.js';
 import { fixedHeaders } from './middleware/fixedHeaders.js';
@@ -37,6 +39,7 @@ import { openApiRoute } from './routes/openapi.js';
 import { proxyRoutes } from './routes/proxy.js';
 import { staticRoutes } from './routes/static.js';
 import { upstreamTokenRoute } from './routes/upstreamToken.js';
+import { websocketSteps } from './routes/websocket.js';
 
 export interface AppDeps {
   config: Config;
@@ -54,6 +57,8 @@ export interface AppDeps {
   /** The configured upstreams: their token caches and the proxies behind `/api/proxy/*`. */
   upstreams: Upstreams;
   revocations: RevocationList;
+  /** The proxied WebSockets open on this replica (closed on expiry, revocation and shutdown). */
+  websockets: WebSocketSessions;
   metrics: Metrics;
   /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
@@ -69,11 +74,18 @@ export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url)
 /** The browser helper built by `scripts/buildClient.mjs`; the same folder from `src/http/` and `dist/http/`. */
 export const clientDir = fileURLToPath(new URL('../../dist/browser/', import.meta.url));
 
+/** What an `http.Server` serves: its `request` and `upgrade` listeners. */
+export interface AppListeners {
+  request: RequestListener;
+  upgrade: UpgradeListener;
+}
+
 /**
- * Builds the broker's request listener: the direct lane for the proxy and client tokens, Express for the
- * rest (directRoutes.ts). No side effects: nothing listens, nothing starts.
+ * Builds the broker's listeners: the direct lane for the proxy and client tokens, Express for the rest
+ * (directRoutes.ts), and WebSocket handshakes on the proxy (upgrades.ts). No side effects: nothing
+ * listens, nothing starts.
  */
-export function createApp(deps: AppDeps): RequestListener {
+export function createApp(deps: AppDeps): AppListeners {
   const { config, logger, originPolicy } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -114,7 +126,11 @@ export function createApp(deps: AppDeps): RequestListener {
     ...(rateLimits ? [rateLimits.clientToken] : []),
     clientTokenHandler(deps),
   ];
-  const proxy = proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy });
+  const proxy = proxyRoutes({
+    ...deps,
+    rateLimit: rateLimits?.proxy,
+    websocket: websocketSteps({ sessions: deps.websockets, caller: deps.caller, logger }),
+  });
   app.all('/api/client-token', ...clientTokenChain);
 
   const bodyParsers = [
@@ -146,11 +162,12 @@ export function createApp(deps: AppDeps): RequestListener {
   const onError = errorHandler(logger);
   app.use(notFoundHandler);
   app.use(onError);
-  return directRoutes({
+  const request = directRoutes({
     app,
     common,
     exact: [{ path: '/api/client-token', chain: clientTokenChain }],
     mounts: proxy.mounts,
     onError,
   });
+  return { request, upgrade: upgradeRoutes({ app: request, common, mounts: proxy.upgrades, onError }) };
 }

@@ -3,6 +3,7 @@ import { createOriginPolicy, type OriginPolicy } from '../caller/origins.js';
 import type { Clock } from '../clock.js';
 import type { NamedUpstream } from '../config/index.js';
 import { createProxyForwarder, type ProxyForwarder } from '../proxy/forward.js';
+import { createWebSocketForwarder, type WebSocketForwarder } from '../proxy/websocketForward.js';
 import type { RedisBackend } from '../store/redisBackend.js';
 import type { KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -21,6 +22,8 @@ export interface Upstream {
   cache: TokenCache;
   /** Forwards to `UPSTREAM_<NAME>_API_URL`; undefined when none is set. */
   proxy: ProxyForwarder | undefined;
+  /** Opens WebSockets to the same API; undefined when no API URL is set. */
+  websocket: WebSocketForwarder | undefined;
   /** `UPSTREAM_<NAME>_ALLOWED_ORIGINS`; undefined: every origin the broker admits. */
   origins: OriginPolicy | undefined;
 }
@@ -84,7 +87,10 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
           maxReplayBytes: config.maxReplayBytes,
         })
       : undefined;
-    return { name, cache, proxy, origins: allowedOrigins && createOriginPolicy(allowedOrigins) };
+    const websocket = config.apiUrl
+      ? createWebSocketForwarder({ apiUrl: config.apiUrl, cache, handshakeTimeoutMs: config.timeoutMs })
+      : undefined;
+    return { name, cache, proxy, websocket, origins: allowedOrigins && createOriginPolicy(allowedOrigins) };
   });
   const byName = new Map(list.map((upstream) => [upstream.name, upstream]));
   return {

@@ -14,6 +14,7 @@ import { splitTarget } from '../dispatch/requestTarget.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
+import type { WebSocketSteps } from './websocket.js';
 
 export interface ProxyRouteDeps {
   upstreams: Upstreams;
@@ -25,6 +26,8 @@ export interface ProxyRouteDeps {
   config: Pick<Config, 'publicUrl'>;
   /** The per-IP budget of proxied calls; undefined: none. */
   rateLimit?: Handler | undefined;
+  /** The WebSocket handshake's own steps (websocket.ts). */
+  websocket: WebSocketSteps;
 }
 
 /** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
@@ -40,6 +43,8 @@ export interface ProxyRoutes {
   mounts: ProxyMount[];
   /** Every mount, as Express matches it: serves what the direct lane left to Express. */
   router: Router;
+  /** WebSocket handshakes under each mount with an API, served by the `upgrade` listener (upgrades.ts). */
+  upgrades: ProxyMount[];
 }
 
 /**
@@ -49,6 +54,7 @@ export interface ProxyRoutes {
 export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
   const router = Router();
   const mounts: ProxyMount[] = [];
+  const upgrades: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
@@ -82,9 +88,30 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
+    if (upstream.websocket) {
+      const admit = upstreamAdmission(upstream);
+      const { websocket } = deps;
+      // The same checks as a call, but the token comes from the offered subprotocol and no CORS applies.
+      upgrades.push({
+        mount,
+        chain: [
+          name,
+          ...(deps.rateLimit ? [deps.rateLimit] : []),
+          websocket.handshake,
+          verifyClientToken({
+            ...deps,
+            admit: (claims) => {
+              admit(claims);
+              websocket.admit(claims);
+            },
+          }),
+          websocket.accept(upstream.websocket),
+        ],
+      });
+    }
   }
   for (const { mount, chain } of mounts) router.use(mount, ...chain);
-  return { mounts, router };
+  return { mounts, router, upgrades };
 }
 
 /**
