@@ -1,11 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { closedPort } from '../support/apiServers.js';
 import { appOrigin, type BrokerHandle, startBroker } from '../support/broker.js';
-import { expectNoSecrets } from '../support/logs.js';
+import { startBrokerProcess } from '../support/brokerProcess.js';
+import { expectNoSecrets, registerSecret } from '../support/logs.js';
+import { issueToken, startFakeTokenServer } from '../support/oauthServers.js';
+import { call } from '../support/rawCall.js';
+import { signingKeySet } from '../support/signingKeys.js';
 import { type SocketApi, startSocketApi } from '../support/socketApi.js';
 import { handshake, nextMessage, offerFor, openSocket } from '../support/socketClient.js';
-import { waitFor } from '../support/waiting.js';
+import { sleep, waitFor } from '../support/waiting.js';
 
 type SocketBroker = BrokerHandle<'fake', SocketApi>;
 
@@ -341,5 +346,76 @@ describe('WebSocket limits and failures', () => {
     const unknown = await handshake(broker.url, '/nowhere', origin);
     expect(unknown.status).toBe(404);
     expect(JSON.parse(unknown.body).code).toBe('not_found');
+  });
+});
+
+describe('WebSockets across a fleet', () => {
+  it('when a token is revoked on another replica, then its socket on this one closes with 4403 within 1 s', async () => {
+    // Two replicas: one Redis and key prefix, one signing key set.
+    const env = {
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_KEY_PREFIX: `tb-ws-${randomBytes(6).toString('hex')}:`,
+      CACHE_ENCRYPTION_KEY: registerSecret('cache key', randomBytes(32).toString('base64')),
+      SIGNING_KEYS: await signingKeySet(),
+    };
+    const here = await startBroker({ upstream: 'fake', api, env });
+    const there = await startBroker({ upstream: 'fake', api, env });
+    const token = await here.clientToken();
+    const socket = await openSocket(here.url, '/api/proxy/fleet', offerFor(token), origin);
+    socket.ws.send('before');
+    expect((await nextMessage(socket.ws)).data.toString()).toBe('before');
+    const started = performance.now();
+    await revoke(there, token);
+    const closed = await socket.closed;
+    expect(closed.code).toBe(4403);
+    expect(closed.at - started).toBeLessThan(1_000);
+    // And the token opens no new socket on either replica.
+    for (const replica of [here, there]) {
+      const again = await handshake(replica.url, '/api/proxy/fleet', {
+        ...origin,
+        'sec-websocket-protocol': offerFor(token).join(','),
+      });
+      expect(JSON.parse(again.body).code).toBe('token_revoked');
+    }
+  });
+});
+
+describe('WebSockets and MAX_CONNECTIONS_PER_IP (main.ts)', () => {
+  it('when an address holds MAX_CONNECTIONS_PER_IP WebSockets, then its next connection gets 429, and a closed socket frees its place', async () => {
+    const upstream = await startFakeTokenServer(issueToken([]));
+    const broker = await startBrokerProcess({
+      MAX_CONNECTIONS_PER_IP: '2',
+      ALLOWED_ORIGINS: appOrigin,
+      SIGNING_KEYS: await signingKeySet(),
+      UPSTREAM_TOKEN_URL: upstream.tokenUrl,
+      UPSTREAM_CLIENT_ID: 'ws-client',
+      UPSTREAM_CLIENT_SECRET: registerSecret('upstream client secret', randomBytes(24).toString('base64url')),
+      UPSTREAM_API_URL: `${api.origin}/`,
+    });
+    try {
+      // A connection of its own, closed after the answer.
+      const minted = await call(broker.url, '/api/client-token', { method: 'POST', headers: origin });
+      const token = registerSecret('client token', minted.json().token as string);
+      const first = await openSocket(broker.url, '/api/proxy/1', offerFor(token), origin);
+      await openSocket(broker.url, '/api/proxy/2', offerFor(token), origin);
+      const third = await handshake(broker.url, '/api/proxy/3', {
+        ...origin,
+        'sec-websocket-protocol': offerFor(token).join(','),
+      });
+      expect(third.status).toBe(429);
+      expect(JSON.parse(third.body).code).toBe('rate_limited');
+      first.ws.close();
+      await first.closed;
+      // The broker's end closes once the close handshake is over.
+      await sleep(200);
+      const freed = await handshake(broker.url, '/api/proxy/4', {
+        ...origin,
+        'sec-websocket-protocol': offerFor(token).join(','),
+      });
+      expect(freed.status).toBe(101);
+    } finally {
+      await broker.stop();
+      await upstream.close();
+    }
   });
 });
