@@ -31,13 +31,27 @@ function passedOn(code: number, vanished: number): number | undefined {
  */
 export function relaySockets(client: WebSocket, api: WebSocket, onEnd: (end: RelayEnd) => void): void {
   const forward = (from: WebSocket, to: WebSocket) => {
+    const text = { binary: false };
+    const binary = { binary: true };
+    let waiting = false;
+    // Every message sent while waiting has this callback, so the last one's finds the queue drained.
     const resume = () => {
-      if (from.isPaused && to.bufferedAmount <= lowWaterBytes) from.resume();
+      if (waiting && to.bufferedAmount <= lowWaterBytes) {
+        waiting = false;
+        from.resume();
+      }
     };
     from.on('message', (data, isBinary) => {
       if (to.readyState !== WebSocket.OPEN) return;
-      to.send(data as Buffer | Buffer[], { binary: isBinary }, resume);
-      if (to.bufferedAmount > highWaterBytes) from.pause();
+      const options = isBinary ? binary : text;
+      // The common case costs no callback: only a full queue makes the relay wait for one.
+      if (!waiting && to.bufferedAmount < highWaterBytes) {
+        to.send(data as Buffer, options);
+        return;
+      }
+      waiting = true;
+      from.pause();
+      to.send(data as Buffer, options, resume);
     });
   };
   forward(client, api);

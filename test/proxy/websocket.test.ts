@@ -98,6 +98,27 @@ describe('WebSockets on /api/proxy/*', () => {
     expect((await socket.closed).code).toBe(1014);
   });
 
+  it('when the API stops reading, then the broker stops reading the page, and every message arrives in order once it reads again', async () => {
+    const token = await broker.clientToken();
+    const before = api.sockets.length;
+    const socket = await openSocket(broker.url, '/api/proxy/bulk', offerFor(token), origin);
+    await waitFor(() => api.sockets.length > before);
+    const apiEnd = api.sockets.at(-1) as (typeof api.sockets)[number];
+    apiEnd.pause();
+    const chunk = 64 * 1024;
+    const count = 256;
+    for (let index = 0; index < count; index += 1) socket.ws.send(Buffer.alloc(chunk, index % 251));
+    // 16 MiB sent: past the broker's 1 MiB and the kernel's buffers, the rest waits on the page's side.
+    await sleep(300);
+    expect(socket.ws.bufferedAmount).toBeGreaterThan(4 * 1024 * 1024);
+    const echoed: Buffer[] = [];
+    socket.ws.on('message', (data) => echoed.push(data as Buffer));
+    apiEnd.resume();
+    await waitFor(() => echoed.length === count, 15_000);
+    expect(echoed.every((data, index) => data.length === chunk && data[0] === index % 251)).toBe(true);
+    socket.ws.close();
+  });
+
   it('when a handshake fails a check, then it is refused before any upgrade with the problem code in the body, and no secret in any answer', async () => {
     const token = await broker.clientToken();
     const good = offerFor(token).join(', ');
