@@ -402,7 +402,7 @@ describe('WebSockets across a fleet', () => {
 });
 
 describe('WebSockets and MAX_CONNECTIONS_PER_IP (main.ts)', () => {
-  it('when an address holds MAX_CONNECTIONS_PER_IP WebSockets, then its next connection gets 429, and a closed socket frees its place', async () => {
+  it('when an address holds MAX_CONNECTIONS_PER_IP WebSockets, then its next connection gets 429, a closed socket frees its place, and SIGTERM closes the rest with 1001', async () => {
     const upstream = await startFakeTokenServer(issueToken([]));
     const broker = await startBrokerProcess({
       MAX_CONNECTIONS_PER_IP: '2',
@@ -418,7 +418,7 @@ describe('WebSockets and MAX_CONNECTIONS_PER_IP (main.ts)', () => {
       const minted = await call(broker.url, '/api/client-token', { method: 'POST', headers: origin });
       const token = registerSecret('client token', minted.json().token as string);
       const first = await openSocket(broker.url, '/api/proxy/1', offerFor(token), origin);
-      await openSocket(broker.url, '/api/proxy/2', offerFor(token), origin);
+      const second = await openSocket(broker.url, '/api/proxy/2', offerFor(token), origin);
       const third = await handshake(broker.url, '/api/proxy/3', {
         ...origin,
         'sec-websocket-protocol': offerFor(token).join(','),
@@ -434,6 +434,14 @@ describe('WebSockets and MAX_CONNECTIONS_PER_IP (main.ts)', () => {
         'sec-websocket-protocol': offerFor(token).join(','),
       });
       expect(freed.status).toBe(101);
+
+      // SIGTERM: an open socket is told the broker is going away, and the process still exits.
+      second.ws.close();
+      await second.closed;
+      await sleep(200);
+      const open = await openSocket(broker.url, '/api/proxy/5', offerFor(token), origin);
+      await broker.stop();
+      expect(await open.closed).toMatchObject({ code: 1001, reason: 'broker shutting down' });
     } finally {
       await broker.stop();
       await upstream.close();
