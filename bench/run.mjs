@@ -5,12 +5,14 @@
  * bench/results.json, and exits non-zero when a target is missed.
  *
  * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
- * proxy), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy), w (WebSockets: 1,000
- * sockets held through the proxy, and echo messages per second through it vs direct to the same API).
+ * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), d (cold-cache
+ * callers), e (soak of the mint route), s (soak of the proxy), w (WebSockets: 1,000 sockets held
+ * through the proxy, and echo messages per second through it vs direct to the same API).
  *
  * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
  * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_WS_HOLD (30 s
- * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,d,e,s,w; all by default), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
+ * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,d,e,s,w; all by default),
+ * BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
  */
 import { spawnSync } from 'node:child_process';
@@ -19,6 +21,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { measure, soak } from './lib/load.mjs';
 import { rssBytes, startBroker, startScript, stop } from './lib/processes.mjs';
@@ -45,7 +48,8 @@ const settings = {
   soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 200_000),
   socketHoldSeconds: positiveInt('BENCH_WS_HOLD', 30),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,d,e,s,w').split(',').map((name) => name.trim())),
+  redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,d,e,s,w').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -284,6 +288,78 @@ async function scenarioP(upstream) {
   }
 }
 
+/** Whether Redis answers PING within a second. */
+async function redisAnswers(url) {
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0 });
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * The proxy with `CLIENT_TOKEN_MAX_CALLS` and `UPSTREAM_CALL_QUOTA` on (limits the load never reaches,
+ * so every call is counted and none refused), against the same proxy with both off: in memory, and
+ * leasing from Redis (`CALL_LEASE_SIZE` 100, one round trip per 100 calls of the one bench token).
+ */
+async function scenarioB(upstream) {
+  log('B: /api/proxy with call budgets and quotas on, in memory and with Redis');
+  const limits = { CLIENT_TOKEN_MAX_CALLS: '1000000000', UPSTREAM_CALL_QUOTA: '999999999/day' };
+  const withRedis = await redisAnswers(settings.redisUrl);
+  if (!withRedis) log(`  no Redis at ${settings.redisUrl}: the Redis row is left out`);
+  const brokers = [
+    { name: 'B  /api/proxy, budget and quota off', broker: await launchBroker('EdDSA', upstream) },
+    {
+      name: 'B  /api/proxy, budget and quota (memory)',
+      broker: await launchBroker('EdDSA', upstream, limits),
+    },
+  ];
+  if (withRedis) {
+    const broker = await launchBroker('EdDSA', upstream, {
+      ...limits,
+      REDIS_URL: settings.redisUrl,
+      REDIS_KEY_PREFIX: `bench-${randomBytes(6).toString('hex')}:`,
+      CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    });
+    brokers.push({ name: 'B  /api/proxy, budget and quota (Redis)', broker });
+  }
+  try {
+    const cases = [];
+    for (const { name, broker } of brokers) {
+      const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
+      const headers = { origin, authorization: `Bearer ${token}` };
+      await getOk(`${broker.url}/api/proxy/items`, headers);
+      cases.push({
+        name,
+        load: { ...loadDefaults(), url: `${broker.url}/api/proxy/items`, headers, pid: broker.child.pid },
+      });
+    }
+    const rows = await alternate(cases);
+    for (const row of rows) {
+      row.ratio = ratio(row, rows[0]);
+      row.loopRatio = loopRatio(row, rows[0]);
+    }
+    return {
+      rows,
+      targets: [
+        target('B budget and quota on (memory)/off req/s', rows[1].ratio, '>=', 0.9),
+        target(
+          'B errors',
+          rows.reduce((sum, row) => sum + row.errors, 0),
+          '==',
+          0,
+        ),
+      ],
+    };
+  } finally {
+    for (const { broker } of brokers) await stop(broker.child);
+  }
+}
+
 /** One GET on its own connection, so every caller is a separate client waiting at once. */
 function getOnNewConnection(url, headers) {
   return new Promise((resolve, reject) => {
@@ -488,13 +564,14 @@ async function main() {
   const notSelected = skipped('not selected by BENCH_ONLY');
   const m = settings.only.has('m') ? await scenarioM(upstream) : notSelected;
   const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
+  const b = settings.only.has('b') ? await scenarioB(upstream) : notSelected;
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
   const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
   const soakProxy = settings.only.has('s') ? await scenarioE(upstream, 'proxy') : notSelected;
   const w = settings.only.has('w') ? await scenarioW(upstream) : notSelected;
   await stop(upstream.child);
 
-  const rows = [...m.rows, ...p.rows].map((row) => ({
+  const rows = [...m.rows, ...p.rows, ...b.rows].map((row) => ({
     scenario: row.name,
     'req/s': row.requestsPerSecond,
     'p50 ms': row.p50Ms,
@@ -508,6 +585,7 @@ async function main() {
   const targets = [
     ...m.targets,
     ...p.targets,
+    ...b.targets,
     ...d.targets,
     ...e.targets,
     ...soakProxy.targets,
@@ -516,6 +594,7 @@ async function main() {
   process.stdout.write(`\n${formatTable(rows)}\n`);
   if (m.skipped) process.stdout.write(`M  SKIPPED: ${m.skipped}\n`);
   if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
+  if (b.skipped) process.stdout.write(`B  SKIPPED: ${b.skipped}\n`);
   process.stdout.write(
     d.skipped
       ? `D  SKIPPED: ${d.skipped}\n`
@@ -552,6 +631,7 @@ async function main() {
         markdownTable: formatMarkdownTable(rows),
         m,
         p,
+        b,
         d,
         e,
         s: soakProxy,

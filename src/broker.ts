@@ -11,15 +11,19 @@ import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
+import type { Handler } from './http/dispatch/handler.js';
 import type { UpgradeListener } from './http/dispatch/upgrades.js';
+import { callBudget } from './http/middleware/callBudget.js';
+import { callQuota } from './http/middleware/callQuota.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createWebSocketSessions, type WebSocketSessions } from './proxy/websocketSessions.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { loadSigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
+import { createCallCounter } from './store/callCounter.js';
 import { createMemoryStore } from './store/memoryStore.js';
-import { connectRedis } from './store/redisBackend.js';
+import { connectRedis, type RedisBackend } from './store/redisBackend.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { createUpstreams, type Upstreams } from './upstream/registry.js';
@@ -143,6 +147,7 @@ export async function createBroker({
       redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
     }),
     ...(redis ? { redisStatus: redis.status } : {}),
+    ...callLimits({ config, redis, clock, logger, metrics }),
     demo: demo ?? false,
     upstreamProbes,
   });
@@ -166,4 +171,62 @@ export async function createBroker({
       await redis?.close();
     },
   };
+}
+
+/**
+ * The proxy steps of `CLIENT_TOKEN_MAX_CALLS` and `UPSTREAM_[<NAME>_]CALL_QUOTA`, each only when set, so
+ * that the proxy chain holds no step for a feature that is off. With Redis both lease their counts from it.
+ */
+function callLimits({
+  config,
+  redis,
+  clock,
+  logger,
+  metrics,
+}: {
+  config: Config;
+  redis: RedisBackend | undefined;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+}): { callBudget?: Handler; callQuotas?: ReadonlyMap<string, Handler> } {
+  const counterFor = (name: string, maxEntries: number) =>
+    createCallCounter({
+      clock,
+      maxEntries,
+      redis: redis && {
+        client: redis.connections.client,
+        prefix: `${redis.prefix}calls:${name}:`,
+        leaseSize: config.callLeaseSize,
+        logger: logger.child({ component: 'callCounter' }),
+      },
+    });
+  const maxCalls = config.maxCallsPerToken;
+  const budget =
+    maxCalls === undefined
+      ? undefined
+      : callBudget({
+          maxCalls,
+          counter: counterFor('budget', config.budgetCacheSize),
+          clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+          metrics,
+          logger,
+        });
+  const quotas = new Map<string, Handler>();
+  // Each upstream has one live window at a time, and the last one while a lease of it drains.
+  const quotaCounter = counterFor('quota', 4 * config.upstreams.length);
+  for (const { name, config: upstream } of config.upstreams) {
+    if (!upstream.callQuota) continue;
+    const quota = callQuota({
+      upstream: name,
+      quota: upstream.callQuota,
+      counter: quotaCounter,
+      clock,
+      metrics,
+      logger,
+    });
+    metrics.observeCallQuota(name, quota.status);
+    quotas.set(name, quota.handler);
+  }
+  return { ...(budget ? { callBudget: budget } : {}), ...(quotas.size > 0 ? { callQuotas: quotas } : {}) };
 }

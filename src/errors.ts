@@ -19,6 +19,8 @@ export const errorCatalog = {
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported request body type' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  token_budget_exhausted: { status: 429, title: 'The client token has made all the calls it may make' },
+  call_quota_exhausted: { status: 429, title: "The upstream's call quota is spent for this window" },
   upstream_rejected: { status: 502, title: 'The upstream authorization server refused the broker' },
   websocket_refused: { status: 502, title: 'The API refused the WebSocket handshake' },
   upstream_unavailable: { status: 503, title: 'The upstream is unavailable' },

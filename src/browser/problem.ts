@@ -5,6 +5,8 @@ const RENEWABLE_CODES: ReadonlySet<string> = new Set<RenewableCode>([
   'invalid_client_token',
   'ip_mismatch',
   'token_revoked',
+  // The token has made its CLIENT_TOKEN_MAX_CALLS calls: a new one (with a new proof, if required) may call again.
+  'token_budget_exhausted',
 ]);
 
 /** A refused DPoP proof: the call is sent once more with the same token and a fresh proof. */
@@ -36,7 +38,8 @@ export async function readProblem(response: Response): Promise<Problem | undefin
 
 /** The broker's refusal code when the proxy refused the token or its proof (not the upstream API). */
 export async function retryableRefusal(response: Response): Promise<string | undefined> {
-  if (response.status !== 401 && response.status !== 403) return undefined;
+  // 429 is also the proxy's `rate_limited` and `call_quota_exhausted`, which a new token does not fix.
+  if (response.status !== 401 && response.status !== 403 && response.status !== 429) return undefined;
   const problem = await readProblem(response.clone());
   if (!problem) return undefined;
   return RENEWABLE_CODES.has(problem.code) || problem.code === PROOF_REFUSED ? problem.code : undefined;

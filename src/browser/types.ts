@@ -1,7 +1,11 @@
 import type { BrokerClientError } from './errors.js';
 
 /** Proxy refusals after which `fetch` drops the token and retries once with a new one. */
-export type RenewableCode = 'invalid_client_token' | 'ip_mismatch' | 'token_revoked';
+export type RenewableCode =
+  | 'invalid_client_token'
+  | 'ip_mismatch'
+  | 'token_revoked'
+  | 'token_budget_exhausted';
 
 /** The token held in memory. Times are milliseconds since the epoch, on the local clock. */
 export interface TokenInfo {
@@ -111,7 +115,8 @@ export interface BrokerClient {
    * When the broker refuses the token with a {@link RenewableCode}, the call is retried once with a new
    * token if its body is replayable (none, string, Blob, BufferSource, URLSearchParams, FormData; not a
    * ReadableStream); after `invalid_dpop_proof`, once with a fresh proof. Other answers,
-   * including 429/503 from the proxy, are returned as they are. Rejects with {@link BrokerClientError}
+   * including 429/503 from the proxy (but `429 token_budget_exhausted`, which a new token fixes), are
+   * returned as they are. Rejects with {@link BrokerClientError}
    * when no token can be had, and like `fetch` on network errors.
    */
   fetch(path: string, init?: RequestInit): Promise<Response>;

@@ -53,7 +53,9 @@ export function parseOriginPattern(entry: string): OriginPattern | undefined {
     if (!url.hostname.includes('.') && url.hostname !== 'localhost') return undefined;
     return { kind: 'wildcard', protocol: url.protocol, suffix: `.${url.hostname}`, port: url.port };
   }
-  const origin = normalizeOrigin(entry);
+  // WHATWG URL takes `*` in a host, so `https://*example.com` (the dot forgotten) would pass as an exact
+  // origin that no browser ever sends.
+  const origin = entry.includes('*') ? undefined : normalizeOrigin(entry);
   return origin ? { kind: 'exact', origin } : undefined;
 }
 

@@ -25,6 +25,17 @@ function showUrl(value: string): string {
   return url.href;
 }
 
+/**
+ * How the upstream authenticates the broker, as the profile really sends it: the json and bloq bodies
+ * carry the secret themselves, whatever `UPSTREAM_AUTH_METHOD` says.
+ */
+function authSummary({ profile, authMethod }: Config['upstreams'][number]['config']): string {
+  if (authMethod === 'private_key_jwt') return 'private_key_jwt (a signed assertion; no secret is sent)';
+  if (profile === 'json') return 'client_id and client_secret in the JSON body (json profile)';
+  if (profile === 'bloq') return 'clientId and clientSecret in the JSON body (bloq profile)';
+  return authMethod;
+}
+
 function describeUpstreams(config: Config): [string, string][] {
   if (config.upstreams.length === 0)
     return [['upstream', 'none: the dev upstream starts (development only)']];
@@ -40,7 +51,7 @@ function describeUpstreams(config: Config): [string, string][] {
       ],
       [label('client id'), upstream.clientId],
       [label('profile'), upstream.profile],
-      [label('auth method'), upstream.authMethod],
+      [label('auth method'), authSummary(upstream)],
     ];
     if (upstream.audience) rows.push([label('audience'), upstream.audience]);
     if (upstream.scope) rows.push([label('scope'), upstream.scope]);
@@ -99,8 +110,10 @@ Options:
   -h, --help        show this help`,
   async run(args, ctx) {
     // Not "--env-file": Node 20 takes that flag for itself even after the script name.
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({ args, options: { dotenv: { type: 'string' } }, allowPositionals: true }),
+    const options = { dotenv: { type: 'string' } } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     if (positionals.length > 0) throw new UsageError('unexpected argument');
     const env = { ...ctx.env };

@@ -124,19 +124,17 @@ Environment:
   BROKER_URL, BROKER_API_KEY   used when --url or the API key options are not given`,
   async run(args, ctx) {
     rememberArgvKeys(args, ctx.secrets);
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({
-        args,
-        options: {
-          url: { type: 'string' },
-          origin: { type: 'string' },
-          ip: { type: 'string' },
-          'api-key': { type: 'string' },
-          'api-key-file': { type: 'string' },
-          timeout: { type: 'string' },
-        },
-        allowPositionals: true,
-      }),
+    const options = {
+      url: { type: 'string' },
+      origin: { type: 'string' },
+      ip: { type: 'string' },
+      'api-key': { type: 'string' },
+      'api-key-file': { type: 'string' },
+      timeout: { type: 'string' },
+    } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     if (positionals.length > 0) throw new UsageError('unexpected argument');
     const url = brokerUrl(values.url ?? ctx.env.BROKER_URL);
@@ -158,6 +156,12 @@ Environment:
       const location = response.headers.get('location');
       throw new CliFailure(
         `the broker answered HTTP ${response.status}${location ? ` to ${location}` : ''}; pass the final address as --url`,
+      );
+    }
+    if (response.status === 404 && url.pathname !== '/api/auth/claim') {
+      // The route was resolved under the path of --url: that path is the likely mistake.
+      throw new CliFailure(
+        `${describeFailure(response, text)}; --url is the broker's base URL, and ${url.origin}${url.pathname} has no claim route: try --url ${url.origin}`,
       );
     }
     if (!response.ok) throw new CliFailure(describeFailure(response, text));

@@ -1,3 +1,5 @@
+import { meant } from '../config/typos.js';
+
 /**
  * What every CLI command gets: its environment, where to write, and the values it must never print.
  * Commands take this instead of touching `process` so that the entry point alone owns the process.
@@ -10,6 +12,8 @@ export interface CliContext {
   readStdin: () => Promise<string>;
   /** Secrets seen while running (API keys, client secrets); error output is scrubbed of every one. */
   secrets: Set<string>;
+  /** Aborted when a long-running command should stop (SIGINT or SIGTERM at the entry point). */
+  signal?: AbortSignal;
 }
 
 /** The command line itself is wrong: exit status 2, with a pointer to the command's `--help`. */
@@ -52,13 +56,22 @@ export function redact(text: string, secrets: Iterable<string>): string {
 /**
  * Runs `node:util` parseArgs and turns its errors into UsageErrors. Only the first line of its
  * message is kept, and a stray positional is not quoted back: it could be a secret typed in the wrong place.
+ * An unknown option close to one of `options` (`--orgin`) is answered with the one meant.
  */
-export function parseUsage<T>(parse: () => T): T {
+export function parseUsage<T>(parse: () => T, options: readonly string[] = []): T {
   try {
     return parse();
   } catch (error) {
     const { code, message } = error as { code?: string; message: string };
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError('unexpected argument');
+    const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--[^'=]+)/.exec(message)?.[1] : undefined;
+    const suggestion =
+      unknown &&
+      meant(
+        unknown,
+        options.map((option) => `--${option}`),
+      );
+    if (suggestion) throw new UsageError(`unknown option ${unknown}; did you mean ${suggestion}?`);
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
       throw new UsageError(message.split('\n')[0] ?? message);
     }

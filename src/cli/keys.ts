@@ -66,12 +66,10 @@ Options:
 
 The output is a private key: keep it out of logs, shells' history and source control.`,
   async run(args, ctx) {
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({
-        args,
-        options: { alg: { type: 'string' }, kid: { type: 'string' } },
-        allowPositionals: true,
-      }),
+    const options = { alg: { type: 'string' }, kid: { type: 'string' } } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     if (positionals.length > 0) throw new UsageError('unexpected argument');
     const key = await generateSigningKey(algorithmOption(values.alg, 'EdDSA'), kidOption(values.kid));
@@ -99,12 +97,10 @@ Options:
 
 Restart or reload the broker afterwards so that it reads the file again.`,
   async run(args, ctx) {
-    const { values, positionals } = parseUsage(() =>
-      parseArgs({
-        args,
-        options: { alg: { type: 'string' }, kid: { type: 'string' }, keep: { type: 'string' } },
-        allowPositionals: true,
-      }),
+    const options = { alg: { type: 'string' }, kid: { type: 'string' }, keep: { type: 'string' } } as const;
+    const { values, positionals } = parseUsage(
+      () => parseArgs({ args, options, allowPositionals: true }),
+      Object.keys(options),
     );
     const file = onePositional(positionals, '<file>');
     if (file === '-') throw new UsageError('rotate needs a file, not standard input');

@@ -1,9 +1,15 @@
 import { checkConfigCommand } from './checkConfig.js';
 import { claimCommand } from './claim.js';
 import { type CliContext, CliFailure, type Command, redact, UsageError } from './context.js';
+import { devUpstreamCommand } from './devUpstream.js';
 import { keysCommand } from './keys.js';
 
-const commands: (Command & { subcommands?: Command[] })[] = [keysCommand, checkConfigCommand, claimCommand];
+const commands: (Command & { subcommands?: Command[] })[] = [
+  keysCommand,
+  checkConfigCommand,
+  claimCommand,
+  devUpstreamCommand,
+];
 
 /** Exit statuses: success, the command failed, the command line is wrong. */
 export const exitCodes = { ok: 0, failure: 1, usage: 2 } as const;

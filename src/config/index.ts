@@ -12,7 +12,8 @@ import { type UpstreamsConfig, upstreamsConfig, upstreamsSchema } from './namedU
 import { issueProblems, resolveSecretFiles } from './parse.js';
 import { type RedisConfig, redisConfig, redisSchema, redisSecrets } from './redis.js';
 import { type ServerConfig, serverConfig, serverSchema, serverSecrets } from './server.js';
-import { unprefixedName } from './upstreamNames.js';
+import { misspelledSettings } from './typos.js';
+import { namedSuffixes, unprefixedName, upstreamPrefix } from './upstreamNames.js';
 import { upstreamSchema, upstreamSecrets } from './upstreamSettings.js';
 
 export type { RateLimitRule } from './fields.js';
@@ -81,9 +82,9 @@ function exampleOf(prefixed: string): string | undefined {
   return schema && (settingMeta(schema)?.example ?? defaultText(schema));
 }
 
-/** Lines that ask to drop or move a setting, where an example of its value would mislead. */
+/** Lines that ask to drop or move a setting, or to replace a placeholder, where an example of its value would mislead. */
 const dropSetting =
-  /\b(only used|not used|set together|keep one|set only one|listed twice|does not list|cannot be a name)\b/;
+  /\b(only used|not used|set together|keep one|set only one|listed twice|does not list|cannot be a name|placeholder)\b/;
 
 /**
  * `NAME: what is wrong, e.g. NAME=<a valid value>`, unless the problem already shows a value or asks to
@@ -107,6 +108,16 @@ export class ConfigError extends Error {
   }
 }
 
+/** Every variable the broker reads from `env`, the prefixed settings of its named upstreams included. */
+function knownSettings(env: Record<string, string | undefined>): Set<string> {
+  const names = (env.UPSTREAMS ?? '').split(',').map((name) => name.trim().toLowerCase());
+  return new Set([
+    ...Object.keys(envSchema.shape),
+    ...secretSettings.map((name) => `${name}_FILE`),
+    ...names.filter(Boolean).flatMap((name) => namedSuffixes.map((suffix) => upstreamPrefix(name) + suffix)),
+  ]);
+}
+
 export interface LoadConfigOptions {
   readFile?: (path: string) => string;
 }
@@ -119,10 +130,12 @@ export function loadConfig(
   env: Record<string, string | undefined>,
   { readFile = (path) => readFileSync(path, 'utf8') }: LoadConfigOptions = {},
 ): Config {
-  const problems: string[] = [];
-  const parsed = envSchema.safeParse(resolveSecretFiles(env, secretSettings, readFile, problems));
+  const problems = misspelledSettings(env, knownSettings(env));
+  const placeholders = new Set<string>();
+  const resolved = resolveSecretFiles(env, secretSettings, readFile, problems, undefined, placeholders);
+  const parsed = envSchema.safeParse(resolved);
   if (!parsed.success) {
-    problems.push(...issueProblems(parsed.error.issues, secretSettings));
+    problems.push(...issueProblems(parsed.error.issues, secretSettings, undefined, placeholders));
     throw new ConfigError(problems);
   }
   const e = parsed.data;

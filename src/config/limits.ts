@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { int, type RateLimitRule, rateLimit } from './fields.js';
+import { int, optionalInt, type RateLimitRule, rateLimit } from './fields.js';
 
 /** How much one caller may ask for: request budgets per client IP, body size and pace, open connections. */
 export const limitsSchema = z.object({
@@ -23,6 +23,21 @@ export const limitsSchema = z.object({
     description: 'per-IP limit of `/api/proxy/*`, counted before the client token is checked',
     example: '100/second',
     default: '6000/minute',
+  }),
+  CLIENT_TOKEN_MAX_CALLS: optionalInt(1, 1_000_000_000).meta({
+    description:
+      'proxied calls one client token may make (counted by `jti`, fleet-wide with Redis); past it `429 token_budget_exhausted` and the browser helper fetches a new token. Empty: no limit',
+    example: '1000',
+  }),
+  CLIENT_TOKEN_BUDGET_CACHE_SIZE: int(1_000, 10_000_000, 100_000).meta({
+    description:
+      'client tokens whose call count each replica remembers (about 150 bytes each); when full the oldest is forgotten: without Redis it then starts over, with Redis it is read back',
+    example: '100000',
+  }),
+  CALL_LEASE_SIZE: int(1, 100_000, 100).meta({
+    description:
+      'most calls of a budget or call quota a replica leases from Redis in one round trip; the fleet may refuse up to (replicas − 1) × this many calls early, and never serves more than the limit while Redis answers',
+    example: '100',
   }),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384).meta({
     description: 'largest accepted body on the JSON/form routes, bytes',
@@ -55,6 +70,12 @@ export interface LimitsConfig {
     apiKeyFailures: RateLimitRule | undefined;
     proxy: RateLimitRule | undefined;
   };
+  /** `CLIENT_TOKEN_MAX_CALLS`: proxied calls per client token; undefined: no budget. */
+  maxCallsPerToken: number | undefined;
+  /** Client tokens whose count a replica remembers at most. */
+  budgetCacheSize: number;
+  /** Most calls of a budget or quota leased from Redis at a time. */
+  callLeaseSize: number;
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
   bodyIdleTimeoutMs: number;
@@ -72,6 +93,9 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
       apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
       proxy: e.RATE_LIMIT_PROXY,
     },
+    maxCallsPerToken: e.CLIENT_TOKEN_MAX_CALLS,
+    budgetCacheSize: e.CLIENT_TOKEN_BUDGET_CACHE_SIZE,
+    callLeaseSize: e.CALL_LEASE_SIZE,
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,

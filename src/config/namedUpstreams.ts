@@ -123,14 +123,15 @@ function namedUpstream(
   for (const suffix of [...suffixes, ...secretSuffixes.map((s) => `${s}_FILE`)]) {
     own[`UPSTREAM_${suffix}`] = env[prefix + suffix];
   }
-  const resolved = resolveSecretFiles(own, upstreamSecrets, readFile, problems, shown);
+  const placeholders = new Set<string>();
+  const resolved = resolveSecretFiles(own, upstreamSecrets, readFile, problems, shown, placeholders);
   const parsed = upstreamSchema.safeParse(resolved);
   const origins = allowedOriginsField.safeParse(env[`${prefix}ALLOWED_ORIGINS`]);
   if (!origins.success) {
     problems.push(...issueProblems(origins.error.issues, [], () => `${prefix}ALLOWED_ORIGINS`));
   }
   if (!parsed.success) {
-    problems.push(...issueProblems(parsed.error.issues, upstreamSecrets, shown));
+    problems.push(...issueProblems(parsed.error.issues, upstreamSecrets, shown, placeholders));
     return undefined;
   }
   const ownProblems: string[] = [];

@@ -7,7 +7,9 @@ export const allowedOriginsField = list.pipe(
   z.array(
     z.string().refine((entry) => parseOriginPattern(entry) !== undefined, {
       error: (issue) =>
-        `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
+        /\*(?!\.)/.test(String(issue.input))
+          ? `"${String(issue.input)}" is not a pattern: a wildcard is \`*.\` followed by a domain, e.g. https://*.example.com`
+          : `"${String(issue.input)}" is not an origin (scheme://host[:port]) or a https://*.example.com pattern`,
     }),
   ),
 );
@@ -25,9 +27,11 @@ export const serverSchema = z.object({
       example: 'production',
     }),
   PORT: int(0, 65535, 8080).meta({ description: 'port to listen on', example: '8080' }),
-  HOST: z
-    .preprocess(emptyToUndefined, z.string().default('0.0.0.0'))
-    .meta({ description: 'address to bind', example: '127.0.0.1' }),
+  HOST: z.preprocess(emptyToUndefined, z.string().optional()).meta({
+    description:
+      'address to bind; by default `0.0.0.0` in production (a container must be reachable) and `127.0.0.1` otherwise, so that a dev broker, its demo page and its printed dev API key stay on this machine',
+    example: '0.0.0.0',
+  }),
   TRUST_PROXY: trustProxy.meta({
     description:
       'proxies trusted for `X-Forwarded-For`: `false`, a hop count, or addresses/CIDRs/`loopback`/`linklocal`/`uniquelocal`; `true` is refused',
@@ -46,14 +50,19 @@ export const serverSchema = z.object({
   }),
   BROKER_API_KEYS: list
     .pipe(
-      z.array(
-        z
-          .string()
-          .min(
-            32,
-            'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)',
-          ),
-      ),
+      z.array(z.string()).superRefine((keys, context) => {
+        keys.forEach((key, index) => {
+          if (key.length >= 32) return;
+          // Which key, by position: the list is a secret, so the key itself is never shown.
+          const rule =
+            'each key must be at least 32 characters: make one with `openssl rand -base64 32` (or give its sha256:<hex> hash)';
+          context.addIssue({
+            code: 'custom',
+            message:
+              keys.length === 1 ? rule : `key ${index + 1} of ${keys.length} has ${key.length} characters; ${rule}`,
+          });
+        });
+      }),
     )
     .meta({
       description:
@@ -110,7 +119,7 @@ export function serverConfig(e: ServerEnv, problems: string[]): ServerConfig {
     nodeEnv: e.NODE_ENV,
     production,
     port: e.PORT,
-    host: e.HOST,
+    host: e.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     allowedOrigins: normalizeAllowedOrigins(e.ALLOWED_ORIGINS),

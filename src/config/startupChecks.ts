@@ -13,7 +13,9 @@ export interface StartupWarning {
     | 'no_allowed_origins'
     | 'dev_origin_replaced'
     | 'upstream_unreachable'
-    | 'metrics_refused';
+    | 'metrics_refused'
+    | 'plain_http'
+    | 'no_api_keys';
   message: string;
 }
 
@@ -42,6 +44,16 @@ export function configWarnings(config: Config, { devUpstream }: { devUpstream: b
         '/metrics needs a broker API key and BROKER_API_KEYS is empty: every scrape is refused; set BROKER_API_KEYS, or METRICS_PORT to serve /metrics on a port of its own',
     });
   }
+  if (config.production) warnings.push(...plainHttp(config));
+  // metrics_refused already says that BROKER_API_KEYS is empty.
+  const saidNoKeys = warnings.some(({ code }) => code === 'metrics_refused');
+  if (!devPending && !devUpstream && !saidNoKeys && config.apiKeys.length === 0) {
+    warnings.push({
+      code: 'no_api_keys',
+      message:
+        'BROKER_API_KEYS is empty: /api/auth/claim, /api/upstream-token, introspection and revocation refuse every caller (401 invalid_api_key); set it, e.g. BROKER_API_KEYS=$(openssl rand -base64 32)',
+    });
+  }
   if (config.allowedOrigins.length === 0) {
     if (devPending) return warnings;
     warnings.push({
@@ -60,6 +72,39 @@ export function configWarnings(config: Config, { devUpstream }: { devUpstream: b
   }
   return warnings;
 }
+
+/** `http:` to another machine: what crosses it (a client secret, an upstream token, a client token) is readable on the way. */
+function plainHttp(config: Config): StartupWarning[] {
+  const clear = (url: string | undefined) => {
+    if (url === undefined || !url.startsWith('http:')) return false;
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    return host !== 'localhost' && !(net.isIP(host) && isLoopback(host));
+  };
+  const warnings: StartupWarning[] = [];
+  for (const { name, config: upstream } of config.upstreams) {
+    const which = config.namedUpstreams ? ` of upstream ${name}` : '';
+    for (const [what, url, carries] of [
+      ['token endpoint', upstream.tokenUrl ?? upstream.issuer, 'the client secret'],
+      ['API', upstream.apiUrl, 'the upstream access token'],
+    ] as const) {
+      if (clear(url)) {
+        warnings.push({
+          code: 'plain_http',
+          message: `the ${what}${which} is plain http (${new URL(url as string).origin}): ${carries} crosses the network in clear; use https`,
+        });
+      }
+    }
+  }
+  for (const origin of config.allowedOrigins.filter(clear)) {
+    warnings.push({
+      code: 'plain_http',
+      message: `ALLOWED_ORIGINS lists ${origin}: its pages and their client tokens travel in clear; use https`,
+    });
+  }
+  return warnings;
+}
+
+const isLoopback = (ip: string) => ip === '::1' || ip.startsWith('127.');
 
 export type UpstreamProbe = { reachable: true } | { reachable: false; reason: string };
 

@@ -14,7 +14,12 @@ export const suffixes = Object.keys(upstreamSchema.shape)
   .filter((name) => name.startsWith('UPSTREAM_'))
   .map((name) => name.slice('UPSTREAM_'.length));
 export const secretSuffixes = upstreamSecrets.map((name) => name.slice('UPSTREAM_'.length));
-const namedSuffixes = [...suffixes, ...secretSuffixes.map((suffix) => `${suffix}_FILE`), 'ALLOWED_ORIGINS'];
+/** Every setting an upstream listed in `UPSTREAMS` reads, after its prefix. */
+export const namedSuffixes = [
+  ...suffixes,
+  ...secretSuffixes.map((suffix) => `${suffix}_FILE`),
+  'ALLOWED_ORIGINS',
+];
 export const unprefixed = new Set([
   ...suffixes.map((suffix) => `UPSTREAM_${suffix}`),
   ...upstreamSecrets.map((name) => `${name}_FILE`),

@@ -71,6 +71,11 @@ export const upstreamSchema = z.object({
       'budget of upstream token requests, `<n>/minute`, `/hour`, `/day` or `/month` in UTC windows (see [quota](upstream.md#upstream-token-quota)). Empty: no limit',
     example: '1000/day',
   }),
+  UPSTREAM_CALL_QUOTA: parsedBy(parseTokenQuota).meta({
+    description:
+      'budget of proxied calls to this upstream, `<n>/minute`, `/hour`, `/day` or `/month` in UTC windows, fleet-wide with Redis; past it `429 call_quota_exhausted` (see [fleet](fleet.md#call-budgets-and-quotas)). Empty: no limit',
+    example: '100000/day',
+  }),
   UPSTREAM_AUDIENCE: optionalString.meta({
     description: '`audience` sent with the grant (Auth0)',
     example: 'https://api.example.com',
@@ -133,6 +138,8 @@ export interface UpstreamConfig {
   clientAssertionAudience?: UpstreamEnv['UPSTREAM_CLIENT_ASSERTION_AUDIENCE'];
   /** Budget of requests to the token endpoint (`UPSTREAM_TOKEN_QUOTA`); undefined: no governor. */
   tokenQuota?: TokenQuota | undefined;
+  /** Budget of proxied calls to the API (`UPSTREAM_CALL_QUOTA`), in the same grammar; undefined: none. */
+  callQuota?: TokenQuota | undefined;
 }
 
 /** How the broker authenticates to the token endpoint: a client secret, or a private key (RFC 7523). */
@@ -214,5 +221,6 @@ export function upstreamConfig(
     clientKey: e.UPSTREAM_CLIENT_KEY,
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
     tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
+    callQuota: e.UPSTREAM_CALL_QUOTA,
   };
 }

@@ -12,8 +12,12 @@ export interface DevUpstream {
  * Starts the local authorization server and the demo API it protects, both on 127.0.0.1, and returns
  * the settings that make the broker use them. For `npm start` outside production only.
  */
-export async function startDevUpstream(deps: { logger: Logger }): Promise<DevUpstream> {
-  const { logger } = deps;
+export async function startDevUpstream(deps: {
+  logger: Logger;
+  /** Say loudly that the broker uses them (`npm start`); `token-broker dev-upstream` prints its own lines. */
+  announce?: boolean;
+}): Promise<DevUpstream> {
+  const { logger, announce = true } = deps;
   const auth = await startAuthServer({ logger });
   let api: Awaited<ReturnType<typeof startDemoApi>>;
   try {
@@ -22,10 +26,12 @@ export async function startDevUpstream(deps: { logger: Logger }): Promise<DevUps
     await auth.close();
     throw error;
   }
-  logger.warn(
-    { issuer: auth.issuer, apiUrl: api.url, clientId: auth.clientId },
-    'DEV UPSTREAM: no upstream configured, using a local authorization server and demo API (never in production)',
-  );
+  if (announce) {
+    logger.warn(
+      { issuer: auth.issuer, apiUrl: api.url, clientId: auth.clientId },
+      'DEV UPSTREAM: no upstream configured, using a local authorization server and demo API (never in production)',
+    );
+  }
   return {
     env: {
       UPSTREAM_ISSUER: auth.issuer,

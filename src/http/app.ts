@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import express from 'express';
+import express, { type RequestHandler, Router } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
 import type { ApiKeyLabeler } from '../auth/apiKeyLabel.js';
@@ -19,30 +19,30 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { Upstreams } from '../upstream/registry.js';
 import { directRoutes, type RequestListener } from './dispatch/directRoutes.js';
 import type { Handler } from './dispatch/handler.js';
+import type { Route } from './dispatch/routeMatcher.js';
 import { sequence } from './dispatch/sequence.js';
 import { type UpgradeListener, upgradeRoutes } from './dispatch/upgrades.js';
 import { bodyIdleTimeout } from './middleware/bodyIdleTimeout.js';
-import { allowedOriginsCors } from './middleware/cors.js';
 import { fixedHeaders } from './middleware/fixedHeaders.js';
 import { originHeaderLimit } from './middleware/originHeaderLimit.js';
 import type { RateLimits } from './middleware/rateLimits.js';
 import { requestContext } from './middleware/requestContext.js';
 import { requestMetrics } from './middleware/requestMetrics.js';
 import { errorHandler, notFoundHandler } from './problem.js';
-import { claimRoute } from './routes/claim.js';
-import { clientTokenHandler } from './routes/clientToken.js';
-import { healthRoutes } from './routes/health.js';
-import { introspectionRoutes } from './routes/introspection.js';
-import { jwksRoute } from './routes/jwks.js';
-import { metricsRoute } from './routes/metrics.js';
-import { openApiRoute } from './routes/openapi.js';
-import { proxyRoutes } from './routes/proxy.js';
-import { staticRoutes } from './routes/static.js';
-import { upstreamTokenRoute } from './routes/upstreamToken.js';
+import type { ClaimRouteDeps } from './routes/claim.js';
+import type { ClientTokenRouteDeps } from './routes/clientToken.js';
+import { type ProxyRouteDeps, websocketMounts } from './routes/proxy.js';
 import { websocketSteps } from './routes/websocket.js';
+import { routeTable } from './routeTable.js';
+
+/** The settings the app and its routes read: the app's own and each route factory's. */
+export type AppConfig = Pick<Config, 'bodyIdleTimeoutMs' | 'maxBodyBytes' | 'metrics'> &
+  ClaimRouteDeps['config'] &
+  ClientTokenRouteDeps['config'] &
+  ProxyRouteDeps['config'];
 
 export interface AppDeps {
-  config: Config;
+  config: AppConfig;
   logger: Logger;
   clock: Clock;
   originPolicy: OriginPolicy;
@@ -62,6 +62,10 @@ export interface AppDeps {
   metrics: Metrics;
   /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
+  /** The proxy step of `CLIENT_TOKEN_MAX_CALLS` (callBudget.ts); none when absent. */
+  callBudget?: Handler;
+  /** The proxy step of `UPSTREAM_[<NAME>_]CALL_QUOTA` (callQuota.ts) by upstream name. */
+  callQuotas?: ReadonlyMap<string, Handler>;
   /** Shared-state health for `/readyz` when Redis is configured. */
   redisStatus?: () => RedisStatus;
   /** Serve the demo page at `/` (dev upstream only). */
@@ -81,12 +85,13 @@ export interface AppListeners {
 }
 
 /**
- * Builds the broker's listeners: the direct lane for the proxy and client tokens, Express for the rest
- * (directRoutes.ts), and WebSocket handshakes on the proxy (upgrades.ts). No side effects: nothing
- * listens, nothing starts.
+ * Builds the broker's listeners: the request listener from the route table (routeTable.ts), the direct
+ * lane for the hot routes' plain spellings and Express for the rest (directRoutes.ts), and the `upgrade`
+ * listener for WebSocket handshakes on the proxy (upgrades.ts). No side effects: nothing listens,
+ * nothing starts.
  */
 export function createApp(deps: AppDeps): AppListeners {
-  const { config, logger, originPolicy } = deps;
+  const { config, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
   // Token answers are never cacheable, so ETags only cost a hash per answer.
@@ -115,59 +120,40 @@ export function createApp(deps: AppDeps): AppListeners {
   // One layer for the middlewares every request goes through, rather than a router layer each.
   app.use(sequence(common));
 
-  const { rateLimits } = deps;
-  const clientTokenChain: Handler[] = [
-    // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
-    ...allowedOriginsCors(originPolicy, {
-      methods: ['GET', 'POST'],
-      allowedHeaders: ['content-type', 'dpop'],
-    }),
-    // Exact path: `app.use('/api/client-token')` would also count introspect and revoke.
-    ...(rateLimits ? [rateLimits.clientToken] : []),
-    clientTokenHandler(deps),
-  ];
-  const proxy = proxyRoutes({
-    ...deps,
-    rateLimit: rateLimits?.proxy,
-    websocket: websocketSteps({ sessions: deps.websockets, caller: deps.caller, logger }),
-  });
-  app.all('/api/client-token', ...clientTokenChain);
-
-  const bodyParsers = [
-    express.json({ limit: config.maxBodyBytes, strict: true }),
-    express.urlencoded({ extended: false, limit: config.maxBodyBytes, parameterLimit: 20 }),
-  ];
-  app.use(['/api/auth/claim', '/api/client-token/introspect', '/api/client-token/revoke'], ...bodyParsers);
-
-  if (rateLimits) {
-    app.post('/api/auth/claim', rateLimits.claim);
-    app.use(
-      ['/api/auth/claim', '/api/upstream-token', '/api/client-token/introspect', '/api/client-token/revoke'],
-      rateLimits.apiKeyFailures,
-    );
-  }
-
-  app.use(healthRoutes(deps));
-  if (config.metrics.port === undefined) {
-    app.use(metricsRoute({ ...deps, requireApiKey: config.metrics.requireApiKey }));
-  }
-  app.use(openApiRoute(deps.upstreams));
-  app.use(jwksRoute(deps));
-  app.use(claimRoute(deps));
-  app.use(upstreamTokenRoute(deps));
-  app.use(introspectionRoutes(deps));
-  app.use(proxy.router);
-  app.use(staticRoutes({ publicDir, clientDir, demo: deps.demo ?? false }));
-
+  const routes = routeTable(deps, { publicDir, clientDir });
+  app.use(
+    expressRouter(routes, [
+      express.json({ limit: config.maxBodyBytes, strict: true }),
+      express.urlencoded({ extended: false, limit: config.maxBodyBytes, parameterLimit: 20 }),
+    ]),
+  );
   const onError = errorHandler(logger);
   app.use(notFoundHandler);
   app.use(onError);
-  const request = directRoutes({
-    app,
-    common,
-    exact: [{ path: '/api/client-token', chain: clientTokenChain }],
-    mounts: proxy.mounts,
-    onError,
+  const request = directRoutes({ app, common, routes, onError });
+  const upgrades = websocketMounts({
+    ...deps,
+    rateLimit: deps.rateLimits?.proxy,
+    websocket: websocketSteps({ sessions: deps.websockets, caller: deps.caller, logger }),
   });
-  return { request, upgrade: upgradeRoutes({ app: request, common, mounts: proxy.upgrades, onError }) };
+  return { request, upgrade: upgradeRoutes({ app: request, common, mounts: upgrades, onError }) };
+}
+
+const verbs = { GET: 'get', POST: 'post' } as const;
+
+/**
+ * Every route of the table on one router, in its order. One router, so that an `OPTIONS` no route
+ * answers gets the router's automatic `Allow` answer before the app's 404.
+ */
+function expressRouter(routes: readonly Route[], bodyParsers: RequestHandler[]): Router {
+  const router = Router();
+  for (const route of routes) {
+    const { path, chain } = route;
+    // Run for any method at the path and under it, as before the table: a bad body is a 400 there too.
+    if (route.lane === 'express' && route.parsesBody) router.use(path, ...bodyParsers);
+    if (route.match === 'mount') router.use(path, ...chain);
+    else if (route.methods === 'all') router.all(path, ...chain);
+    else for (const method of route.methods) router[verbs[method]](path, ...chain);
+  }
+  return router;
 }

@@ -273,6 +273,8 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
           'upstream_not_allowed',
           'not_found',
           'method_not_allowed',
+          'token_budget_exhausted',
+          'call_quota_exhausted',
           'upstream_rejected',
           'upstream_unavailable',
           'upstream_timeout',

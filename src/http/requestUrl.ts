@@ -1,6 +1,6 @@
 import type { CallerReader } from '../caller/requestCaller.js';
 import type { BrokerRequest } from './dispatch/handler.js';
-import { splitTarget } from './dispatch/requestTarget.js';
+import { splitTarget } from './dispatch/routeMatcher.js';
 
 /**
  * The URL a DPoP proof's `htu` must name: `PUBLIC_URL` followed by the request's path when it is set (the

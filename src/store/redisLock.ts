@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../telemetry/logger.js';
+import { incrementAboveFloor } from './floorCounter.js';
 import type { RedisClient } from './redisConnection.js';
 import type { FleetLock, LockLease } from './types.js';
 
@@ -16,14 +17,8 @@ const fenceTtlMs = 7 * 24 * 3_600_000;
 // so a holder from before the loss still counts as older than every lease granted after it.
 const acquireScript = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local fence = redis.call('INCR', KEYS[2])
-  local floor = tonumber(ARGV[4])
-  if fence <= floor then
-    fence = floor + 1
-    redis.call('SET', KEYS[2], fence)
-  end
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  return fence
+${incrementAboveFloor({ key: 'KEYS[2]', floor: 'ARGV[4]', ttlMs: 'ARGV[3]' })}
+  return count
 end
 return 0`;
 

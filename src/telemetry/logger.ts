@@ -4,7 +4,7 @@ export type { Logger } from 'pino';
 
 /**
  * Paths pino censors wherever they appear in a log object. Request logging never copies bodies or
- * raw headers (see http/requestLogger.ts); this list is the second line of defence.
+ * raw headers (see http/middleware/requestContext.ts); this list is the second line of defence.
  */
 export const redactPaths = [
   'req.headers.authorization',

@@ -57,7 +57,13 @@ export interface Metrics {
   observeCache(upstream: string, status: () => TokenCacheStatus): void;
   /** With `UPSTREAM_TOKEN_QUOTA`: the budget gauges, read from `status()` at each scrape. */
   observeQuota(upstream: string, status: () => QuotaStatus): void;
+  /** A proxied call refused by `CLIENT_TOKEN_MAX_CALLS` or `UPSTREAM_[<NAME>_]CALL_QUOTA`. */
+  recordCallRefusal(code: CallRefusalCode, upstream: string): void;
+  /** With `UPSTREAM_[<NAME>_]CALL_QUOTA`: the quota gauges, read from `status()` at each scrape. */
+  observeCallQuota(upstream: string, status: () => QuotaStatus): void;
 }
+
+export type CallRefusalCode = Extract<ErrorCode, 'token_budget_exhausted' | 'call_quota_exhausted'>;
 
 export interface MetricsOptions {
   clock: Clock;
@@ -83,6 +89,7 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   const registers = [registry];
   const cacheStatuses = new Map<string, () => TokenCacheStatus>();
   const quotaStatuses = new Map<string, () => QuotaStatus>();
+  const callQuotaStatuses = new Map<string, () => QuotaStatus>();
 
   const clientTokens = new Counter({
     name: `${prefix}client_tokens_total`,
@@ -146,6 +153,12 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
       }
     },
   });
+  const callRefusals = new Counter({
+    name: `${prefix}proxy_call_refusals_total`,
+    help: 'Proxied calls refused by upstream and code: token_budget_exhausted (CLIENT_TOKEN_MAX_CALLS), call_quota_exhausted',
+    labelNames: ['upstream', 'code'] as const,
+    registers,
+  });
   redisDegraded.set(0);
   // Children bound to their label values once: prom-client hashes a label object on every call otherwise.
   // Every key space is bounded (routes x error codes, outcomes, upstreams x methods x HTTP statuses).
@@ -185,6 +198,27 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     });
   }
 
+  function registerCallQuotaGauges(): void {
+    new Gauge({
+      name: `${prefix}upstream_call_quota_used`,
+      help: 'Proxied calls counted in the current window of UPSTREAM_[<NAME>_]CALL_QUOTA (fleet-wide with Redis, leased calls included)',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        for (const [upstream, status] of callQuotaStatuses) this.set({ upstream }, status().used);
+      },
+    });
+    new Gauge({
+      name: `${prefix}upstream_call_quota_limit`,
+      help: 'Proxied calls allowed per window by UPSTREAM_[<NAME>_]CALL_QUOTA',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        for (const [upstream, status] of callQuotaStatuses) this.set({ upstream }, status().limit);
+      },
+    });
+  }
+
   return {
     registry,
     clientTokens,
@@ -210,6 +244,11 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     observeQuota(upstream, status) {
       if (quotaStatuses.size === 0) registerQuotaGauges();
       quotaStatuses.set(upstream, status);
+    },
+    recordCallRefusal: (code, upstream) => callRefusals.inc({ upstream, code }),
+    observeCallQuota(upstream, status) {
+      if (callQuotaStatuses.size === 0) registerCallQuotaGauges();
+      callQuotaStatuses.set(upstream, status);
     },
   };
 }

@@ -141,42 +141,31 @@ const optionalText = z
   .optional()
   .transform((value) => (typeof value === 'string' && value.length > 0 ? value : undefined));
 
-/** @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1 */
-const oauthAnswer = z
-  .object({
-    access_token: z.string().min(1),
-    token_type: optionalText,
-    expires_in: lifetime,
-    refresh_token: optionalText,
-    scope: optionalText,
-  })
-  .transform(
-    (answer): TokenAnswer => ({
-      accessToken: answer.access_token,
-      tokenType: answer.token_type ?? 'Bearer',
-      expiresIn: answer.expires_in,
-      refreshToken: answer.refresh_token,
-      scope: answer.scope,
-    }),
-  );
+/** A token answer's fields, under our names; each profile spells them its own way on the wire. */
+const answerFields = {
+  accessToken: z.string().min(1),
+  tokenType: optionalText,
+  expiresIn: lifetime,
+  refreshToken: optionalText,
+  scope: optionalText,
+};
+type AnswerField = keyof typeof answerFields;
+type AnswerFields = { [Field in AnswerField]: z.output<(typeof answerFields)[Field]> };
 
-const bloqAnswer = z
-  .object({
-    accessToken: z.string().min(1),
-    tokenType: optionalText,
-    expiresIn: lifetime,
-    refreshToken: optionalText,
-    scope: optionalText,
-  })
-  .transform(
-    (answer): TokenAnswer => ({
-      accessToken: answer.accessToken,
-      tokenType: answer.tokenType ?? 'Bearer',
-      expiresIn: answer.expiresIn,
-      refreshToken: answer.refreshToken,
-      scope: answer.scope,
-    }),
-  );
+/** The schema of a token answer whose fields are spelled `wireName(field)`; a parse issue names the wire field. */
+function answerSchema(wireName: (field: AnswerField) => string): z.ZodType<TokenAnswer> {
+  const fields = Object.keys(answerFields) as AnswerField[];
+  const shape = Object.fromEntries(fields.map((field) => [wireName(field), answerFields[field]]));
+  return z.object(shape).transform((wire): TokenAnswer => {
+    const answer = Object.fromEntries(fields.map((field) => [field, wire[wireName(field)]])) as AnswerFields;
+    return { ...answer, tokenType: answer.tokenType ?? 'Bearer' };
+  });
+}
+
+/** `access_token`, `token_type`, ...: @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1 */
+const oauthAnswer = answerSchema((field) => field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`));
+/** The bloq profile answers in camelCase: `accessToken`, `tokenType`, ... */
+const bloqAnswer = answerSchema((field) => field);
 
 /** The schema a successful answer of this profile must satisfy. */
 export function tokenAnswerSchema(profile: UpstreamConfig['profile']): z.ZodType<TokenAnswer> {

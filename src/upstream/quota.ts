@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
+import { incrementAboveFloor } from '../store/floorCounter.js';
 import type { RedisClient } from '../store/redisConnection.js';
 import type { Logger } from '../telemetry/logger.js';
 
@@ -71,15 +72,8 @@ export function createMemoryQuotaCounter({ clock }: { clock: Clock }): QuotaCoun
   };
 }
 
-// INCR, raised to the floor (ARGV[2]) when Redis lost the count; PEXPIRE lets the window lapse.
-const incrementScript = `
-local count = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[2])
-if count <= floor then
-  count = floor + 1
-  redis.call('SET', KEYS[1], count)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+// The window's count, raised to the floor (ARGV[2]) when Redis lost it; PEXPIRE lets the window lapse.
+const incrementScript = `${incrementAboveFloor({ key: 'KEYS[1]', floor: 'ARGV[2]', ttlMs: 'ARGV[1]' })}
 return count`;
 
 /** Windows whose highest count a replica remembers; only the current one matters, the rest is slack. */

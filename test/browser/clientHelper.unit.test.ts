@@ -380,6 +380,41 @@ describe('fetch through the proxy', () => {
     },
   );
 
+  it('when the proxy answers 429 token_budget_exhausted, then a new token is fetched and the call retried once', async () => {
+    const broker = fakeBroker({
+      proxy: (_, n) => (n === 1 ? problem('token_budget_exhausted', 429) : undefined),
+    });
+    const { client: c, events } = client(broker, { autoRefresh: false });
+
+    const response = await c.fetch('/hello', { method: 'POST', body: '{"a":1}' });
+
+    expect(response.status).toBe(200);
+    expect(broker.tokenCalls).toHaveLength(2);
+    expect(broker.proxyCalls.map(bearer)).toEqual(['Bearer token-1', 'Bearer token-2']);
+    expect(broker.proxyCalls[1]?.init.body).toBe('{"a":1}');
+    expect(events).toContainEqual({
+      type: 'retry',
+      code: 'token_budget_exhausted',
+      url: `${BASE}/api/proxy/hello`,
+    });
+    expect(c.tokenInfo()?.token).toBe('token-2');
+  });
+
+  it('when the new token is over its budget too, then the 429 reaches the caller and the next call starts with a new token', async () => {
+    const broker = fakeBroker({
+      proxy: (_, n) => (n <= 2 ? problem('token_budget_exhausted', 429) : undefined),
+    });
+    const { client: c } = client(broker, { autoRefresh: false });
+
+    const response = await c.fetch('/hello');
+
+    expect(response.status).toBe(429);
+    expect(await response.json()).toMatchObject({ code: 'token_budget_exhausted' });
+    expect(broker.proxyCalls).toHaveLength(2);
+    expect((await c.fetch('/again')).status).toBe(200);
+    expect(bearer(broker.proxyCalls[2])).toBe('Bearer token-3');
+  });
+
   it('when the retried call is refused again, then the refusal reaches the caller and nothing more is sent', async () => {
     const broker = fakeBroker({ proxy: () => problem('invalid_client_token', 401) });
     const { client: c } = client(broker, { autoRefresh: false });
@@ -471,6 +506,7 @@ describe('fetch through the proxy', () => {
 
   it.each([
     ['rate_limited', 429],
+    ['call_quota_exhausted', 429],
     ['upstream_unavailable', 503],
   ])(
     'when the proxy answers %s, then the caller gets it at once and the token is kept',

@@ -64,3 +64,24 @@ describe('token-broker check-config in development', () => {
     expect(result.stdout).toContain('warning: ALLOWED_ORIGINS is empty');
   });
 });
+
+describe('token-broker check-config summary', () => {
+  const upstream = {
+    UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
+    UPSTREAM_CLIENT_ID: 'broker',
+    UPSTREAM_CLIENT_SECRET: 'summary-upstream-secret-value',
+  };
+  const authMethod = async (env: Record<string, string>) =>
+    /auth method:\s+(.*)\n/.exec((await checkConfig({ ...upstream, ...env })).stdout)?.[1];
+
+  it('when the profile sends the secret in its body, then the auth method says so rather than client_secret_basic', async () => {
+    expect(await authMethod({})).toBe('client_secret_basic');
+    expect(await authMethod({ UPSTREAM_AUTH_METHOD: 'client_secret_post' })).toBe('client_secret_post');
+    expect(await authMethod({ UPSTREAM_PROFILE: 'json' })).toBe(
+      'client_id and client_secret in the JSON body (json profile)',
+    );
+    expect(await authMethod({ UPSTREAM_PROFILE: 'bloq' })).toBe(
+      'clientId and clientSecret in the JSON body (bloq profile)',
+    );
+  });
+});

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { envSchema, loadConfig, secretSettings } from '../../src/config/index.js';
 import { configProblems } from '../support/expectErrors.js';
@@ -79,6 +80,52 @@ describe('loadConfig', () => {
     ).toBe(true);
   });
 
+  it('when HOST is unset, then a dev broker binds loopback only and a production one every address', () => {
+    expect(loadConfig({}).host).toBe('127.0.0.1');
+    expect(loadConfig({ HOST: '' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream }).host).toBe(
+      '0.0.0.0',
+    );
+    expect(loadConfig({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+  });
+
+  it('when a variable is a typo of a setting, then it is refused with the setting it meant, in both modes', () => {
+    expect(configProblems({ ALLOWED_ORIGIN: 'https://app.example.com' })).toEqual([
+      'ALLOWED_ORIGIN: not a setting; did you mean ALLOWED_ORIGINS?',
+    ]);
+    expect(configProblems({ ...upstream, UPSTREAM_API_ULR: 'https://api.example.com' })).toEqual([
+      'UPSTREAM_API_ULR: not a setting; did you mean UPSTREAM_API_URL?',
+    ]);
+    const named = { UPSTREAMS: 'plants', UPSTREAM_PLANTS_TOKEN_URL: upstream.UPSTREAM_TOKEN_URL };
+    expect(
+      configProblems({
+        ...named,
+        UPSTREAM_PLANTS_CLIENTID: 'broker',
+        UPSTREAM_PLANTS_CLIENT_SECRET: 'a-secret-value',
+      }),
+    ).toContain('UPSTREAM_PLANTS_CLIENTID: not a setting; did you mean UPSTREAM_PLANTS_CLIENT_ID?');
+    // The rest of a process's environment is left alone, however short or far from a setting.
+    expect(loadConfig({ HOME: '/root', HOSTNAME: 'pod-1', NODE_VERSION: '24', PATH: '/usr/bin' }).port).toBe(
+      8080,
+    );
+  });
+
+  it('when one API key of several is short, then its position is named and no key is shown', () => {
+    const keys = ['a'.repeat(32), 'short-key-9', 'b'.repeat(40)];
+    const problems = configProblems({ BROKER_API_KEYS: keys.join(',') });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^BROKER_API_KEYS: key 2 of 3 has 11 characters; each key must be at least 32/,
+    );
+    expect(problems[0]).not.toContain('short-key-9');
+  });
+
+  it('when a wildcard origin lacks the dot after *, then it is refused with the pattern it should be', () => {
+    expect(configProblems({ ALLOWED_ORIGINS: 'https://*example.com' })).toEqual([
+      'ALLOWED_ORIGINS: "https://*example.com" is not a pattern: a wildcard is `*.` followed by a domain, e.g. https://*.example.com',
+    ]);
+  });
+
   it('when production has keys and an upstream, then it loads', () => {
     const config = loadConfig({ NODE_ENV: 'production', SIGNING_KEYS: signingKeys, ...upstream });
     expect(config.production).toBe(true);
@@ -144,5 +191,17 @@ describe('.env.example', () => {
     lines.forEach((line, index) => {
       if (/^[A-Z]/.test(line)) expect(lines[index - 1], line).toMatch(/^(#|[A-Z])/);
     });
+  });
+
+  it('when copied to .env and the UPSTREAMS block of docs/upstreams.md added, then both upstreams load', () => {
+    const example = parse(readFileSync(new URL('../../.env.example', import.meta.url), 'utf8'));
+    const guide = readFileSync(new URL('../../docs/upstreams.md', import.meta.url), 'utf8');
+    const block = /```sh\n(UPSTREAMS=[\s\S]*?)```/.exec(guide)?.[1];
+    if (block === undefined) throw new Error('docs/upstreams.md has no UPSTREAMS block');
+    const named = parse(
+      block.replaceAll(/_CLIENT_SECRET_FILE=\S+/g, '_CLIENT_SECRET=an-upstream-secret-value'),
+    );
+    const config = loadConfig({ ...example, ...named });
+    expect(config.upstreams.map(({ name }) => name)).toEqual(['uitpas', 'entry']);
   });
 });

@@ -3,6 +3,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -135,6 +136,41 @@ describe('deployment examples', () => {
     expect(values.length).toBeGreaterThanOrEqual(3);
     for (const value of values) expect(value).toContain('REPLACE_ME');
     expect(secret?.data).toBeUndefined();
+  });
+
+  it('when the sidecar is started with the example Secret as it is, then each placeholder is refused in one line', () => {
+    const [secret] = documents('deploy/kubernetes/secret.example.yaml');
+    const files = new Map(
+      Object.entries((secret?.stringData ?? {}) as Record<string, string>).map(([key, value]) => [
+        `/var/run/secrets/token-broker/${key}`,
+        value,
+      ]),
+    );
+    const env = {
+      NODE_ENV: 'production',
+      UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
+      UPSTREAM_CLIENT_ID: 'web-app',
+      UPSTREAM_CLIENT_SECRET_FILE: '/var/run/secrets/token-broker/upstream-client-secret',
+      SIGNING_KEYS_FILE: '/var/run/secrets/token-broker/signing-keys.json',
+      BROKER_API_KEYS_FILE: '/var/run/secrets/token-broker/broker-api-keys',
+      REDIS_URL: 'redis://redis:6379',
+      CACHE_ENCRYPTION_KEY_FILE: '/var/run/secrets/token-broker/cache-encryption-key',
+    };
+    let problems: string[] = [];
+    try {
+      loadConfig(env, { readFile: (path) => files.get(path) ?? '' });
+    } catch (error) {
+      if (error instanceof ConfigError) problems = error.problems;
+    }
+    const placeholder = 'still holds the REPLACE_ME placeholder of the example files; put the real value in';
+    expect(problems.sort()).toEqual(
+      [
+        `BROKER_API_KEYS_FILE: ${placeholder}`,
+        `CACHE_ENCRYPTION_KEY_FILE: ${placeholder}`,
+        `SIGNING_KEYS_FILE: ${placeholder}`,
+        `UPSTREAM_CLIENT_SECRET_FILE: ${placeholder}`,
+      ].sort(),
+    );
   });
 
   it('when the compose file is read, then the broker is built here, reads broker.env and uses the redis service', () => {

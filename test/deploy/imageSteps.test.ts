@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
@@ -267,6 +267,42 @@ describe('the Docker image steps, replayed in a temporary directory', () => {
   it('when the CLI of the image checks the same environment, then it finds no problem', async () => {
     const check = await run(process.execPath, ['bin/token-broker.js', 'check-config'], dir, env);
     expect(check.code, check.output).toBe(0);
+  });
+
+  it('when packed for npm, then it holds dist, bin, public, the README and the licence, and every entry point it names', () => {
+    const packedFiles = (cwd: string) => {
+      const json = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+        cwd,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      return (JSON.parse(json) as { files: { path: string }[] }[])[0]?.files.map(({ path }) => path) ?? [];
+    };
+    const allowed = /^(dist|bin|public)\/|^(README\.md|LICENSE|package\.json)$/;
+    const never = /(^|\/)(test|node_modules)\/|(^|\/)\.env|\.(pem|key)$|signing-keys|secret/i;
+    const fromRoot = packedFiles(root);
+    expect(fromRoot.filter((path) => !allowed.test(path) || never.test(path))).toEqual([]);
+    expect(fromRoot).toEqual(
+      expect.arrayContaining(['README.md', 'LICENSE', 'package.json', 'bin/token-broker.js']),
+    );
+
+    // The replayed image holds a fresh build: every file package.json points at is in the package.
+    cpSync(join(root, 'README.md'), join(dir, 'README.md'));
+    cpSync(join(root, 'LICENSE'), join(dir, 'LICENSE'));
+    const fromBuild = packedFiles(dir);
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+      exports: Record<string, Record<string, string>>;
+    };
+    const named = [...Object.values(manifest.bin), ...Object.values(manifest.exports).flatMap(Object.values)];
+    const entry = /from '\.\.\/(dist\/[^']+)'|import '\.\.\/(dist\/[^']+)'/.exec(
+      readFileSync(join(root, 'bin', 'token-broker.js'), 'utf8'),
+    );
+    named.push(entry?.[1] ?? entry?.[2] ?? 'bin/token-broker.js imports nothing from dist/');
+    expect(
+      named.map((path) => path.replace(/^\.\//, '')).filter((path) => !fromBuild.includes(path)),
+    ).toEqual([]);
+    expect(fromBuild.filter((path) => !allowed.test(path) || never.test(path))).toEqual([]);
   });
 
   it('when sent SIGTERM, then it drains and exits 0', async () => {

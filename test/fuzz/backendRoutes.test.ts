@@ -1,26 +1,21 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { reply } from '../support/oauthServers.js';
 import {
   assemble,
   bodyAndType,
   credential,
   expectHealthy,
-  type FuzzTarget,
   fuzzTimeoutMs,
   headers,
   methods,
   numRuns,
   queryString,
   sendAndCheck,
-  startFuzzTarget,
+  useFuzzTarget,
 } from './requests.js';
 
-let target: FuzzTarget;
-beforeAll(async () => {
-  target = await startFuzzTarget();
-});
-afterAll(() => target.broker.close());
+const target = useFuzzTarget();
 
 /** The upstream token may appear only in a 200 from the one route whose job is to hand it out. */
 const upstreamTokenMayHold = (path: string) => (answer: { status: number }) =>

@@ -1,27 +1,22 @@
 import fc from 'fast-check';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { appOrigin } from '../support/broker.js';
 import {
   assemble,
   bodyAndType,
   credential,
   expectHealthy,
-  type FuzzTarget,
   fuzzTimeoutMs,
   headers,
   methods,
   numRuns,
   queryString,
   sendAndCheck,
-  startFuzzTarget,
+  useFuzzTarget,
 } from './requests.js';
 
-let target: FuzzTarget;
-beforeAll(async () => {
-  target = await startFuzzTarget();
-});
-afterAll(() => target.broker.close());
+const target = useFuzzTarget();
 
 /** Claim fields as a backend sends them, valid or not, for JSON, form and query alike. */
 const claimFields = (secrets: fc.Arbitrary<string>) =>

@@ -1,26 +1,21 @@
 import fc from 'fast-check';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   assemble,
   bodyAndType,
   credential,
   expectHealthy,
-  type FuzzTarget,
   fuzzTimeoutMs,
   headers,
   methods,
   numRuns,
   queryString,
   sendAndCheck,
-  startFuzzTarget,
+  useFuzzTarget,
 } from './requests.js';
 
-let target: FuzzTarget;
-beforeAll(async () => {
-  target = await startFuzzTarget();
-});
-afterAll(() => target.broker.close());
+const target = useFuzzTarget();
 
 describe('fuzzing /api/client-token', () => {
   it(

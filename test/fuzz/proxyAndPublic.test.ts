@@ -1,12 +1,11 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { appOrigin } from '../support/broker.js';
 import {
   assemble,
   bodyAndType,
   credential,
   expectHealthy,
-  type FuzzTarget,
   fuzzTimeoutMs,
   headers,
   methods,
@@ -14,14 +13,10 @@ import {
   queryString,
   rawPathSuffix,
   sendAndCheck,
-  startFuzzTarget,
+  useFuzzTarget,
 } from './requests.js';
 
-let target: FuzzTarget;
-beforeAll(async () => {
-  target = await startFuzzTarget();
-});
-afterAll(() => target.broker.close());
+const target = useFuzzTarget();
 
 /** Paths under the proxy prefix, including traversal and encoding tricks aimed at leaving the API base. */
 const proxyPath = fc.oneof(

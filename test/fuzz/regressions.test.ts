@@ -1,19 +1,15 @@
 import express from 'express';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { expectNoSecrets } from '../support/logs.js';
-import { type FuzzTarget, sendAndCheck, startFuzzTarget } from './requests.js';
+import { sendAndCheck, useFuzzTarget } from './requests.js';
 
 /**
  * Counterexamples the fuzzers and the edge-case suites found, kept as plain tests so they stay fixed
  * whatever seed a later run draws.
  */
 
-let target: FuzzTarget;
-beforeAll(async () => {
-  target = await startFuzzTarget();
-});
-afterAll(() => target.broker.close());
+const target = useFuzzTarget();
 
 describe('regressions found by fuzzing', () => {
   it('when OPTIONS reaches a backend route with a client token (claim fuzzer, shrunk), then Express answers Allow and nothing else', async () => {

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { errorCatalog } from '../../src/errors.js';
 import { type Answer, appOrigin, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { expectNoSecrets } from '../support/logs.js';
@@ -24,10 +24,19 @@ export interface FuzzTarget {
   clientToken: string;
 }
 
-/** The broker every fuzzer hits: a fake upstream and an API answering a fixed body (see ../support/broker.ts). */
-export async function startFuzzTarget(): Promise<FuzzTarget> {
-  const broker = await startBroker({ upstream: 'fake', api: 'fixed' });
-  return { broker, clientToken: await broker.clientToken() };
+/**
+ * The broker every fuzzer hits (a fake upstream and an API answering a fixed body, see
+ * ../support/broker.ts), started before the file's tests and closed after them. The object is filled in
+ * by `beforeAll`, so read it inside tests only.
+ */
+export function useFuzzTarget(): FuzzTarget {
+  const target = {} as FuzzTarget;
+  beforeAll(async () => {
+    const broker = await startBroker({ upstream: 'fake', api: 'fixed' });
+    Object.assign(target, { broker, clientToken: await broker.clientToken() });
+  });
+  afterAll(() => target.broker?.close());
+  return target;
 }
 
 /** Characters undici lets through in a header value: visible ASCII, space, tab and Latin-1 letters. */

@@ -41,7 +41,7 @@
  * harness started (never what the test passed in) and may be called more than once.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
@@ -73,6 +73,11 @@ export interface WireAnswer {
   status: number;
   /** The problem+json `code`, when the answer was an error. */
   code: string | undefined;
+  /**
+   * Which lane answered: Express swaps the response's prototype for its own (dispatch/directRoutes.ts),
+   * the direct lane leaves it a plain `http.ServerResponse`.
+   */
+  lane: 'direct' | 'express';
 }
 
 /** An answer to `handle.request()`. */
@@ -260,7 +265,8 @@ async function start(
     res.on('finish', () => {
       // The app's error handler leaves the code it answered in `res.locals` (http/problem.ts).
       const locals = (res as { locals?: { problemCode?: string } }).locals;
-      answers.push({ ...seen, status: res.statusCode, code: locals?.problemCode });
+      const lane = Object.getPrototypeOf(res) === ServerResponse.prototype ? 'direct' : 'express';
+      answers.push({ ...seen, status: res.statusCode, code: locals?.problemCode, lane });
     });
     broker.app(req, res);
   });

@@ -258,4 +258,12 @@ describe('Redis quota counter', () => {
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
   });
+
+  it('when Redis loses the count of a window, then counting resumes above the highest count this replica saw', async () => {
+    const counter = createRedisQuotaCounter({ client: redis, prefix });
+    for (let i = 0; i < 5; i += 1) await counter.increment('window-lost', 60_000);
+    await redis.del(`${prefix}window-lost`);
+    expect(await counter.increment('window-lost', 60_000)).toBe(6);
+    expect(await redis.get(`${prefix}window-lost`)).toBe('6');
+  });
 });

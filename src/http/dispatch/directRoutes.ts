@@ -2,20 +2,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BrokerError } from '../../errors.js';
 import type { ErrorHandler } from '../problem.js';
 import type { BrokerRequest, BrokerResponse, Handler, RequestLocals } from './handler.js';
-import { sequence, unusualTarget } from './sequence.js';
+import { directTargetFor, directTargets, type Route, routeFor } from './routeMatcher.js';
+import { sequence } from './sequence.js';
 
 /** A request listener, as `http.createServer` and supertest take it. */
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface DirectRoutesOptions {
-  /** Serves every request the direct lane does not take. */
+  /** Serves every request the direct lane does not take: Express, with every route of the table mounted. */
   app: RequestListener;
   /** What every request goes through first, in both lanes: the app runs the same list as its first layer. */
   common: Handler[];
-  /** Served when the target is exactly the path, with or without a query. */
-  exact: { path: string; chain: Handler[] }[];
-  /** Served for `<mount>/<more>`, matched case-insensitively; the chain sees `req.url` without the mount. */
-  mounts: { mount: string; chain: Handler[] }[];
+  /** The route table (routeTable.ts): the direct lane serves the routes whose `lane` is `direct`. */
+  routes: readonly Route[];
   /** Answers what a chain passed on: an error, or a request no layer answered (404). */
   onError: ErrorHandler;
 }
@@ -27,40 +26,36 @@ export interface DirectRoutesOptions {
  * a trailing slash, odd characters). Express costs about as much per request as a proxied exchange
  * itself (docs/performance.md): it swaps the prototypes of the request and response, walks its router's
  * layers and wraps every `next`. The chains are written against `node:http` alone (handler.ts), so both
- * lanes run the same code and answer alike.
+ * lanes run the same code and answer alike. Either way the route's name is set here, once, in
+ * `res.locals.route`, for the metrics and the access log.
  */
-export function directRoutes({ app, common, exact, mounts, onError }: DirectRoutesOptions): RequestListener {
-  const routes = [
-    ...exact.map(({ path, chain }) => {
-      const withQuery = `${path}?`;
-      return {
-        takes: (url: string) => url === path || url.startsWith(withQuery),
-        run: sequence([...common, ...chain]),
-      };
-    }),
-    ...mounts.map(({ mount, chain }) => {
-      // Mounts are `/api/proxy[/<name>]` with names of `[a-z0-9-]`: nothing a pattern reads as syntax.
-      const pattern = new RegExp(`^${mount.replaceAll('/', '\\/')}\\/[^?]`, 'i');
-      // Stripped after `common`, which logs and counts the path as the client sent it.
-      const strip: Handler = (req, _res, next) => {
-        req.url = (req.url ?? '').slice(mount.length);
-        next();
-      };
-      return { takes: (url: string) => pattern.test(url), run: sequence([...common, strip, ...chain]) };
-    }),
-  ];
+export function directRoutes({ app, common, routes, onError }: DirectRoutesOptions): RequestListener {
+  const targets = directTargets(routes).map(({ route, takes }) => {
+    const { path } = route;
+    // Stripped after `common`, which logs and counts the path as the client sent it.
+    const strip: Handler = (req, _res, next) => {
+      req.url = (req.url ?? '').slice(path.length);
+      next();
+    };
+    const chain = route.match === 'mount' ? [...common, strip, ...route.chain] : [...common, ...route.chain];
+    return { route, takes, run: sequence(chain) };
+  });
   return (req, res) => {
     const url = req.url ?? '';
-    const route = unusualTarget.test(url) ? undefined : routes.find(({ takes }) => takes(url));
-    if (route === undefined) {
+    const target = directTargetFor(targets, url, req.method ?? '');
+    const response = res as BrokerResponse;
+    // Express keeps a `locals` it finds on the response.
+    const locals = Object.create(null) as RequestLocals;
+    response.locals = locals;
+    if (target === undefined) {
+      locals.route = routeFor(routes, req)?.name;
       app(req, res);
       return;
     }
+    locals.route = target.route.name;
     const request: BrokerRequest = req;
     request.originalUrl = url;
-    const response = res as BrokerResponse;
-    response.locals = Object.create(null) as RequestLocals;
-    route.run(request, response, (error) => {
+    target.run(request, response, (error) => {
       try {
         onError(error ?? new BrokerError('not_found'), request, response);
       } catch {

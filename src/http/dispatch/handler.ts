@@ -2,9 +2,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorCode } from '../../errors.js';
 import type { ClientTokenClaims } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
+import type { RouteName } from './routeMatcher.js';
 
 /** What the layers of one request leave for the later ones (Express keeps the same object as `res.locals`). */
 export interface RequestLocals {
+  /** The route the request was matched to, set once by the listener (directRoutes.ts) in both lanes. */
+  route?: RouteName | undefined;
   requestId?: string;
   /** The request's child logger, made when first read (requestContext.ts). */
   log?: Logger;

@@ -40,6 +40,3 @@ function run(handler: Handler, req: BrokerRequest, res: BrokerResponse, next: Ne
     });
   }
 }
-
-/** What makes parseurl leave its fast path (and so may give another pathname): then the router decides. */
-export const unusualTarget = /[\s#]/;

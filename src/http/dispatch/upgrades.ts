@@ -4,7 +4,8 @@ import { BrokerError } from '../../errors.js';
 import type { ErrorHandler } from '../problem.js';
 import type { RequestListener } from './directRoutes.js';
 import type { BrokerRequest, BrokerResponse, Handler, RequestLocals } from './handler.js';
-import { sequence, unusualTarget } from './sequence.js';
+import { type DirectRoute, directTargetFor, directTargets } from './routeMatcher.js';
+import { sequence } from './sequence.js';
 
 /** The `upgrade` listener of an `http.Server` (RFC 9110 §7.8). */
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -27,13 +28,25 @@ export interface UpgradeRoutesOptions {
  * app as a plain request, as Node would without this listener.
  */
 export function upgradeRoutes({ app, common, mounts, onError }: UpgradeRoutesOptions): UpgradeListener {
-  const routes = mounts.map(({ mount, chain }) => {
-    const pattern = new RegExp(`^${mount.replaceAll('/', '\\/')}\\/[^?]`, 'i');
+  // Matched as the direct lane matches the proxy's plain targets (routeMatcher.ts).
+  const routes = directTargets(
+    mounts.map(
+      ({ mount, chain }): DirectRoute => ({
+        name: 'proxy',
+        methods: ['GET'],
+        path: mount,
+        match: 'mount',
+        lane: 'direct',
+        chain,
+      }),
+    ),
+  ).map((target) => {
+    const { path } = target.route;
     const strip: Handler = (req, _res, next) => {
-      req.url = (req.url ?? '').slice(mount.length);
+      req.url = (req.url ?? '').slice(path.length);
       next();
     };
-    return { takes: (url: string) => pattern.test(url), run: sequence([...common, strip, ...chain]) };
+    return { ...target, run: sequence([...common, strip, ...target.route.chain]) };
   });
   return (req, socket, head) => {
     // Until the chain hands the socket over (or the answer is written), a reset must not throw.
@@ -45,7 +58,8 @@ export function upgradeRoutes({ app, common, mounts, onError }: UpgradeRoutesOpt
     res.once('finish', () => socket.end());
     const url = req.url ?? '';
     const websocket = (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
-    const route = websocket && !unusualTarget.test(url) ? routes.find(({ takes }) => takes(url)) : undefined;
+    // Any method: a handshake that is not a GET is refused by the chain, as problem+json.
+    const route = websocket ? directTargetFor(routes, url, 'GET') : undefined;
     if (route === undefined) {
       app(req, res);
       return;
@@ -54,6 +68,7 @@ export function upgradeRoutes({ app, common, mounts, onError }: UpgradeRoutesOpt
     request.originalUrl = url;
     const response = res as BrokerResponse;
     response.locals = Object.create(null) as RequestLocals;
+    response.locals.route = route.route.name;
     route.run(request, response, (error) => {
       try {
         onError(error ?? new BrokerError('not_found'), request, response);

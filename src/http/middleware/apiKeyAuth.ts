@@ -14,7 +14,12 @@ export function bearerToken(req: IncomingMessage): string | undefined {
 export function requireApiKey(verifier: ApiKeyVerifier, presented: string | undefined): void {
   if (!verifier.verify(presented)) {
     throw new BrokerError('invalid_api_key', {
-      detail: presented ? 'the API key is not valid' : 'an API key is required (Authorization: Bearer <key>)',
+      detail:
+        verifier.count === 0
+          ? 'this broker has no API keys (BROKER_API_KEYS is empty), so it refuses every key'
+          : presented
+            ? 'the API key is not valid'
+            : 'an API key is required (Authorization: Bearer <key>)',
       headers: { 'WWW-Authenticate': 'Bearer realm="token-broker"' },
     });
   }

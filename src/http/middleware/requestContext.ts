@@ -8,11 +8,11 @@ const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * Gives each request an id (honouring a safe `x-request-id`) and a child logger carrying it, and logs
- * one line when the answer is done: method, path (never the query string: the claim route accepts a
- * key there), status, duration. Headers and bodies are never logged: they carry credentials and tokens.
+ * one line when the answer is done: method, path (never the query string: the claim route accepts a key
+ * there), the route's name, status, duration. Headers and bodies are never logged: they carry credentials and tokens.
  */
 export function requestContext(logger: Logger): Handler {
-  // The access line's fields are fixed (reqId, method, path, status, durationMs) and none is a redacted
+  // The access line's fields are fixed (reqId, method, path, route, status, durationMs) and none is a redacted
   // key, so it is written without the redaction pass, which costs more than the rest of the line.
   const accessLog = logger.child({}, { redact: { paths: [] } });
   return (req, res, next) => {
@@ -43,6 +43,8 @@ export function requestContext(logger: Logger): Handler {
         reqId: requestId,
         method: req.method,
         path,
+        // The route the listener matched (directRoutes.ts); absent for a path no route has.
+        route: res.locals.route,
         status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       };

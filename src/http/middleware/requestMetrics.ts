@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import parseurl from 'parseurl';
 import type { Metrics, MintRoute, VerificationOutcome } from '../../telemetry/metrics.js';
 import type { Handler } from '../dispatch/handler.js';
+import type { RouteName } from '../dispatch/routeMatcher.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'invalid_client_token',
@@ -11,9 +11,10 @@ const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
   'token_revoked',
 ]);
 
-function mintRoute(method: string, path: string): MintRoute | undefined {
-  if (path === '/api/client-token' && (method === 'GET' || method === 'POST')) return 'client-token';
-  if (path === '/api/auth/claim' && method === 'POST') return 'claim';
+/** The mint routes' labels; a client-token preflight or a refused method mints nothing. */
+function mintRoute(method: string, route: RouteName | undefined): MintRoute | undefined {
+  if (route === 'clientToken' && (method === 'GET' || method === 'POST')) return 'client-token';
+  if (route === 'claim') return 'claim';
   return undefined;
 }
 
@@ -24,10 +25,9 @@ function mintRoute(method: string, path: string): MintRoute | undefined {
  */
 export function requestMetrics(metrics: Metrics): Handler {
   return (req, res, next) => {
-    // Matched as the routes are: in any letter case, with or without a trailing slash.
-    const path = (parseurl(req)?.pathname ?? '').toLowerCase().replace(/(.)\/$/, '$1');
-    const route = mintRoute(req.method ?? '', path);
-    const proxied = path === '/api/proxy' || path.startsWith('/api/proxy/');
+    // The route the listener matched (directRoutes.ts), in any letter case and either form of target.
+    const route = mintRoute(req.method ?? '', res.locals.route);
+    const proxied = res.locals.route === 'proxy';
     if (!route && !proxied) {
       next();
       return;

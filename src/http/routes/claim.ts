@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { ApiKeyLabeler } from '../../auth/apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
 import { bindingFor, canonicalIp } from '../../caller/ip.js';
@@ -13,7 +13,7 @@ import { type ClaimResponse, claimRequest } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 
 export interface ClaimRouteDeps {
-  config: Config;
+  config: Pick<Config, 'clientToken'>;
   upstreams: Upstreams;
   apiKeys: ApiKeyVerifier;
   /** Names the claiming key in the token's `sub` without revealing anything testable about it. */
@@ -25,15 +25,14 @@ export interface ClaimRouteDeps {
  * `POST /api/auth/claim`: the Trefle-style route. A backend holding a broker API key asks for a client
  * token bound to an origin (and optionally an IP) of its choosing; the key is trusted to choose.
  */
-export function claimRoute({
+export function claimHandler({
   config,
   upstreams,
   apiKeys,
   apiKeyLabel,
   clientTokens,
-}: ClaimRouteDeps): Router {
-  const router = Router();
-  router.post('/api/auth/claim', async (req, res) => {
+}: ClaimRouteDeps): RequestHandler {
+  return async (req, res) => {
     const body: unknown = req.body;
     const fields = { ...req.query, ...(body && typeof body === 'object' ? body : {}) };
     const parsed = claimRequest.safeParse(fields);
@@ -71,8 +70,7 @@ export function claimRoute({
       expiresAt: expiresAt.toISOString(),
     };
     sendToken(res, answer);
-  });
-  return router;
+  };
 }
 
 /** `MM-DD-YYYY HH:mm` in UTC, as Trefle answers. */

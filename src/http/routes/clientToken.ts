@@ -15,7 +15,7 @@ import type { ClientTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 
 export interface ClientTokenRouteDeps {
-  config: Config;
+  config: Pick<Config, 'clientToken' | 'clientTokenBinding' | 'publicUrl'>;
   upstreams: Upstreams;
   originPolicy: OriginPolicy;
   clientTokens: ClientTokens;

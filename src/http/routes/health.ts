@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Clock } from '../../clock.js';
 import type { UpstreamProbe } from '../../config/startupChecks.js';
 import { BrokerError } from '../../errors.js';
@@ -22,13 +22,15 @@ export interface HealthRouteDeps {
  * names share it; a cache answers from memory when a token is held and otherwise makes the one upstream
  * request everyone would wait for anyway.
  */
-export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: HealthRouteDeps): Router {
-  const router = Router();
-  router.get('/healthz', (_req, res) => {
+export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: HealthRouteDeps): {
+  healthz: RequestHandler;
+  readyz: RequestHandler;
+} {
+  const healthz: RequestHandler = (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     res.json({ status: 'ok' });
-  });
-  router.get('/readyz', async (_req, res) => {
+  };
+  const readyz: RequestHandler = async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     const asked = new Map<TokenCache, Promise<UpstreamReadiness>>();
     const readiness = (cache: TokenCache) => {
@@ -58,8 +60,8 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
       ...(upstreams.list.length === 1 && only ? { upstream: byName[only.name] } : {}),
       upstreams: byName,
     });
-  });
-  return router;
+  };
+  return { healthz, readyz };
 }
 
 async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamReadiness> {

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import { z } from 'zod';
 import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
 import { BrokerError } from '../../errors.js';
@@ -23,15 +23,17 @@ export const tokenParameter = z.object({
  * `POST /api/client-token/introspect` (RFC 7662) and `/revoke` (RFC 7009) for client tokens, behind
  * the broker API key. Origin and IP are not checked here: a backend asks about a token, it does not use it.
  */
-export function introspectionRoutes({ apiKeys, clientTokens, revocations }: IntrospectionRouteDeps): Router {
-  const router = Router();
+export function introspectionRoutes({ apiKeys, clientTokens, revocations }: IntrospectionRouteDeps): {
+  introspect: RequestHandler;
+  revoke: RequestHandler;
+} {
   const tokenFrom = (body: unknown) => {
     const parsed = tokenParameter.safeParse(body ?? {});
     if (!parsed.success) throw new BrokerError('invalid_request', { detail: 'token is required' });
     return parsed.data.token;
   };
 
-  router.post('/api/client-token/introspect', async (req, res) => {
+  const introspect: RequestHandler = async (req, res) => {
     requireApiKey(apiKeys, bearerToken(req));
     const token = tokenFrom(req.body);
     try {
@@ -48,9 +50,9 @@ export function introspectionRoutes({ apiKeys, clientTokens, revocations }: Intr
       if (!(error instanceof BrokerError)) throw error;
       sendToken(res, { active: false });
     }
-  });
+  };
 
-  router.post('/api/client-token/revoke', async (req, res) => {
+  const revoke: RequestHandler = async (req, res) => {
     requireApiKey(apiKeys, bearerToken(req));
     const token = tokenFrom(req.body);
     try {
@@ -62,6 +64,6 @@ export function introspectionRoutes({ apiKeys, clientTokens, revocations }: Intr
     }
     res.setHeader('Cache-Control', 'no-store');
     res.status(200).end();
-  });
-  return router;
+  };
+  return { introspect, revoke };
 }

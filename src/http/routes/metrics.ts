@@ -1,4 +1,4 @@
-import express, { type Express, Router } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
@@ -13,15 +13,17 @@ export interface MetricsRouteDeps {
 }
 
 /** `GET /metrics`: the Prometheus text exposition of the broker's registry. */
-export function metricsRoute({ metrics, apiKeys, requireApiKey: protect }: MetricsRouteDeps): Router {
-  const router = Router();
-  router.get('/metrics', async (req, res) => {
+export function metricsHandler({
+  metrics,
+  apiKeys,
+  requireApiKey: protect,
+}: MetricsRouteDeps): RequestHandler {
+  return async (req, res) => {
     if (protect) requireApiKey(apiKeys, bearerToken(req));
     const body = await metrics.registry.metrics();
     res.setHeader('Cache-Control', 'no-store');
     res.type(metrics.registry.contentType).send(body);
-  });
-  return router;
+  };
 }
 
 /**
@@ -32,7 +34,7 @@ export function createMetricsApp(deps: MetricsRouteDeps & { logger: Logger }): E
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(metricsRoute(deps));
+  app.get('/metrics', metricsHandler(deps));
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));
   return app;

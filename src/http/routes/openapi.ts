@@ -1,10 +1,9 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Upstreams } from '../../upstream/registry.js';
 import { createOpenApiDocument } from '../openapi.js';
 
 /** `GET /openapi.json`: the OpenAPI 3.1 description of the broker, generated once per app. */
-export function openApiRoute(upstreams: Upstreams): Router {
-  const router = Router();
+export function openApiHandler(upstreams: Upstreams): RequestHandler {
   const [first, ...rest] = upstreams.list.map((upstream) => upstream.name);
   const body = JSON.stringify(
     createOpenApiDocument({
@@ -13,9 +12,8 @@ export function openApiRoute(upstreams: Upstreams): Router {
       named: upstreams.named,
     }),
   );
-  router.get('/openapi.json', (_req, res) => {
+  return (_req, res) => {
     res.setHeader('Cache-Control', 'public, max-age=300');
     res.type('application/json').send(body);
-  });
-  return router;
+  };
 }

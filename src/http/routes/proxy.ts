@@ -1,4 +1,3 @@
-import { Router } from 'express';
 import type { OriginPolicy } from '../../caller/origins.js';
 import type { CallerReader } from '../../caller/requestCaller.js';
 import type { Config } from '../../config/index.js';
@@ -10,7 +9,7 @@ import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
-import { splitTarget } from '../dispatch/requestTarget.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
@@ -26,8 +25,10 @@ export interface ProxyRouteDeps {
   config: Pick<Config, 'publicUrl'>;
   /** The per-IP budget of proxied calls; undefined: none. */
   rateLimit?: Handler | undefined;
-  /** The WebSocket handshake's own steps (websocket.ts). */
-  websocket: WebSocketSteps;
+  /** The per-token budget of proxied calls (callBudget.ts); undefined: none. */
+  callBudget?: Handler | undefined;
+  /** The call quota of each upstream that has one (callQuota.ts). */
+  callQuotas?: ReadonlyMap<string, Handler> | undefined;
 }
 
 /** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
@@ -39,12 +40,8 @@ export interface ProxyMount {
 }
 
 export interface ProxyRoutes {
-  /** Served by the direct lane (directRoutes.ts) for the plain targets `<mount>/<more>`. */
+  /** One per upstream; routeTable.ts makes each a `proxy` route of the direct lane. */
   mounts: ProxyMount[];
-  /** Every mount, as Express matches it: serves what the direct lane left to Express. */
-  router: Router;
-  /** WebSocket handshakes under each mount with an API, served by the `upgrade` listener (upgrades.ts). */
-  upgrades: ProxyMount[];
 }
 
 /**
@@ -52,9 +49,7 @@ export interface ProxyRoutes {
  * one `default` upstream otherwise, as before names existed. An unknown name falls through to 404.
  */
 export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
-  const router = Router();
   const mounts: ProxyMount[] = [];
-  const upgrades: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
@@ -77,7 +72,9 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       res.locals.upstream = upstream.name;
       next();
     };
-    // No body parser runs here: the forwarder streams the request body to the API untouched.
+    const quota = deps.callQuotas?.get(upstream.name);
+    // No body parser runs here: the forwarder streams the request body to the API untouched. The budget
+    // comes before the quota, so a token past its budget spends none of the upstream's quota.
     mounts.push({
       mount,
       chain: [
@@ -85,15 +82,33 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
+        ...(deps.callBudget ? [deps.callBudget] : []),
+        ...(quota ? [quota] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
-    if (upstream.websocket) {
-      const admit = upstreamAdmission(upstream);
-      const { websocket } = deps;
-      // The same checks as a call, but the token comes from the offered subprotocol and no CORS applies.
-      upgrades.push({
-        mount,
+  }
+  return { mounts };
+}
+
+/**
+ * WebSocket handshakes under each proxy mount with an API, served by the `upgrade` listener
+ * (dispatch/upgrades.ts): the checks of a call (rate limit, client token, upstream, call budget and
+ * quota), but the token comes from the offered subprotocol (websocket.ts) and no CORS applies.
+ */
+export function websocketMounts(deps: ProxyRouteDeps & { websocket: WebSocketSteps }): ProxyMount[] {
+  const { websocket } = deps;
+  return deps.upstreams.list.flatMap((upstream) => {
+    if (!upstream.websocket) return [];
+    const admit = upstreamAdmission(upstream);
+    const name: Handler = (_req, res, next) => {
+      res.locals.upstream = upstream.name;
+      next();
+    };
+    const quota = deps.callQuotas?.get(upstream.name);
+    return [
+      {
+        mount: deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy',
         chain: [
           name,
           ...(deps.rateLimit ? [deps.rateLimit] : []),
@@ -105,13 +120,13 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
               websocket.admit(claims);
             },
           }),
+          ...(deps.callBudget ? [deps.callBudget] : []),
+          ...(quota ? [quota] : []),
           websocket.accept(upstream.websocket),
         ],
-      });
-    }
-  }
-  for (const { mount, chain } of mounts) router.use(mount, ...chain);
-  return { mounts, router, upgrades };
+      },
+    ];
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 
 /** By file name ending; `send` would guess `.d.ts` to be `video/mp2t` (an MPEG transport stream). */
 const contentTypes: ReadonlyArray<readonly [string, string]> = [
@@ -15,7 +15,7 @@ const contentTypes: ReadonlyArray<readonly [string, string]> = [
  * `clientDir`) is served always and to any origin: pages on other origins import it as a module
  * script, which is a CORS request. The demo page from `publicDir` is served only with the dev upstream.
  */
-export function staticRoutes({
+export function staticFiles({
   publicDir,
   clientDir,
   demo,
@@ -23,8 +23,7 @@ export function staticRoutes({
   publicDir: string;
   clientDir: string;
   demo: boolean;
-}): Router {
-  const router = Router();
+}): { path: string; handler: RequestHandler }[] {
   const files: Record<string, string> = {
     '/client.js': join(clientDir, 'client.js'),
     '/client.d.ts': join(clientDir, 'client.d.ts'),
@@ -34,9 +33,9 @@ export function staticRoutes({
       files[file === 'index.html' ? '/' : `/${file}`] = join(publicDir, file);
     }
   }
-  for (const [route, path] of Object.entries(files)) {
+  return Object.entries(files).map(([route, path]) => {
     const type = contentTypes.find(([ending]) => path.endsWith(ending))?.[1];
-    router.get(route, (_req, res, next) => {
+    const handler: RequestHandler = (_req, res, next) => {
       res.setHeader('Access-Control-Allow-Origin', '*');
       res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
       res.setHeader('Cache-Control', 'no-cache');
@@ -47,7 +46,7 @@ export function staticRoutes({
       res.sendFile(path, { dotfiles: 'deny' }, (error) => {
         if (error) next(error);
       });
-    });
-  }
-  return router;
+    };
+    return { path: route, handler };
+  });
 }

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { ApiKeyVerifier } from '../../auth/apiKeys.js';
 import type { Clock } from '../../clock.js';
 import { BrokerError } from '../../errors.js';
@@ -18,9 +18,8 @@ export interface UpstreamTokenRouteDeps {
  * pod that must call the API itself. The only answer that ever carries an upstream token. The name may
  * be left out when only one upstream is configured.
  */
-export function upstreamTokenRoute({ apiKeys, upstreams, clock }: UpstreamTokenRouteDeps): Router {
-  const router = Router();
-  router.get('/api/upstream-token', async (req, res) => {
+export function upstreamTokenHandler({ apiKeys, upstreams, clock }: UpstreamTokenRouteDeps): RequestHandler {
+  return async (req, res) => {
     requireApiKey(apiKeys, bearerToken(req));
     const token = await chosen(upstreams, req.query.upstream).cache.get();
     const body: UpstreamTokenResponse = {
@@ -30,8 +29,7 @@ export function upstreamTokenRoute({ apiKeys, upstreams, clock }: UpstreamTokenR
     };
     if (token.scope) body.scope = token.scope;
     sendToken(res, body);
-  });
-  return router;
+  };
 }
 
 function chosen(upstreams: Upstreams, name: unknown): Upstream {

@@ -15,7 +15,7 @@ import type { WebSocketSessions } from '../../proxy/websocketSessions.js';
 import type { ClientTokenClaims } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Handler } from '../dispatch/handler.js';
-import { splitTarget } from '../dispatch/requestTarget.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
 
 export interface WebSocketRouteDeps {
   sessions: WebSocketSessions;
