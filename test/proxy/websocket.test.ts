@@ -284,6 +284,16 @@ describe('WebSocket limits and failures', () => {
     await openSocket(limited.url, '/api/proxy/4', offerFor(token), origin);
   });
 
+  it('when a token has spent CLIENT_TOKEN_MAX_CALLS, then its next handshake is refused with token_budget_exhausted', async () => {
+    const budgeted = await startBroker({ upstream: 'fake', api, env: { CLIENT_TOKEN_MAX_CALLS: '1' } });
+    const token = await budgeted.clientToken();
+    const offer = { ...origin, 'sec-websocket-protocol': offerFor(token).join(',') };
+    expect((await handshake(budgeted.url, '/api/proxy/1', offer)).status).toBe(101);
+    const refused = await handshake(budgeted.url, '/api/proxy/2', offer);
+    expect(refused.status).toBe(429);
+    expect(JSON.parse(refused.body).code).toBe('token_budget_exhausted');
+  });
+
   it('when an address passes RATE_LIMIT_PROXY, then its next handshake is refused with 429 and Retry-After', async () => {
     const limited = await startBroker({ upstream: 'fake', api, env: { RATE_LIMIT_PROXY: '2/minute' } });
     const token = await limited.clientToken();
