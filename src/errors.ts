@@ -104,6 +104,9 @@ export class UpstreamError extends Error {
       'unsupported_grant_type',
       'invalid_scope',
       'invalid_target',
+      // The URL answers, but nothing there takes token requests.
+      'http_404',
+      'http_405',
     ].includes(this.error);
   }
 }

@@ -16,18 +16,19 @@ export interface ProxySocketOptions {
  */
 export function createProxySocket({ proxyRoot, tokens, WebSocket }: ProxySocketOptions) {
   return async (path: string, protocols: string | string[] = []): Promise<WebSocket> => {
-    if (typeof WebSocket !== 'function') throw new TypeError('no WebSocket implementation');
     const info = await tokens.usable('initial');
     if (info.tokenType === 'DPoP') {
       throw new BrokerClientError('invalid_dpop_proof', {
-        detail: 'a DPoP-bound token cannot open a WebSocket: a browser cannot send a proof with it',
+        detail: 'no WebSockets with DPoP tokens',
       });
     }
-    const url = new URL(`${proxyRoot}/${String(path).replace(/^\/+/, '')}`, globalThis.location?.href);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    return new WebSocket(url.href, [
-      'token-broker',
-      `token-broker.bearer.${info.token}`,
+    const url = new URL(`${proxyRoot}/${path.replace(/^\/+/, '')}`, globalThis.location?.href);
+    url.protocol = url.protocol.replace('http', 'ws');
+    const broker = 'token-broker';
+    // Without a WebSocket class, `new` throws its own TypeError.
+    return new (WebSocket as WebSocketConstructor)(url.href, [
+      broker,
+      `${broker}.bearer.${info.token}`,
       ...[protocols].flat(),
     ]);
   };

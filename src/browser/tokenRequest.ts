@@ -46,7 +46,10 @@ export function createTokenRequest(options: TokenRequestOptions): () => Promise<
       // served with `Referrer-Policy: no-referrer` would then send neither (origin_required).
       return await fetch(requestUrl, { method: 'POST', headers });
     } catch (cause) {
-      throw new BrokerClientError('network_error', { detail: 'The broker could not be reached', cause });
+      throw new BrokerClientError('network_error', {
+        detail: `The broker could not be reached at ${url}: check baseUrl, and that the broker is up`,
+        cause,
+      });
     }
   }
 
@@ -94,9 +97,14 @@ export function createTokenRequest(options: TokenRequestOptions): () => Promise<
         retryAfter,
       });
     }
+    // Not the broker's problem+json: another server answered, most often the page's own when the
+    // helper was left to its default same-origin URL on a page served from elsewhere.
     return new BrokerClientError('http_error', {
       status: response.status,
-      message: `The token endpoint answered HTTP ${response.status}`,
+      message:
+        response.status === 404
+          ? `No token broker answered at ${url} (HTTP 404): on a page not served by the broker, set baseUrl to the broker's URL`
+          : `The token endpoint answered HTTP ${response.status}`,
       retryAfter,
     });
   }

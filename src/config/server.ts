@@ -59,7 +59,9 @@ export const serverSchema = z.object({
           context.addIssue({
             code: 'custom',
             message:
-              keys.length === 1 ? rule : `key ${index + 1} of ${keys.length} has ${key.length} characters; ${rule}`,
+              keys.length === 1
+                ? rule
+                : `key ${index + 1} of ${keys.length} has ${key.length} characters; ${rule}`,
           });
         });
       }),

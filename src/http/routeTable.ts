@@ -1,8 +1,8 @@
+import { BrokerError } from '../errors.js';
 import type { AppDeps } from './app.js';
 import type { Handler } from './dispatch/handler.js';
 import type { Route } from './dispatch/routeMatcher.js';
 import { allowedOriginsCors } from './middleware/cors.js';
-import { notFoundHandler } from './problem.js';
 import { claimHandler } from './routes/claim.js';
 import { clientTokenHandler } from './routes/clientToken.js';
 import { healthRoutes } from './routes/health.js';
@@ -46,6 +46,7 @@ export function routeTable(deps: AppDeps, folders: StaticFolders): Route[] {
         ...allowedOriginsCors(deps.originPolicy, {
           methods: ['GET', 'POST'],
           allowedHeaders: ['content-type', 'dpop'],
+          refusalsReadable: true,
         }),
         ...limited(rateLimits?.clientToken),
         clientTokenHandler(deps),
@@ -63,14 +64,22 @@ export function routeTable(deps: AppDeps, folders: StaticFolders): Route[] {
     ),
   ];
   if (upstreams.named) {
-    // A name no upstream has: the 404 any unknown path gets, counted by the proxy metrics (upstream `none`).
+    // A name no upstream has: 404, counted by the proxy metrics (upstream `none`), with the names there are.
+    const names = upstreams.list.filter(({ proxy }) => proxy).map(({ name }) => name);
+    const unknownUpstream: Handler = (_req, _res, next) => {
+      next(
+        new BrokerError('not_found', {
+          detail: `no such upstream; the proxy routes are ${names.map((name) => `/api/proxy/${name}/*`).join(', ') || 'all off'}`,
+        }),
+      );
+    };
     routes.push({
       name: 'proxy',
       methods: 'all',
       path: '/api/proxy',
       match: 'mount',
       lane: 'express',
-      chain: [notFoundHandler],
+      chain: [unknownUpstream],
     });
   }
   routes.push(

@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
-import type { RedisTarget } from './redisTarget.js';
+import { describeRedisTarget, type RedisTarget } from './redisTarget.js';
 
 /** A connection to one server or Sentinel-watched master (`Redis`), or to a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -62,6 +62,9 @@ export function createRedisClient(target: RedisTarget, options: RedisOptions): R
   }
 }
 
+/** Errors that no reconnection heals: an unknown host, a refused password or user. */
+const misconfigured = /ENOTFOUND|EAI_AGAIN|WRONGPASS|NOAUTH|NOPERM|invalid password/i;
+
 /**
  * Two ioredis connections tuned to fail fast: while Redis is away, commands error at once instead of
  * queueing (`enableOfflineQueue: false`), each is retried at most once, and the broker carries on from
@@ -87,6 +90,9 @@ export function createRedisConnections({
   const client = createRedisClient(target, { ...options, connectionName: 'token-broker' });
   const subscriber = createRedisClient(target, { ...options, connectionName: 'token-broker-sub' });
   const listeners = new Set<(status: RedisStatus) => void>();
+  // Where, and why not: what an operator needs to tell a wrong REDIS_URL from a Redis that is down.
+  const where = describeRedisTarget(target);
+  let cause: string | undefined;
   let current: RedisStatus = 'degraded';
   let everReady = false;
   let closing = false;
@@ -100,7 +106,10 @@ export function createRedisConnections({
       logger.info(everReady ? 'redis is back: sharing state with the fleet again' : 'redis connected');
       everReady = true;
     } else {
-      logger.warn('redis unreachable: degraded mode, serving from local state until it returns');
+      logger.warn(
+        { redis: where, cause },
+        'redis unreachable: degraded mode, serving from local state until it returns',
+      );
     }
     for (const listener of listeners) listener(next);
   }
@@ -111,7 +120,18 @@ export function createRedisConnections({
     connection.on('end', update);
     // Without a listener, ioredis reports errors as unhandled; the transition is what gets logged.
     connection.on('error', (error: Error) => {
-      logger.debug({ err: error }, 'redis connection error');
+      // The code and message only: ioredis puts the failed command on the error, and for HELLO or
+      // AUTH its arguments are the username and password.
+      const first = `${(error as NodeJS.ErrnoException).code ?? ''} ${error.message.split('\n')[0]}`.trim();
+      logger.debug({ cause: first }, 'redis connection error');
+      if (first !== cause && misconfigured.test(first)) {
+        // Retrying cannot fix a wrong host or password: say so once per distinct error, loudly.
+        logger.error(
+          { redis: where, cause: first },
+          'redis refuses the broker or cannot be found: check REDIS_* settings',
+        );
+      }
+      cause = first;
       update();
     });
   }
@@ -130,7 +150,10 @@ export function createRedisConnections({
         const timer = setTimeout(() => {
           listeners.delete(onChange);
           if (current !== 'ok' && !everReady)
-            logger.warn({ timeoutMs }, 'redis not reachable at start-up: starting in degraded mode');
+            logger.warn(
+              { timeoutMs, redis: where, cause: cause ?? `no answer within ${timeoutMs} ms` },
+              `redis not reachable at start-up (${where}): starting in degraded mode`,
+            );
           resolve(current);
         }, timeoutMs);
         timer.unref();

@@ -39,6 +39,15 @@ export const redactPaths = [
  */
 const defaultDestination = () => pino.destination({ sync: false, minLength: 4096, periodicFlush: 100 });
 
+/**
+ * pino's error serializer, less the `command` ioredis hangs on a failed command's error: for HELLO and
+ * AUTH its arguments are the Redis username and password, and for others they are stored values.
+ */
+function errorWithoutCommand(error: Error): Record<string, unknown> {
+  const { command: _command, ...rest } = pino.stdSerializers.err(error) as Record<string, unknown>;
+  return rest;
+}
+
 export function createLogger(
   options: { level: string; name?: string },
   destination: DestinationStream = defaultDestination(),
@@ -48,6 +57,7 @@ export function createLogger(
       name: options.name ?? 'token-broker',
       level: options.level,
       redact: { paths: redactPaths, censor: '[redacted]' },
+      serializers: { err: errorWithoutCommand },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

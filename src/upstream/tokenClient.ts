@@ -151,7 +151,7 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     return signer.sign(assertionAudience ?? endpoint);
   }
 
-  function interpret(answer: Answer, grant: Grant): UpstreamToken {
+  function interpret(answer: Answer, grant: Grant, endpoint: string): UpstreamToken {
     const now = clock.now();
     const json = parseJson(answer.body);
     const oauthError = oauthErrorSchema.safeParse(json);
@@ -167,7 +167,16 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
           description: oauthError.data.error_description,
         });
       }
-      throw new UpstreamError(`http_${answer.status}`, details);
+      // No token endpoint at that address: a wrong URL is a configuration error, not an outage.
+      const wrongUrl = answer.status === 404 || answer.status === 405;
+      throw new UpstreamError(`http_${answer.status}`, {
+        ...details,
+        ...(wrongUrl
+          ? {
+              description: `no token endpoint at ${forLog(endpoint)}; check its URL (UPSTREAM_TOKEN_URL, or the issuer's metadata)`,
+            }
+          : {}),
+      });
     }
     const parsed = tokenAnswerSchema(config.profile).safeParse(json);
     if (!parsed.success) {
@@ -205,7 +214,7 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     try {
       const answer = await exchange(endpoint, { method: 'POST', headers: wire.headers, body: wire.body });
       status = answer.status;
-      return interpret(answer, grant);
+      return interpret(answer, grant, endpoint);
     } catch (error) {
       outcome = error instanceof UpstreamError ? error.error : 'error';
       throw error;

@@ -310,6 +310,22 @@ describe('token endpoint errors', () => {
     await expect(c.getToken()).rejects.toMatchObject({ code: 'network_error', status: 0 });
   });
 
+  it('when something other than a broker answers 404 (baseUrl left out on another origin), then the error says to set baseUrl', async () => {
+    const c = createBrokerClient({
+      baseUrl: BASE,
+      fetch: () =>
+        Promise.resolve(
+          new Response('<h1>Not Found</h1>', { status: 404, headers: { 'content-type': 'text/html' } }),
+        ),
+    });
+
+    await expect(c.getToken()).rejects.toMatchObject({
+      code: 'http_error',
+      status: 404,
+      message: expect.stringContaining("set baseUrl to the broker's URL"),
+    });
+  });
+
   it.each([
     ['a 200 without a token', () => json({ expiresIn: 900 })],
     ['a 200 with a negative lifetime', () => json({ token: 'x', expiresIn: -1 })],

@@ -241,7 +241,9 @@ describe('token-broker check-config', () => {
     expect(result.stdout).toMatch(/^configuration OK\n/);
     expect(result.stdout).toContain('https://auth.example.com/oauth/token');
     expect(result.stdout).toMatch(/profile:\s+json/);
-    expect(result.stdout).toMatch(/auth method:\s+client_id and client_secret in the JSON body \(json profile\)/);
+    expect(result.stdout).toMatch(
+      /auth method:\s+client_id and client_secret in the JSON body \(json profile\)/,
+    );
     expect(result.stdout).toContain('https://app.example.com, https://*.example.org');
     expect(result.stdout).toMatch(/signing keys:\s+1 /);
     expect(result.stdout).toMatch(/api keys:\s+1/);

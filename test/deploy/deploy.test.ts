@@ -173,6 +173,63 @@ describe('deployment examples', () => {
     );
   });
 
+  it('when the Ingress is read, then it sends only the browser routes to the broker and the rest to the app', () => {
+    const [ingress] = documents('deploy/kubernetes/ingress.yaml');
+    type Path = { path: string; pathType: string; backend: { service: { port: { name: string } } } };
+    const rules = (ingress?.spec as { rules: { http: { paths: Path[] } }[] }).rules;
+    const toBroker = rules
+      .flatMap((rule) => rule.http.paths)
+      .filter((path) => path.backend.service.port.name === 'broker')
+      .map(({ path, pathType }) => `${pathType} ${path}`);
+    expect(toBroker.sort()).toEqual(
+      [
+        'Exact /api/client-token',
+        'Exact /api/client-token/challenge',
+        'Exact /client.js',
+        'Prefix /api/proxy',
+      ].sort(),
+    );
+  });
+
+  it('when the NetworkPolicies are read, then the pod takes traffic from the ingress controller only, and Redis from the broker only', () => {
+    const [web, redis] = documents('deploy/kubernetes/network-policy.yaml');
+    const webSpec = web?.spec as {
+      podSelector: unknown;
+      policyTypes: string[];
+      ingress: { from: unknown[] }[];
+    };
+    expect(webSpec.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(webSpec.podSelector).toEqual({ matchLabels: { 'app.kubernetes.io/name': 'web' } });
+    expect(webSpec.ingress.flatMap((rule) => rule.from)).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+    ]);
+    expect(JSON.stringify(redis?.spec)).toContain('"app.kubernetes.io/name":"web"');
+  });
+
+  it('when the example Redis servers are read, then each asks for a password kept in a secret', () => {
+    const [redisPod] = podSpecs('deploy/kubernetes/redis.yaml');
+    const redis = redisPod?.containers[0] as Container & { args?: string[] };
+    expect(redis.args?.slice(0, 2)).toEqual(['--requirepass', '$(REDIS_PASSWORD)']);
+    expect(redis.env).toContainEqual({
+      name: 'REDIS_PASSWORD',
+      valueFrom: { secretKeyRef: { name: 'token-broker', key: 'redis-password' } },
+    });
+    const [compose] = documents('deploy/compose.yaml');
+    const services = compose?.services as Record<
+      string,
+      { command?: string[]; environment?: Record<string, string> }
+    >;
+    expect(services.redis?.command?.join(' ')).toContain(
+      '--requirepass "$$(cat /run/secrets/redis-password)"',
+    );
+    expect(services.broker?.environment?.REDIS_PASSWORD_FILE).toBe('/run/secrets/redis-password');
+    // Readable by the image's user alone, and the Compose version that reads `env_file: required` is named.
+    const comments = read('deploy/compose.yaml');
+    expect(comments).not.toContain('chmod 644');
+    expect(comments).toContain('chmod 600');
+    expect(comments).toContain('Compose 2.24');
+  });
+
   it('when the compose file is read, then the broker is built here, reads broker.env and uses the redis service', () => {
     const [compose] = documents('deploy/compose.yaml');
     const services = compose?.services as Record<string, Record<string, unknown>>;

@@ -178,6 +178,24 @@ describe('upstream token endpoint faults, through /api/upstream-token and /ready
     expect(await recoveryMs(broker)).toBeLessThan(1000);
   });
 
+  it('when the token URL answers 404, then it is a configuration error: 502 upstream_rejected, one error line naming the URL without credentials', async () => {
+    const broker = await start();
+    broker.upstream.setBehaviour((_req, res) =>
+      reply(res, 404, '<h1>Not Found</h1>', { 'content-type': 'text/html' }),
+    );
+
+    const answers = await hammer(broker);
+    for (const answer of answers) expectRefusal(broker, answer, 'upstream_rejected');
+    expect(tokenRequests(broker)).toBeLessThanOrEqual(maxAttempts);
+    const errors = broker.logs.lines().filter((line) => line.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({
+      error: 'http_404',
+      httpStatus: 404,
+      description: `no token endpoint at ${broker.upstream.tokenUrl}; check its URL (UPSTREAM_TOKEN_URL, or the issuer's metadata)`,
+    });
+  });
+
   const lifetimes: { name: string; expiresIn: unknown; expected: (seconds: number) => boolean }[] = [
     { name: 'negative', expiresIn: -3600, expected: (s) => s > 290 && s <= 300 },
     { name: 'zero', expiresIn: 0, expected: (s) => s > 290 && s <= 300 },

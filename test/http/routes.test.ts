@@ -79,10 +79,25 @@ describe('GET/POST /api/client-token', () => {
     'http://app.example.com',
     'https://app.example.com:8443',
     'null',
-  ])('when the origin is %s, then 403 origin_not_allowed without CORS headers', async (origin) => {
-    const res = await request(broker.url).post('/api/client-token').set('Origin', origin);
-    expectProblem(res, 403, 'origin_not_allowed');
-    expect(res.headers['access-control-allow-origin']).toBeUndefined();
+  ])(
+    'when the origin is %s, then 403 origin_not_allowed, readable by that page but for an opaque origin',
+    async (origin) => {
+      const res = await request(broker.url).post('/api/client-token').set('Origin', origin);
+      expectProblem(res, 403, 'origin_not_allowed');
+      expect(res.body.token).toBeUndefined();
+      expect(res.headers['access-control-allow-origin']).toBe(origin === 'null' ? undefined : origin);
+      expect(res.headers['access-control-allow-credentials']).toBeUndefined();
+      expect(res.headers.vary).toMatch(/\bOrigin\b/);
+    },
+  );
+
+  it('when a refused origin sends a preflight, then it is answered, so that the refusal itself can be read', async () => {
+    const res = await request(broker.url)
+      .options('/api/client-token')
+      .set('Origin', 'https://evil.example.com')
+      .set('Access-Control-Request-Method', 'POST');
+    expect(res.status).toBe(204);
+    expect(res.headers['access-control-allow-origin']).toBe('https://evil.example.com');
   });
 
   it('when the origin differs only by case and default port, then it is the same origin', async () => {

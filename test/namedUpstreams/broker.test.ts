@@ -169,6 +169,9 @@ describe('named upstreams behind one broker', () => {
       const token = await tokenFor(target.url, events);
       const route = await proxied(target.url, '/api/proxy/nope/x', token, events);
       expect([route.status, route.json().code]).toEqual([404, 'not_found']);
+      expect(route.json().detail).toBe(
+        'no such upstream; the proxy routes are /api/proxy/uitpas/*, /api/proxy/entry/*',
+      );
       const query = await clientTokenFor(target.url, events, '?upstreams=uitpas,nope');
       expect([query.status, query.json().code]).toEqual([400, 'invalid_request']);
       expect(String(query.json().detail)).toContain('"nope" is not configured');

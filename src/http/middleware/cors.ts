@@ -6,10 +6,19 @@ import type { Handler } from '../dispatch/handler.js';
 /**
  * CORS for the allowed origins only. The answer always varies by `Origin` (even for refused origins,
  * which get no `Access-Control-Allow-Origin`), so a shared cache never hands one origin's answer to another.
+ *
+ * `refusalsReadable`: a page on a refused origin may still read the answer, for a route that itself
+ * refuses every such origin with `403 origin_not_allowed` before doing anything else (the client-token
+ * route). The page then learns why, instead of a bare "blocked by CORS policy"; the refusal holds no
+ * secret, and no token is ever minted for that origin. Opaque (`null`) origins stay unanswered.
  */
 export function allowedOriginsCors(
   originPolicy: OriginPolicy,
-  { methods, allowedHeaders }: { methods: string[]; allowedHeaders: string[] },
+  {
+    methods,
+    allowedHeaders,
+    refusalsReadable = false,
+  }: { methods: string[]; allowedHeaders: string[]; refusalsReadable?: boolean },
 ): Handler[] {
   const varyOrigin: Handler = (_req, res, next) => {
     vary(res, 'Origin');
@@ -23,7 +32,7 @@ export function allowedOriginsCors(
         return;
       }
       const normalized = origin === undefined ? undefined : normalizeOrigin(origin);
-      callback(null, normalized !== undefined && originPolicy.isAllowed(normalized));
+      callback(null, normalized !== undefined && (refusalsReadable || originPolicy.isAllowed(normalized)));
     },
     methods,
     allowedHeaders,
