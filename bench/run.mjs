@@ -5,13 +5,14 @@
  * bench/results.json, and exits non-zero when a target is missed.
  *
  * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
- * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), d (cold-cache
- * callers), e (soak of the mint route), s (soak of the proxy), w (WebSockets: 1,000 sockets held
- * through the proxy, and echo messages per second through it vs direct to the same API).
+ * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
+ * allow-list of 50 rules), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy),
+ * w (WebSockets: 1,000 sockets held through the proxy, and echo messages per second through it vs
+ * direct to the same API).
  *
  * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
  * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_WS_HOLD (30 s
- * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,d,e,s,w; all by default),
+ * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,d,e,s,w; all by default),
  * BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
  */
@@ -49,7 +50,7 @@ const settings = {
   socketHoldSeconds: positiveInt('BENCH_WS_HOLD', 30),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,d,e,s,w').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,d,e,s,w').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -360,6 +361,53 @@ async function scenarioB(upstream) {
   }
 }
 
+/**
+ * The proxy with an `UPSTREAM_ALLOW` of 50 rules, the one that opens the bench's path last, against the
+ * same proxy with none (issue 21: at most 3 % of the proxy's throughput).
+ */
+async function scenarioA(upstream) {
+  log('A: /api/proxy with an allow-list of 50 rules');
+  const rules = Array.from({ length: 49 }, (_, i) => `${i % 2 ? 'GET' : 'POST'} /r${i}/*/items/**`);
+  const brokers = [
+    { name: 'A  /api/proxy, no allow-list', broker: await launchBroker('EdDSA', upstream) },
+    {
+      name: 'A  /api/proxy, allow-list of 50 rules',
+      broker: await launchBroker('EdDSA', upstream, { UPSTREAM_ALLOW: [...rules, 'GET /items'].join(', ') }),
+    },
+  ];
+  try {
+    const cases = [];
+    for (const { name, broker } of brokers) {
+      const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
+      const headers = { origin, authorization: `Bearer ${token}` };
+      await getOk(`${broker.url}/api/proxy/items`, headers);
+      cases.push({
+        name,
+        load: { ...loadDefaults(), url: `${broker.url}/api/proxy/items`, headers, pid: broker.child.pid },
+      });
+    }
+    const rows = await alternate(cases);
+    for (const row of rows) {
+      row.ratio = ratio(row, rows[0]);
+      row.loopRatio = loopRatio(row, rows[0]);
+    }
+    return {
+      rows,
+      targets: [
+        target('A allow-list of 50 rules/none req/s', rows[1].ratio, '>=', 0.97),
+        target(
+          'A errors',
+          rows.reduce((sum, row) => sum + row.errors, 0),
+          '==',
+          0,
+        ),
+      ],
+    };
+  } finally {
+    for (const { broker } of brokers) await stop(broker.child);
+  }
+}
+
 /** One GET on its own connection, so every caller is a separate client waiting at once. */
 function getOnNewConnection(url, headers) {
   return new Promise((resolve, reject) => {
@@ -565,13 +613,14 @@ async function main() {
   const m = settings.only.has('m') ? await scenarioM(upstream) : notSelected;
   const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
   const b = settings.only.has('b') ? await scenarioB(upstream) : notSelected;
+  const a = settings.only.has('a') ? await scenarioA(upstream) : notSelected;
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
   const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
   const soakProxy = settings.only.has('s') ? await scenarioE(upstream, 'proxy') : notSelected;
   const w = settings.only.has('w') ? await scenarioW(upstream) : notSelected;
   await stop(upstream.child);
 
-  const rows = [...m.rows, ...p.rows, ...b.rows].map((row) => ({
+  const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows].map((row) => ({
     scenario: row.name,
     'req/s': row.requestsPerSecond,
     'p50 ms': row.p50Ms,
@@ -586,6 +635,7 @@ async function main() {
     ...m.targets,
     ...p.targets,
     ...b.targets,
+    ...a.targets,
     ...d.targets,
     ...e.targets,
     ...soakProxy.targets,
@@ -595,6 +645,7 @@ async function main() {
   if (m.skipped) process.stdout.write(`M  SKIPPED: ${m.skipped}\n`);
   if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
   if (b.skipped) process.stdout.write(`B  SKIPPED: ${b.skipped}\n`);
+  if (a.skipped) process.stdout.write(`A  SKIPPED: ${a.skipped}\n`);
   process.stdout.write(
     d.skipped
       ? `D  SKIPPED: ${d.skipped}\n`
@@ -632,6 +683,7 @@ async function main() {
         m,
         p,
         b,
+        a,
         d,
         e,
         s: soakProxy,

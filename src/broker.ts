@@ -1,5 +1,7 @@
 import type { Express } from 'express';
 import type { Dispatcher } from 'undici';
+import { createAttestationGate } from './attestation/gate.js';
+import { createAttestationProvider } from './attestation/providers.js';
 import { createApiKeyLabeler } from './auth/apiKeyLabel.js';
 import { createApiKeyVerifier } from './auth/apiKeys.js';
 import { createOriginPolicy } from './caller/origins.js';
@@ -125,6 +127,26 @@ export async function createBroker({
     clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
     maxPerToken: config.websocketsPerToken,
   });
+  const rateLimits = createRateLimits({
+    rules: config.rateLimits,
+    logger,
+    caller,
+    redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
+  });
+  const { attestation } = config;
+  const attestationProvider = createAttestationProvider({ config, clock, dispatcher });
+  // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
+  const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
+  const spentProofs =
+    attestationReplays && redis
+      ? createRedisReplayCache({
+          client: redis.connections.client,
+          prefix: redis.prefix,
+          local: attestationReplays,
+          logger,
+          namespace: 'attestation',
+        })
+      : attestationReplays;
   const { request: app, upgrade } = createApp({
     config,
     logger,
@@ -140,12 +162,19 @@ export async function createBroker({
     revocations,
     websockets,
     metrics,
-    rateLimits: createRateLimits({
-      rules: config.rateLimits,
-      logger,
-      caller,
-      redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
-    }),
+    rateLimits,
+    attestation:
+      attestationProvider &&
+      spentProofs &&
+      createAttestationGate({
+        provider: attestationProvider,
+        replays: spentProofs,
+        allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
+        failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
+        metrics,
+        clock,
+      }),
+    attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
     ...(redis ? { redisStatus: redis.status } : {}),
     ...callLimits({ config, redis, clock, logger, metrics }),
     demo: demo ?? false,
@@ -166,6 +195,7 @@ export async function createBroker({
       websockets.close();
       revocations.close();
       await replayCache.close();
+      await spentProofs?.close();
       await upstreams.close();
       await store.close();
       await redis?.close();

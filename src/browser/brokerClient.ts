@@ -31,6 +31,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     onEvent,
     dpop = false,
     WebSocket = globalThis.WebSocket,
+    attestation,
   } = options;
   if (typeof fetch !== 'function') throw new TypeError('createBrokerClient needs a fetch implementation');
   const signer = dpop ? createDpopSigner({ now }) : undefined;
@@ -58,6 +59,8 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
       refreshMargin,
       maxRetryAfter,
       emit,
+      attestation,
+      challengeUrl: `${root}${tokenPath}/challenge`,
     }),
     now,
     autoRefresh,

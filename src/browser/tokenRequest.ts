@@ -1,3 +1,4 @@
+import { powAttestation } from './attestation.js';
 import { BrokerClientError } from './errors.js';
 import { PROOF_REFUSED, parseRetryAfter, readProblem } from './problem.js';
 import type { BrokerClientEvent, DpopSigner, FetchFunction, TokenInfo } from './types.js';
@@ -25,6 +26,9 @@ export interface TokenRequestOptions {
   refreshMargin: number | ((expiresIn: number) => number);
   maxRetryAfter: number;
   emit: (event: BrokerClientEvent) => void;
+  /** The page's own proof maker; undefined: answer `pow` challenges from `challengeUrl`. */
+  attestation: (() => Promise<string>) | undefined;
+  challengeUrl: string;
 }
 
 /**
@@ -33,14 +37,20 @@ export interface TokenRequestOptions {
  */
 export function createTokenRequest(options: TokenRequestOptions): () => Promise<TokenInfo> {
   const { url, upstreams, fetch, now, signer, refreshMargin, maxRetryAfter, emit } = options;
+  const attest =
+    options.attestation ??
+    powAttestation({ challengeUrl: options.challengeUrl, fetch, emit, refusal: toClientError });
+  // From the first `attestation_required` on, every token request carries a proof: one round trip less.
+  let proveFirst = false;
   // The DPoP proof names `url`: `htu` leaves out the query (RFC 9449 §4.2).
   const requestUrl = upstreams
     ? `${url}${url.includes('?') ? '&' : '?'}upstreams=${upstreams.map(encodeURIComponent).join(',')}`
     : url;
 
-  async function send(): Promise<Response> {
+  async function send(proof: string | undefined): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (signer) headers.dpop = await signer.proof('POST', url);
+    if (proof !== undefined) headers.attestation = proof;
     try {
       // POST, because browsers send `Origin` on every POST but not on a same-origin GET, and a page
       // served with `Referrer-Policy: no-referrer` would then send neither (origin_required).
@@ -110,14 +120,23 @@ export function createTokenRequest(options: TokenRequestOptions): () => Promise<
   }
 
   return async function requestToken(): Promise<TokenInfo> {
+    let proof = proveFirst ? await attest() : undefined;
+    let reproved = false;
     for (let attempt = 0; ; attempt += 1) {
       // Expiry is counted from when we asked, on our own clock: the server signed the token after
       // that moment, so this never overestimates its life, and the two clocks need not agree.
       const sentAt = now();
-      const response = await send();
+      const response = await send(proof);
       if (response.ok) return parseToken(response, sentAt);
       const error = await toClientError(response);
       if (error.code === PROOF_REFUSED && attempt === 0) continue;
+      // Asked for a proof, or the one sent was stale or spent: once more with a fresh one.
+      if (!reproved && error.code.startsWith('attestation_')) {
+        proveFirst = true;
+        reproved = true;
+        proof = await attest();
+        continue;
+      }
       const wait = error.retryAfter;
       if (attempt > 0 || !BUSY_STATUSES.has(response.status) || wait === undefined || wait > maxRetryAfter) {
         throw error;

@@ -39,6 +39,8 @@ export type BrokerClientEvent =
    * (`invalid_dpop_proof`: once more with the same token and a fresh proof).
    */
   | { readonly type: 'retry'; readonly code: RenewableCode | 'invalid_dpop_proof'; readonly url: string }
+  /** The broker asked for a `pow` proof and the helper solved its challenge, in a worker or on the page's thread. */
+  | { readonly type: 'attestation'; readonly solver: 'worker' | 'main'; readonly ms: number }
   /** A background renewal failed; the next call tries again. */
   | { readonly type: 'error'; readonly error: BrokerClientError };
 
@@ -87,6 +89,13 @@ export interface BrokerClientOptions {
    * (https or localhost). Default false.
    */
   dpop?: boolean;
+  /**
+   * Makes the proof the broker asks for before minting (`CLIENT_TOKEN_ATTESTATION`), sent in the
+   * `Attestation` header: a Turnstile, hCaptcha or reCAPTCHA response token, or a Firebase App Check
+   * token. By default the helper answers a `pow` challenge itself. It is asked only after the broker
+   * answered `attestation_required` once; from then on each token request carries a fresh proof.
+   */
+  attestation?: () => Promise<string>;
 }
 
 /** Signs DPoP proofs (RFC 9449 §4.2) with a key that cannot leave WebCrypto. */

@@ -6,6 +6,8 @@ import { devOrigins } from '../caller/origins.js';
 import { type Config, ConfigError, loadConfig, secretSettings } from '../config/index.js';
 import { configWarnings } from '../config/startupChecks.js';
 import { secretSuffixes } from '../config/upstreamNames.js';
+import { formatAllowRules } from '../proxy/allowRules.js';
+import type { CredentialPlacement } from '../proxy/credentialPlacement.js';
 import { describeRedisTarget } from '../store/redisTarget.js';
 import { CliFailure, type Command, parseUsage, redact, UsageError } from './context.js';
 import { checkSigningKeys, type JwkSet } from './jwks.js';
@@ -42,25 +44,39 @@ function describeUpstreams(config: Config): [string, string][] {
   return config.upstreams.flatMap(({ name, config: upstream, allowedOrigins }) => {
     // Without UPSTREAMS the one upstream keeps the labels it always had.
     const label = (row: string) => (config.namedUpstreams ? `${name} ${row}` : row);
-    const rows: [string, string][] = [
-      [
-        label('upstream'),
-        upstream.tokenUrl
-          ? `token URL ${showUrl(upstream.tokenUrl)}`
-          : `issuer ${showUrl(upstream.issuer ?? '')}`,
-      ],
-      [label('client id'), upstream.clientId],
-      [label('profile'), upstream.profile],
-      [label('auth method'), authSummary(upstream)],
-    ];
+    const rows: [string, string][] = upstream.apiKey
+      ? [[label('upstream'), 'static API key (no grant)']]
+      : [
+          [
+            label('upstream'),
+            upstream.tokenUrl
+              ? `token URL ${showUrl(upstream.tokenUrl)}`
+              : `issuer ${showUrl(upstream.issuer ?? '')}`,
+          ],
+          [label('client id'), upstream.clientId],
+          [label('profile'), upstream.profile],
+          [label('auth method'), authSummary(upstream)],
+        ];
     if (upstream.audience) rows.push([label('audience'), upstream.audience]);
     if (upstream.scope) rows.push([label('scope'), upstream.scope]);
     if (upstream.resource) rows.push([label('resource'), showUrl(upstream.resource)]);
     const proxyPath = config.namedUpstreams ? `/api/proxy/${name}` : '/api/proxy';
     rows.push([label('api url'), upstream.apiUrl ? showUrl(upstream.apiUrl) : `none (${proxyPath} is off)`]);
+    if (upstream.apiUrl) {
+      rows.push([label('credential in'), credentialPlacementLabel(upstream.credentialIn)]);
+      rows.push([
+        label('allow'),
+        upstream.allow ? formatAllowRules(upstream.allow) : 'unset: opens every method and path',
+      ]);
+    }
     if (allowedOrigins) rows.push([label('allowed origins'), allowedOrigins.join(', ')]);
     return rows;
   });
+}
+
+function credentialPlacementLabel(placement: CredentialPlacement | undefined): string {
+  if (placement === undefined || placement.in === 'authorization') return 'authorization (Bearer)';
+  return placement.in === 'header' ? `header ${placement.name}` : `query parameter ${placement.param}`;
 }
 
 /** The origins the server will allow: with the dev upstream and none set, its own origin. */

@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import {
+  type AttestationConfig,
+  attestationConfig,
+  attestationSchema,
+  attestationSecrets,
+} from './attestation.js';
+import {
   type ClientTokensConfig,
   clientTokensConfig,
   clientTokensSchema,
@@ -23,6 +29,7 @@ export type { UpstreamConfig } from './upstreamSettings.js';
 /** Settings whose value is a secret: they may come from `NAME_FILE`, and are never echoed in errors. */
 export const secretSettings = [
   ...clientTokensSecrets,
+  ...attestationSecrets,
   ...serverSecrets,
   ...upstreamSecrets,
   ...redisSecrets,
@@ -37,8 +44,9 @@ export const configParts = [
   },
   {
     title: 'Client tokens',
-    intro: 'What the broker mints for browsers: lifetime, binding and the keys that sign.',
-    schema: clientTokensSchema,
+    intro:
+      'What the broker mints for browsers: lifetime, binding, the keys that sign, and the proof asked before minting.',
+    schema: z.object({ ...clientTokensSchema.shape, ...attestationSchema.shape }),
   },
   {
     title: 'Upstream',
@@ -57,6 +65,7 @@ export const configParts = [
 export const envSchema = z.object({
   ...serverSchema.shape,
   ...clientTokensSchema.shape,
+  ...attestationSchema.shape,
   ...upstreamSchema.shape,
   ...upstreamsSchema.shape,
   ...redisSchema.shape,
@@ -68,6 +77,7 @@ export type Env = z.infer<typeof envSchema>;
 export interface Config
   extends ServerConfig,
     ClientTokensConfig,
+    AttestationConfig,
     UpstreamsConfig,
     RedisConfig,
     LimitsConfig {}
@@ -143,6 +153,7 @@ export function loadConfig(
   const config: Config = {
     ...server,
     ...clientTokensConfig(e, server.production, problems),
+    ...attestationConfig(e, problems),
     ...upstreamsConfig({
       env,
       names: e.UPSTREAMS,

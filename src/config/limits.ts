@@ -24,6 +24,11 @@ export const limitsSchema = z.object({
     example: '100/second',
     default: '6000/minute',
   }),
+  RATE_LIMIT_CHALLENGE: rateLimit('30/minute').meta({
+    description: 'per-IP limit of `/api/client-token/challenge` (with `CLIENT_TOKEN_ATTESTATION=pow`)',
+    example: '30/minute',
+    default: '30/minute',
+  }),
   CLIENT_TOKEN_MAX_CALLS: optionalInt(1, 1_000_000_000).meta({
     description:
       'proxied calls one client token may make (counted by `jti`, fleet-wide with Redis); past it `429 token_budget_exhausted` and the browser helper fetches a new token. Empty: no limit',
@@ -69,6 +74,7 @@ export interface LimitsConfig {
     claim: RateLimitRule | undefined;
     apiKeyFailures: RateLimitRule | undefined;
     proxy: RateLimitRule | undefined;
+    challenge: RateLimitRule | undefined;
   };
   /** `CLIENT_TOKEN_MAX_CALLS`: proxied calls per client token; undefined: no budget. */
   maxCallsPerToken: number | undefined;
@@ -92,6 +98,7 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
       claim: e.RATE_LIMIT_CLAIM,
       apiKeyFailures: e.RATE_LIMIT_API_KEY_FAILURES,
       proxy: e.RATE_LIMIT_PROXY,
+      challenge: e.RATE_LIMIT_CHALLENGE,
     },
     maxCallsPerToken: e.CLIENT_TOKEN_MAX_CALLS,
     budgetCacheSize: e.CLIENT_TOKEN_BUDGET_CACHE_SIZE,

@@ -153,6 +153,7 @@ function disagreements(upstreams: NamedUpstream[]): string[] {
   const problems: string[] = [];
   const first = new Map<string, NamedUpstream>();
   for (const upstream of upstreams) {
+    if (upstream.config.apiKey !== undefined) continue;
     const identity = tokenIdentity(upstream.config);
     const earlier = first.get(identity);
     if (!earlier) {

@@ -137,13 +137,17 @@ export function probeUpstream(
   });
 }
 
-/** Each upstream's probe by name; upstreams with the same token endpoint share one connection attempt. */
+/**
+ * Each upstream's probe by name; upstreams with the same token endpoint share one connection attempt. An
+ * upstream with a static API key has no token endpoint, and no probe.
+ */
 export async function probeUpstreams(
   config: Pick<Config, 'upstreams'>,
 ): Promise<ReadonlyMap<string, UpstreamProbe>> {
   const byTarget = new Map<string, Promise<UpstreamProbe>>();
+  const withGrant = config.upstreams.filter(({ config: upstream }) => upstream.apiKey === undefined);
   const probes = await Promise.all(
-    config.upstreams.map(async ({ name, config: upstream }) => {
+    withGrant.map(async ({ name, config: upstream }) => {
       const target = (upstream.tokenUrl ?? upstream.issuer) as string;
       const probe =
         byTarget.get(target) ?? probeUpstream(upstream, { timeoutMs: Math.min(upstream.timeoutMs, 2_000) });

@@ -1,4 +1,10 @@
 import { z } from 'zod';
+import { type AllowRule, allowRulesExample, parseAllowRules } from '../proxy/allowRules.js';
+import {
+  type CredentialPlacement,
+  credentialPlacementExample,
+  parseCredentialPlacement,
+} from '../proxy/credentialPlacement.js';
 import { type ClientKey, parseClientKey } from '../upstream/clientAssertion.js';
 import { parseTokenQuota, type TokenQuota } from '../upstream/quota.js';
 import { emptyToUndefined, int, optionalString, optionalUrl } from './fields.js';
@@ -92,6 +98,21 @@ export const upstreamSchema = z.object({
     description: 'base URL of the protected API behind `/api/proxy/*`. Empty: the proxy is off',
     example: 'https://api.example.com',
   }),
+  UPSTREAM_ALLOW: parsedBy(parseAllowRules).meta({
+    description:
+      'comma-separated `METHOD /path` rules a proxied call must match (`*` one path segment, a final `**` the rest, method `*` any), on the path after the API URL; anything else is `403 path_not_allowed` (see [the proxy route](routes.md)). Empty: every method and path',
+    example: allowRulesExample,
+  }),
+  UPSTREAM_CREDENTIAL_IN: parsedBy(parseCredentialPlacement).meta({
+    description:
+      'where the API reads its credential: `authorization` (`Bearer`, the default), `header:<Name>` or `query:<param>`. What a client sent there is always replaced; a `query:` credential is taken out of `Location` headers the API sends back',
+    example: credentialPlacementExample,
+  }),
+  UPSTREAM_API_KEY: optionalString.meta({
+    description:
+      'a long-lived API key sent to the API as `UPSTREAM_CREDENTIAL_IN` says, instead of a token from a grant (no token URL, issuer or client then). Never handed out by `/api/upstream-token`',
+    example: 'the-key-your-API-issued',
+  }),
   UPSTREAM_DEFAULT_TTL: int(1, 86_400, 300).meta({
     description: 'lifetime in seconds assumed when the upstream gives neither `expires_in` nor a JWT `exp`',
     example: '300',
@@ -102,8 +123,14 @@ export const upstreamSchema = z.object({
     example: '5000',
   }),
   UPSTREAM_API_TIMEOUT_MS: int(1_000, 3_600_000, 300_000).meta({
-    description: 'whole-exchange limit of a proxied API call, streaming included, ms',
+    description:
+      'whole-exchange limit of a proxied API call, streaming included, ms; for an event stream (a client accepting `text/event-stream` or NDJSON, and the API answering one) only until its headers',
     example: '300000',
+  }),
+  UPSTREAM_STREAM_IDLE_TIMEOUT_MS: int(1_000, 86_400_000, 60_000).meta({
+    description:
+      "an event stream through the proxy (server-sent events, NDJSON) is ended once the API sends nothing for this long, ms; keep it above the API's keep-alive interval",
+    example: '60000',
   }),
   PROXY_MAX_REPLAY_BYTES: int(0, 10_485_760, 65_536).meta({
     description: 'proxied request bodies up to this size are retried once after a 401 from the API',
@@ -111,7 +138,7 @@ export const upstreamSchema = z.object({
   }),
 });
 
-export const upstreamSecrets = ['UPSTREAM_CLIENT_SECRET', 'UPSTREAM_CLIENT_KEY'] as const;
+export const upstreamSecrets = ['UPSTREAM_CLIENT_SECRET', 'UPSTREAM_CLIENT_KEY', 'UPSTREAM_API_KEY'] as const;
 
 type UpstreamEnv = z.infer<typeof upstreamSchema>;
 
@@ -128,14 +155,22 @@ export interface UpstreamConfig {
   apiUrl: string | undefined;
   defaultTtlSeconds: number;
   timeoutMs: number;
-  /** Whole-exchange limit of a proxied API call, streaming included. */
+  /** Whole-exchange limit of a proxied API call, streaming included; an event stream's only until its headers. */
   apiTimeoutMs: number;
+  /** An event stream is ended once the API is silent this long. */
+  streamIdleMs: number;
   /** Request bodies up to this size are buffered so a 401 from the API can be retried with them. */
   maxReplayBytes: number;
   /** The imported private key of `private_key_jwt`; set when `authMethod` is `private_key_jwt`. */
   clientKey?: ClientKey | undefined;
   /** `aud` of the client assertions: the token endpoint (the default) or the issuer. */
   clientAssertionAudience?: UpstreamEnv['UPSTREAM_CLIENT_ASSERTION_AUDIENCE'];
+  /** `UPSTREAM_CREDENTIAL_IN`; undefined: `Authorization: Bearer`. */
+  credentialIn?: CredentialPlacement | undefined;
+  /** `UPSTREAM_API_KEY`: a static key instead of a grant; then no token settings are set. */
+  apiKey?: string | undefined;
+  /** `UPSTREAM_ALLOW`: the methods and paths a proxied call may use; undefined: any. */
+  allow?: AllowRule[] | undefined;
   /** Budget of requests to the token endpoint (`UPSTREAM_TOKEN_QUOTA`); undefined: no governor. */
   tokenQuota?: TokenQuota | undefined;
   /** Budget of proxied calls to the API (`UPSTREAM_CALL_QUOTA`), in the same grammar; undefined: none. */
@@ -175,6 +210,7 @@ function clientAuthProblems(e: UpstreamEnv): string[] {
 }
 
 const upstreamVars = [
+  'UPSTREAM_API_KEY',
   'UPSTREAM_ISSUER',
   'UPSTREAM_TOKEN_URL',
   'UPSTREAM_CLIENT_ID',
@@ -194,6 +230,7 @@ export function upstreamConfig(
 ): UpstreamConfig | undefined {
   const anyUpstream = upstreamVars.some((name) => e[name] !== undefined);
   if (!anyUpstream && !production) return undefined;
+  if (e.UPSTREAM_API_KEY !== undefined) return apiKeyUpstream(e, e.UPSTREAM_API_KEY, problems);
   if (!e.UPSTREAM_TOKEN_URL && !e.UPSTREAM_ISSUER) {
     problems.push(
       production && !anyUpstream
@@ -217,10 +254,61 @@ export function upstreamConfig(
     defaultTtlSeconds: e.UPSTREAM_DEFAULT_TTL,
     timeoutMs: e.UPSTREAM_TIMEOUT_MS,
     apiTimeoutMs: e.UPSTREAM_API_TIMEOUT_MS,
+    streamIdleMs: e.UPSTREAM_STREAM_IDLE_TIMEOUT_MS,
     maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
     clientKey: e.UPSTREAM_CLIENT_KEY,
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
     tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
     callQuota: e.UPSTREAM_CALL_QUOTA,
+    allow: e.UPSTREAM_ALLOW,
+    credentialIn: e.UPSTREAM_CREDENTIAL_IN,
+  };
+}
+
+/** Settings of a grant, which an upstream with a static API key has none of. */
+const grantVars = [
+  'UPSTREAM_ISSUER',
+  'UPSTREAM_TOKEN_URL',
+  'UPSTREAM_CLIENT_ID',
+  'UPSTREAM_CLIENT_SECRET',
+  'UPSTREAM_CLIENT_KEY',
+  'UPSTREAM_TOKEN_QUOTA',
+  'UPSTREAM_AUDIENCE',
+  'UPSTREAM_SCOPE',
+  'UPSTREAM_RESOURCE',
+] as const;
+
+/** An upstream whose API takes a long-lived key: no grant, so only the API's settings apply. */
+function apiKeyUpstream(e: UpstreamEnv, apiKey: string, problems: string[]): UpstreamConfig {
+  for (const name of grantVars) {
+    if (e[name] !== undefined) {
+      problems.push(
+        `${name}: not used with UPSTREAM_API_KEY (a static key has no grant); set one or the other`,
+      );
+    }
+  }
+  if (!e.UPSTREAM_API_URL) {
+    problems.push('UPSTREAM_API_URL: required with UPSTREAM_API_KEY (the key is only ever sent to that API)');
+  }
+  return {
+    issuer: undefined,
+    tokenUrl: undefined,
+    clientId: '',
+    clientSecret: '',
+    profile: e.UPSTREAM_PROFILE,
+    authMethod: e.UPSTREAM_AUTH_METHOD,
+    audience: undefined,
+    scope: undefined,
+    resource: undefined,
+    apiUrl: e.UPSTREAM_API_URL,
+    defaultTtlSeconds: e.UPSTREAM_DEFAULT_TTL,
+    timeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    apiTimeoutMs: e.UPSTREAM_API_TIMEOUT_MS,
+    streamIdleMs: e.UPSTREAM_STREAM_IDLE_TIMEOUT_MS,
+    maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
+    allow: e.UPSTREAM_ALLOW,
+    credentialIn: e.UPSTREAM_CREDENTIAL_IN,
+    callQuota: e.UPSTREAM_CALL_QUOTA,
+    apiKey,
   };
 }

@@ -151,6 +151,8 @@ export interface RedisReplayCacheOptions {
   prefix: string;
   /** This replica's own cache: checked first, and the only one while Redis is away. */
   local: ReplayCache;
+  /** What is remembered, in the key after the prefix: DPoP proof ids by default. */
+  namespace?: string;
   logger: Logger;
 }
 
@@ -165,6 +167,7 @@ export function createRedisReplayCache({
   prefix,
   local,
   logger,
+  namespace = 'dpop-jti',
 }: RedisReplayCacheOptions): ReplayCache {
   return {
     async checkAndRemember(key, ttlMs, owner) {
@@ -172,7 +175,7 @@ export function createRedisReplayCache({
       if (locally !== 'new') return locally;
       try {
         const written = await client.set(
-          `${prefix}dpop-jti:${key}`,
+          `${prefix}${namespace}:${key}`,
           '1',
           'PX',
           Math.max(Math.ceil(ttlMs), 1),
@@ -181,7 +184,7 @@ export function createRedisReplayCache({
         return written === 'OK' ? 'new' : 'replay';
       } catch (error) {
         // The connection logs the outage once; this line would repeat for every proof.
-        logger.debug({ err: error }, 'redis unreachable: DPoP replay check is local to this replica');
+        logger.debug({ err: error, namespace }, 'redis unreachable: replay check is local to this replica');
         return 'new';
       }
     },

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type RequestHandler, Router } from 'express';
 import helmet from 'helmet';
 import type { JSONWebKeySet } from 'jose';
+import type { AttestationGate } from '../attestation/gate.js';
 import type { ApiKeyLabeler } from '../auth/apiKeyLabel.js';
 import type { ApiKeyVerifier } from '../auth/apiKeys.js';
 import type { OriginPolicy } from '../caller/origins.js';
@@ -62,6 +63,10 @@ export interface AppDeps {
   metrics: Metrics;
   /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
+  /** With `CLIENT_TOKEN_ATTESTATION` other than `none`: the proof a client token needs first. */
+  attestation?: AttestationGate | undefined;
+  /** What `/api/client-token/challenge` answers (a `pow` challenge, a widget's site key); no route without it. */
+  attestationChallenge?: ((origin: string) => Promise<object>) | undefined;
   /** The proxy step of `CLIENT_TOKEN_MAX_CALLS` (callBudget.ts); none when absent. */
   callBudget?: Handler;
   /** The proxy step of `UPSTREAM_[<NAME>_]CALL_QUOTA` (callQuota.ts) by upstream name. */

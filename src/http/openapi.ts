@@ -119,6 +119,10 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
       request: {
         headers: z.object({
           dpop: z.string().optional().meta({ description: 'RFC 9449 DPoP proof for this request' }),
+          attestation: z.string().optional().meta({
+            description:
+              'The proof CLIENT_TOKEN_ATTESTATION asks for: a solved `pow` challenge (base64 ALTCHA payload), a captcha response token or an App Check token',
+          }),
         }),
         query: z.object({
           upstreams: z
@@ -135,10 +139,23 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
           'invalid_request',
           'origin_required',
           ['invalid_dpop_proof', 400],
+          'attestation_required',
+          'attestation_failed',
           'origin_not_allowed',
           'upstream_not_allowed',
           'rate_limited',
         ),
+      },
+    });
+    route({
+      method,
+      path: '/api/client-token/challenge',
+      summary: 'What a proof needs, with CLIENT_TOKEN_ATTESTATION set (no route without it)',
+      description:
+        'With `pow`, a fresh ALTCHA v2 challenge (`{parameters, signature}`) bound to the calling origin; with `turnstile`, `hcaptcha` or `recaptcha`, `{provider, siteKey}`. GET and POST behave the same.',
+      responses: {
+        200: json(z.looseObject({}), 'A `pow` challenge, or the provider and its site key'),
+        ...problems('origin_required', 'origin_not_allowed', 'rate_limited'),
       },
     });
   }
@@ -189,6 +206,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
       ...problems(
         'invalid_request',
         'invalid_api_key',
+        'not_found',
         'rate_limited',
         'upstream_rejected',
         'upstream_unavailable',
@@ -249,7 +267,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
         ? 'Forwards to UPSTREAM_<NAME>_API_URL with that upstream’s access token'
         : 'Forwards to UPSTREAM_API_URL with the upstream access token',
       description:
-        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`. A GET with `Upgrade: websocket` opens a WebSocket to the API, the client token offered as the subprotocol `token-broker.bearer.<token>` (docs/websockets.md); a refused handshake gets these problem answers, and `websocket_refused` when the API refuses it.',
+        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`; a method and path that no rule of `UPSTREAM_[<NAME>_]ALLOW` opens is `path_not_allowed`. With `Accept: text/event-stream` an event stream is relayed as it arrives. A GET with `Upgrade: websocket` opens a WebSocket to the API, the client token offered as the subprotocol `token-broker.bearer.<token>` (docs/websockets.md); a refused handshake gets these problem answers, and `websocket_refused` when the API refuses it.',
       security: [{ [clientToken.name]: [] }, { [clientTokenHeader.name]: [] }, { [dpopToken.name]: [] }],
       request: {
         params: upstreams.named
@@ -271,6 +289,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
           'origin_mismatch',
           'ip_mismatch',
           'upstream_not_allowed',
+          'path_not_allowed',
           'not_found',
           'method_not_allowed',
           'token_budget_exhausted',

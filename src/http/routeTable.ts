@@ -1,8 +1,10 @@
+import { challengePath } from '../attestation/pow.js';
 import { BrokerError } from '../errors.js';
 import type { AppDeps } from './app.js';
 import type { Handler } from './dispatch/handler.js';
 import type { Route } from './dispatch/routeMatcher.js';
 import { allowedOriginsCors } from './middleware/cors.js';
+import { attestationChallengeHandler } from './routes/attestationChallenge.js';
 import { claimHandler } from './routes/claim.js';
 import { clientTokenHandler } from './routes/clientToken.js';
 import { healthRoutes } from './routes/health.js';
@@ -45,13 +47,33 @@ export function routeTable(deps: AppDeps, folders: StaticFolders): Route[] {
         // The exact path: introspection and revocation under it are for backends, and get no CORS answer.
         ...allowedOriginsCors(deps.originPolicy, {
           methods: ['GET', 'POST'],
-          allowedHeaders: ['content-type', 'dpop'],
+          allowedHeaders: ['content-type', 'dpop', 'attestation'],
           refusalsReadable: true,
         }),
         ...limited(rateLimits?.clientToken),
         clientTokenHandler(deps),
       ],
     },
+    // With CLIENT_TOKEN_ATTESTATION only; its answers are as cold as the proofs they lead to.
+    ...(deps.attestationChallenge
+      ? [
+          {
+            name: 'attestationChallenge',
+            methods: 'all',
+            path: challengePath,
+            match: 'exact',
+            lane: 'express',
+            chain: [
+              ...allowedOriginsCors(deps.originPolicy, { methods: ['GET', 'POST'], allowedHeaders: [] }),
+              ...limited(rateLimits?.challenge),
+              attestationChallengeHandler({
+                originPolicy: deps.originPolicy,
+                challenge: deps.attestationChallenge,
+              }),
+            ],
+          } satisfies Route,
+        ]
+      : []),
     ...proxyRoutes({ ...deps, rateLimit: rateLimits?.proxy }).mounts.map(
       ({ mount, chain }): Route => ({
         name: 'proxy',

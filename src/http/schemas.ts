@@ -12,6 +12,8 @@ const boundedString = (max: number) => z.string().min(1).max(max);
 export const claimRequest = z.object({
   /** The upstreams the token opens, comma-separated (or a JSON array); all the origin may reach by default. */
   upstreams: z.union([boundedString(2048), z.array(boundedString(32)).max(64)]).optional(),
+  /** `METHOD /path` rules narrowing what the token may call at the proxy, as `UPSTREAM_ALLOW` (never widening it). */
+  allow: boundedString(2048).optional(),
   token: boundedString(1024).optional(),
   origin: boundedString(2048).optional(),
   ip: z
@@ -62,6 +64,8 @@ export const healthResponse = z.object({ status: z.literal('ok') });
 /** One upstream in `/readyz`: its token is held (or obtainable), or the refusal's code. */
 export const upstreamReadiness = z.union([
   z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
+  /** The upstream uses a static API key (`UPSTREAM_API_KEY`): nothing to obtain. */
+  z.object({ token: z.literal('api_key') }),
   z.object({
     token: z.literal('unavailable'),
     code: z.string(),

@@ -4,12 +4,19 @@ import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { TokenCache } from '../upstream/types.js';
+import type { CredentialSource } from '../upstream/types.js';
+import {
+  type CredentialPlacement,
+  placeCredential,
+  queryWithCredential,
+  scrubResponseHeaders,
+} from './credentialPlacement.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { relayBody } from './relayBody.js';
 import { createRenewalGate } from './renewalGate.js';
 import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
-import { parseApiUrl, upstreamTarget } from './targetUrl.js';
+import { acceptsStream, isStream, relayStream } from './streamRelay.js';
+import { clientQuery, parseApiUrl, upstreamTarget } from './targetUrl.js';
 import { DeadlineError, errorCode, failureBeforeHeaders } from './upstreamFailure.js';
 
 /** Bounds on every exchange with the API, so no request through the proxy can hang. */
@@ -25,12 +32,20 @@ export interface ProxyTimeouts {
    * enough to beat `bodyMs` forever. Choose it above the longest legitimate transfer.
    */
   totalMs: number;
+  /**
+   * An event stream (server-sent events, NDJSON) asked for by the client and answered by the API is bounded
+   * by `totalMs` only until its headers arrive; after that, it is closed once silent this long (default 60 s).
+   */
+  streamIdleMs?: number;
 }
 
 export interface ProxyForwarderOptions {
   /** `UPSTREAM_API_URL`: requests go to its origin, under its path. */
   apiUrl: string;
-  cache: TokenCache;
+  /** The upstream's token cache, or its static API key. */
+  credentials: CredentialSource;
+  /** Where the API reads the credential (`UPSTREAM_CREDENTIAL_IN`); `Authorization: Bearer` by default. */
+  credentialIn?: CredentialPlacement | undefined;
   logger: Logger;
   timeouts: ProxyTimeouts;
   /**
@@ -72,7 +87,7 @@ export interface ProxyForwarder {
    * once the answer was sent, cut or abandoned by the client; rejects with a BrokerError only while no
    * header was sent: `invalid_request` (unsafe path), `method_not_allowed` (TRACE, TRACK, CONNECT),
    * `upstream_unavailable` 503 with `Retry-After: 1` (refused, reset or closed before the headers),
-   * `upstream_timeout` 504 (connect, headers or total deadline), or what `cache.get()` throws.
+   * `upstream_timeout` 504 (connect, headers or total deadline), or what `credentials.get()` throws.
    */
   forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void>;
   /** Closes the connection pool it created, after in-flight requests finish. */
@@ -99,9 +114,12 @@ function copyHeaders(res: ServerResponse, headers: ReturnType<typeof downstreamR
  * @see https://www.rfc-editor.org/rfc/rfc9110#section-7.6
  */
 export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwarder {
-  const { cache, timeouts: limits } = options;
+  const { credentials, timeouts: limits } = options;
+  // Undefined for `Authorization: Bearer`: the forwarder does then exactly what it did before placements.
+  const placement = options.credentialIn?.in === 'authorization' ? undefined : options.credentialIn;
   const base = parseApiUrl(options.apiUrl);
   const maxReplayBytes = options.maxReplayBytes ?? 64 * 1024;
+  const streamIdleMs = limits.streamIdleMs ?? 60_000;
   const renewals = createRenewalGate({
     clock: options.clock ?? systemClock,
     cooldownMs: options.renewalCooldownMs ?? 5_000,
@@ -120,6 +138,8 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     const method = (req.method ?? 'GET').toUpperCase();
     if (refusedMethods.has(method)) throw new BrokerError('method_not_allowed');
     const target = upstreamTarget(base, request.path);
+    // A stream's chunks may be minutes apart: undici's gap limit is off, and the relay sets its own.
+    const streamAsked = acceptsStream(req.headers.accept);
 
     const controller = new AbortController();
     const deadline = setTimeout(() => controller.abort(new DeadlineError()), limits.totalMs);
@@ -141,15 +161,21 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       if (!body.replayable && body.contentLength !== undefined) {
         headers['content-length'] = body.contentLength;
       }
+      if (placement) placeCredential(placement, headers, accessToken);
+      // A compressing API may hold events back until a block fills.
+      if (streamAsked) headers['accept-encoding'] = 'identity';
       return dispatcher.request({
         origin: base.origin,
-        path: target.path,
+        path:
+          placement?.in === 'query'
+            ? `${target.pathname}?${queryWithCredential(clientQuery(target), placement.param, accessToken)}`
+            : target.path,
         method: method as Dispatcher.HttpMethod,
         headers: headers as Record<string, string | string[]>,
         body: body.replayable ? body.bytes : body.stream,
         signal: controller.signal,
         headersTimeout: limits.headersMs,
-        bodyTimeout: limits.bodyMs,
+        bodyTimeout: streamAsked ? 0 : limits.bodyMs,
       });
     };
 
@@ -157,16 +183,19 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     let body: OutgoingBody | undefined;
     try {
       body = await prepareBody(req, maxReplayBytes, controller.signal);
-      let token = await cache.get();
+      let token = await credentials.get();
       response = await send(token.accessToken, body);
       let retried = false;
-      if (response.statusCode === 401) {
+      if (credentials.refused !== undefined) {
+        if (response.statusCode === 401 || response.statusCode === 403)
+          credentials.refused(response.statusCode);
+      } else if (response.statusCode === 401) {
         const refused = token.accessToken;
         // The API refused a token we believed valid: drop it, unless another request already replaced it
         // or the API refused another token moments ago (then it refuses tokens, not this one).
-        if (renewals.mayInvalidate(refused)) await cache.invalidate(refused);
+        if (renewals.mayInvalidate(refused)) await credentials.invalidate(refused);
         if (body.replayable) {
-          token = await cache.get();
+          token = await credentials.get();
           // Sending the refused token again would only earn the same 401: that one is the answer.
           if (token.accessToken !== refused) {
             await response.body.dump();
@@ -180,11 +209,17 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         }
       }
       res.statusCode = response.statusCode;
-      copyHeaders(res, downstreamResponseHeaders(response.headers));
+      const answerHeaders = downstreamResponseHeaders(response.headers);
+      if (placement?.in === 'query') scrubResponseHeaders(answerHeaders, placement.param, token.accessToken);
+      copyHeaders(res, answerHeaders);
       response.body.once('error', () => {
         upstreamFailed = true;
       });
-      await relayBody(response.body, res, controller.signal);
+      if (streamAsked) {
+        await relayAsked(response, res, controller.signal, () => clearTimeout(deadline));
+      } else {
+        await relayBody(response.body, res, controller.signal);
+      }
       if (options.logger.isLevelEnabled('debug')) {
         request.log.debug(
           {
@@ -233,6 +268,31 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     }
   }
 
+  /**
+   * The answer to a client that asked for a stream: a stream is bounded by the total deadline only until
+   * its headers, then by its own silence; any other answer by the usual gap between chunks.
+   */
+  async function relayAsked(
+    response: Dispatcher.ResponseData,
+    res: ServerResponse,
+    signal: AbortSignal,
+    endDeadline: () => void,
+  ): Promise<void> {
+    const stream = isStream(response.headers);
+    if (stream) {
+      endDeadline();
+      // Reverse proxies in front of the broker (nginx) would otherwise buffer the events.
+      if (!res.hasHeader('x-accel-buffering')) res.setHeader('x-accel-buffering', 'no');
+    }
+    await relayStream(
+      response.body,
+      res,
+      signal,
+      stream ? streamIdleMs : limits.bodyMs,
+      stream ? 'end' : 'cut',
+    );
+  }
+
   return {
     forward,
     close: async () => {
@@ -241,6 +301,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
   };
 }
 
+/** The client's query, raw and without its "?"; undefined when it sent none. */
 function elapsed(started: number): number {
   return Math.round(performance.now() - started);
 }

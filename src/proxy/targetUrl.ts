@@ -30,6 +30,13 @@ export function parseApiUrl(apiUrl: string): ApiBase {
   return { origin: url.origin, basePath: url.pathname.replace(/\/+$/, '') };
 }
 
+/** The client's query as it sent it, without the `?`; undefined when it sent none. */
+export function clientQuery(target: UpstreamTarget): string | undefined {
+  return target.path.length > target.pathname.length
+    ? target.path.slice(target.pathname.length + 1)
+    : undefined;
+}
+
 /** Rounds of percent-decoding a segment is checked through: catches double and triple encoding. */
 const maxDecodeRounds = 4;
 
@@ -59,7 +66,7 @@ function invalid(detail: string): BrokerError {
  * Decodes each run of `%XX` as UTF-8, leaving a stray `%` as it is. Returns undefined when the bytes are
  * not valid UTF-8 (this includes overlong forms such as `%C0%AE` for "."), which is then refused.
  */
-function percentDecode(value: string): string | undefined {
+export function percentDecode(value: string): string | undefined {
   try {
     return value.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) =>
       utf8.decode(Uint8Array.from(run.slice(1).split('%'), (hex) => Number.parseInt(hex, 16))),
@@ -84,6 +91,8 @@ function isHarmless(spelling: string): boolean {
 
 /** Checks the raw segment and every decoding of it, until decoding changes nothing. */
 function checkSegment(segment: string): void {
+  // Most segments: nothing to decode, and (with pathChars already checked) only a leading "." could harm.
+  if (!segment.includes('%') && segment.charCodeAt(0) !== 0x2e) return;
   let spelling = segment;
   for (let round = 0; ; round += 1) {
     if (!isHarmless(spelling))
@@ -97,19 +106,17 @@ function checkSegment(segment: string): void {
 }
 
 /**
- * Joins the part of the request target after `/api/proxy` onto the API's base path, refusing anything
- * that could leave that base path or name another host once some server along the way decodes it.
- *
- * `subPath` must be the raw request target (never decoded), e.g. `/things/1?x=1` or `''`. The rule: the
- * path may use only RFC 3986 path characters; no segment may be empty except the last (so no `//host`);
- * no segment, raw or after up to four rounds of percent-decoding, may be a dot segment or hold a
- * backslash, a control character (`%00`) or an encoded "/" that opens an empty piece. The query is not
- * interpreted: the API decides what it means.
+ * The path part of the request target after `/api/proxy` (`subPath`, raw, never decoded: `/things/1?x=1`
+ * or `''`), once checked: refuses anything that could leave the API's base path or name another host once
+ * some server along the way decodes it. The rule: the path may use only RFC 3986 path characters; no
+ * segment may be empty except the last (so no `//host`); no segment, raw or after up to four rounds of
+ * percent-decoding, may be a dot segment or hold a backslash, a control character (`%00`) or an encoded
+ * "/" that opens an empty piece. The query is not interpreted: the API decides what it means.
  *
  * @throws BrokerError `invalid_request`
  * @see https://www.rfc-editor.org/rfc/rfc3986#section-3.3
  */
-export function upstreamTarget(base: ApiBase, subPath: string): UpstreamTarget {
+export function checkedPath(subPath: string): { path: string; query: string | undefined } {
   const queryAt = subPath.indexOf('?');
   const path = queryAt === -1 ? subPath : subPath.slice(0, queryAt);
   const query = queryAt === -1 ? undefined : subPath.slice(queryAt + 1);
@@ -124,7 +131,17 @@ export function upstreamTarget(base: ApiBase, subPath: string): UpstreamTarget {
       throw invalid('the path may not contain empty segments');
     checkSegment(segment);
   });
+  return { path, query };
+}
 
+/**
+ * Joins the part of the request target after `/api/proxy` onto the API's base path, once `checkedPath`
+ * accepted it.
+ *
+ * @throws BrokerError `invalid_request`
+ */
+export function upstreamTarget(base: ApiBase, subPath: string): UpstreamTarget {
+  const { path, query } = checkedPath(subPath);
   const pathname = `${base.basePath}${path}` || '/';
   return { path: query === undefined ? pathname : `${pathname}?${query}`, pathname };
 }

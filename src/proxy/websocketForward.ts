@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import { BrokerError } from '../errors.js';
-import type { TokenCache } from '../upstream/types.js';
+import type { CredentialSource } from '../upstream/types.js';
+import { type CredentialPlacement, placeCredential, queryWithCredential } from './credentialPlacement.js';
 import type { ForwardRequest } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
-import { parseApiUrl, upstreamTarget } from './targetUrl.js';
+import { clientQuery, parseApiUrl, upstreamTarget } from './targetUrl.js';
 
 /**
  * Options of both ends of a relayed socket. No compression: frames go through as they came, without
@@ -16,7 +17,10 @@ export const relaySocketOptions = { perMessageDeflate: false, skipUTF8Validation
 export interface WebSocketForwarderOptions {
   /** `UPSTREAM_API_URL`: `http` becomes `ws`, `https` becomes `wss`. */
   apiUrl: string;
-  cache: TokenCache;
+  /** The upstream's token cache or static API key. */
+  credentials: CredentialSource;
+  /** `UPSTREAM_CREDENTIAL_IN`; undefined: `Authorization: Bearer`. */
+  credentialIn?: CredentialPlacement | undefined;
   /** Bound on the API's handshake (connect and 101), as `UPSTREAM_TIMEOUT_MS` bounds a request's headers. */
   handshakeTimeoutMs: number;
 }
@@ -31,9 +35,11 @@ export interface ApiSocket {
 export interface WebSocketForwarder {
   /**
    * Opens the API's side of a socket with the upstream credential, offering the page's own protocols.
-   * A 401 drops the cached token and tries once more with a new one, as the HTTP proxy does.
+   * The credential goes where `credentialIn` says, as for HTTP. A 401 drops the cached token and tries
+   * once more with a new one, as the HTTP proxy does; a static key is not renewed (its 401 or 403 is
+   * reported to it and refused).
    * @throws BrokerError `invalid_request` (unsafe path), `upstream_unavailable`, `upstream_timeout`,
-   *   `websocket_refused` (the API answered something else than 101), or what `cache.get()` throws
+   *   `websocket_refused` (the API answered something else than 101), or what `credentials.get()` throws
    */
   connect(
     req: IncomingMessage,
@@ -49,9 +55,11 @@ type Attempt = { socket: WebSocket; protocol: string | undefined } | { status: n
 
 export function createWebSocketForwarder({
   apiUrl,
-  cache,
+  credentials,
+  credentialIn,
   handshakeTimeoutMs,
 }: WebSocketForwarderOptions): WebSocketForwarder {
+  const placement = credentialIn?.in === 'authorization' ? undefined : credentialIn;
   const base = parseApiUrl(apiUrl);
   const wsOrigin = base.origin.replace(/^http/, 'ws');
 
@@ -99,7 +107,11 @@ export function createWebSocketForwarder({
   return {
     async connect(req, request, protocols) {
       const target = upstreamTarget(base, request.path);
-      const url = `${wsOrigin}${target.path}`;
+      // A query credential replaces any the client sent under that name, as for HTTP.
+      const urlWith = (accessToken: string) =>
+        placement?.in === 'query'
+          ? `${wsOrigin}${target.pathname}?${queryWithCredential(clientQuery(target), placement.param, accessToken)}`
+          : `${wsOrigin}${target.path}`;
       // The HTTP proxy's own header rules (credentials, cookies, hop-by-hop and forwarding fields).
       const headersWith = (accessToken: string) => {
         const headers: Record<string, string | string[]> = {};
@@ -110,19 +122,22 @@ export function createWebSocketForwarder({
           protocol: request.protocol,
           host: request.host ?? req.headers.host,
         });
+        if (placement) placeCredential(placement, forwarded, accessToken);
         for (const [name, value] of Object.entries(forwarded)) {
           if (value !== undefined && !handshakeFields.test(name)) headers[name] = value as string | string[];
         }
         return headers;
       };
-      const token = await cache.get();
-      let result = await attempt(url, protocols, headersWith(token.accessToken));
-      if ('status' in result && result.status === 401) {
-        await cache.invalidate(token.accessToken);
-        const renewed = await cache.get();
-        if (renewed.accessToken !== token.accessToken) {
-          result = await attempt(url, protocols, headersWith(renewed.accessToken));
-        }
+      const send = (accessToken: string) =>
+        attempt(urlWith(accessToken), protocols, headersWith(accessToken));
+      const token = await credentials.get();
+      let result = await send(token.accessToken);
+      if ('status' in result && credentials.refused !== undefined) {
+        if (result.status === 401 || result.status === 403) credentials.refused(result.status);
+      } else if ('status' in result && result.status === 401) {
+        await credentials.invalidate(token.accessToken);
+        const renewed = await credentials.get();
+        if (renewed.accessToken !== token.accessToken) result = await send(renewed.accessToken);
       }
       if ('socket' in result) return { socket: result.socket, protocol: result.protocol };
       if ('status' in result) {

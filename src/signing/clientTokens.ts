@@ -48,6 +48,8 @@ const payloadSchema = z.object({
   cnf: z.object({ jkt: z.string().regex(jktPattern) }).optional(),
   /** The upstreams the token opens at the proxy; a token without it opens `default` only. */
   upstreams: z.array(z.string().regex(upstreamNamePattern)).max(maxUpstreams).optional(),
+  /** `METHOD /path` rules that narrow what the token may call at the proxy (never widen the upstream's). */
+  allow: z.string().min(1).max(2048).optional(),
 });
 
 export type ClientTokenClaims = Omit<z.infer<typeof payloadSchema>, 'ip_prefix'> & { ipPrefix?: number };
@@ -63,6 +65,8 @@ export interface MintInput {
   jkt?: string | undefined;
   /** The upstream names the token opens (the `upstreams` claim). */
   upstreams?: readonly string[] | undefined;
+  /** Allow-list rules that narrow the token's calls (the `allow` claim), as `formatAllowRules` writes them. */
+  allow?: string | undefined;
 }
 
 export interface MintedClientToken {
@@ -141,7 +145,7 @@ export function createClientTokens({
     });
 
   return {
-    async mint({ sub, origin, ip, ipPrefix, jkt, upstreams }) {
+    async mint({ sub, origin, ip, ipPrefix, jkt, upstreams, allow }) {
       if (ip !== undefined && canonicalIp(ip) !== ip)
         throw new TypeError('mint: ip must be a canonical address');
       if (ipPrefix !== undefined && ip === undefined) throw new TypeError('mint: ipPrefix needs ip');
@@ -161,6 +165,7 @@ export function createClientTokens({
         jti,
         ...(jkt !== undefined ? { cnf: { jkt } } : {}),
         ...(upstreams !== undefined ? { upstreams } : {}),
+        ...(allow !== undefined ? { allow } : {}),
       });
       return { token, jti, iat, exp, expiresIn: config.ttlSeconds };
     },

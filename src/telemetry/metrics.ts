@@ -20,6 +20,9 @@ export type VerificationOutcome =
       'invalid_client_token' | 'invalid_dpop_proof' | 'origin_mismatch' | 'ip_mismatch' | 'token_revoked'
     >;
 
+/** `passed`, `refused`, `allowance` (a token without a proof, within `CLIENT_TOKEN_ATTESTATION_AFTER`), `failed_open`. */
+export type AttestationOutcome = 'passed' | 'refused' | 'allowance' | 'failed_open';
+
 export type UpstreamGrant = 'client_credentials' | 'refresh_token';
 
 /** Bounded on purpose: an upstream's `error` string is free text and must not become a label value. */
@@ -38,12 +41,15 @@ export interface Metrics {
   registry: Registry;
   clientTokens: Counter<'route' | 'outcome'>;
   verifications: Counter<'outcome'>;
+  attestations: Counter<'provider' | 'outcome' | 'reason'>;
   upstreamRequests: Histogram<'upstream' | 'grant' | 'outcome'>;
   cacheEvents: Counter<'upstream' | 'event'>;
   proxyRequests: Histogram<'upstream' | 'method' | 'status'>;
   redisDegraded: Gauge;
   recordMint(route: MintRoute, outcome: MintOutcome): void;
   recordVerification(outcome: VerificationOutcome): void;
+  /** One proof decision at `/api/client-token`; `reason` is a refusal's bounded reason, else empty. */
+  recordAttestation(provider: string, outcome: AttestationOutcome, reason: string): void;
   /**
    * One answer of `/api/proxy/*`: the broker's status (the API's, or a problem), and how long it took;
    * `upstream` is the configured name the route chose, `none` when it named no upstream.
@@ -101,6 +107,12 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     name: `${prefix}client_token_verifications_total`,
     help: 'Client tokens presented to /api/proxy/* by outcome (valid or the problem code)',
     labelNames: ['outcome'] as const,
+    registers,
+  });
+  const attestations = new Counter({
+    name: `${prefix}attestations_total`,
+    help: 'Proofs asked before minting (CLIENT_TOKEN_ATTESTATION) by provider, outcome and refusal reason',
+    labelNames: ['provider', 'outcome', 'reason'] as const,
     registers,
   });
   const upstreamRequests = new Histogram({
@@ -168,6 +180,10 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   const verificationCounters = boundChildren((labels: { outcome: VerificationOutcome }) =>
     verifications.labels(labels),
   );
+  const attestationCounters = boundChildren(
+    (labels: { provider: string; outcome: AttestationOutcome; reason: string }) =>
+      attestations.labels(labels),
+  );
   const proxyTimers = boundChildren((labels: { upstream: string; method: string; status: string }) =>
     proxyRequests.labels(labels),
   );
@@ -223,12 +239,17 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     registry,
     clientTokens,
     verifications,
+    attestations,
     upstreamRequests,
     cacheEvents,
     proxyRequests,
     redisDegraded,
     recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),
     recordVerification: (outcome) => verificationCounters.get(outcome, () => ({ outcome })).inc(),
+    recordAttestation: (provider, outcome, reason) =>
+      attestationCounters
+        .get(`${provider} ${outcome} ${reason}`, () => ({ provider, outcome, reason }))
+        .inc(),
     observeProxyRequest({ upstream, method, status, seconds }) {
       const label = knownMethods.has(method) ? method : 'other';
       proxyTimers

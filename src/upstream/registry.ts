@@ -2,6 +2,8 @@ import type { Dispatcher } from 'undici';
 import { createOriginPolicy, type OriginPolicy } from '../caller/origins.js';
 import type { Clock } from '../clock.js';
 import type { NamedUpstream } from '../config/index.js';
+import { upstreamPrefix } from '../config/upstreamNames.js';
+import { type AllowList, compileAllowList } from '../proxy/allowList.js';
 import { createProxyForwarder, type ProxyForwarder } from '../proxy/forward.js';
 import { createWebSocketForwarder, type WebSocketForwarder } from '../proxy/websocketForward.js';
 import type { RedisBackend } from '../store/redisBackend.js';
@@ -11,21 +13,29 @@ import { instrumentTokenClient, type Metrics } from '../telemetry/metrics.js';
 import { tokenIdentity } from './cacheKey.js';
 import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './quota.js';
 import type { RenewalPolicy } from './renewalPolicy.js';
+import { createStaticKey } from './staticKey.js';
 import { createTokenCache } from './tokenCache.js';
 import { createTokenClient } from './tokenClient.js';
-import type { TokenCache } from './types.js';
+import type { CredentialSource, TokenCache } from './types.js';
 
 /** One configured upstream at run time: its token cache (perhaps shared) and its proxy. */
 export interface Upstream {
   name: string;
-  /** Shared by every upstream that asks for the same token (same endpoint, client, scope, audience, ...). */
-  cache: TokenCache;
+  /**
+   * Shared by every upstream that asks for the same token (same endpoint, client, scope, audience, ...);
+   * undefined for an upstream with a static API key, which has no grant.
+   */
+  cache: TokenCache | undefined;
+  /** What the proxy sends the API: the cache's token, or the static key. */
+  credentials: CredentialSource;
   /** Forwards to `UPSTREAM_<NAME>_API_URL`; undefined when none is set. */
   proxy: ProxyForwarder | undefined;
   /** Opens WebSockets to the same API; undefined when no API URL is set. */
   websocket: WebSocketForwarder | undefined;
   /** `UPSTREAM_<NAME>_ALLOWED_ORIGINS`; undefined: every origin the broker admits. */
   origins: OriginPolicy | undefined;
+  /** `UPSTREAM_<NAME>_ALLOW`, compiled; undefined: every method and path. */
+  allow: AllowList | undefined;
 }
 
 export interface Upstreams {
@@ -60,6 +70,7 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
   const { logger, clock } = deps;
   const byIdentity = new Map<string, NamedUpstream[]>();
   for (const upstream of deps.upstreams) {
+    if (upstream.config.apiKey !== undefined) continue;
     const identity = tokenIdentity(upstream.config);
     byIdentity.set(identity, [...(byIdentity.get(identity) ?? []), upstream]);
   }
@@ -71,26 +82,49 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
     caches.set(identity, createSharedCache({ ...deps, config: first.config, label, identity }));
   }
   const list: Upstream[] = deps.upstreams.map(({ name, config, allowedOrigins }) => {
-    const cache = caches.get(tokenIdentity(config)) as TokenCache;
+    const log = deps.named ? logger.child({ upstream: name }) : logger;
+    const cache = config.apiKey === undefined ? caches.get(tokenIdentity(config)) : undefined;
+    const credentials =
+      cache ??
+      createStaticKey({
+        key: config.apiKey as string,
+        setting: deps.named ? `${upstreamPrefix(name)}API_KEY` : 'UPSTREAM_API_KEY',
+        logger: log,
+      });
     const proxy = config.apiUrl
       ? createProxyForwarder({
           apiUrl: config.apiUrl,
-          cache,
-          logger: deps.named ? logger.child({ upstream: name }) : logger,
+          credentials,
+          credentialIn: config.credentialIn,
+          logger: log,
           clock,
           timeouts: {
             connectMs: config.timeoutMs,
             headersMs: config.timeoutMs,
             bodyMs: config.timeoutMs,
             totalMs: config.apiTimeoutMs,
+            streamIdleMs: config.streamIdleMs,
           },
           maxReplayBytes: config.maxReplayBytes,
         })
       : undefined;
     const websocket = config.apiUrl
-      ? createWebSocketForwarder({ apiUrl: config.apiUrl, cache, handshakeTimeoutMs: config.timeoutMs })
+      ? createWebSocketForwarder({
+          apiUrl: config.apiUrl,
+          credentials,
+          credentialIn: config.credentialIn,
+          handshakeTimeoutMs: config.timeoutMs,
+        })
       : undefined;
-    return { name, cache, proxy, websocket, origins: allowedOrigins && createOriginPolicy(allowedOrigins) };
+    return {
+      name,
+      cache,
+      credentials,
+      proxy,
+      websocket,
+      origins: allowedOrigins && createOriginPolicy(allowedOrigins),
+      allow: config.allow && compileAllowList(config.allow),
+    };
   });
   const byName = new Map(list.map((upstream) => [upstream.name, upstream]));
   return {

@@ -41,8 +41,24 @@ export interface TokenCacheStatus {
  */
 export type TokenCacheEvent = 'hit' | 'miss' | 'background_renewal';
 
+/**
+ * Where the proxy gets the credential it sends the API: a token cache (OAuth grants) or a static API key
+ * (`UPSTREAM_API_KEY`). The forwarder needs nothing more of either.
+ */
+export interface CredentialSource {
+  /** The credential to send; throws BrokerError `upstream_unavailable` / `upstream_rejected` when none can be had. */
+  get(): Promise<Pick<UpstreamToken, 'accessToken'>>;
+  /** The API answered 401 to `accessToken`: drop it so that `get()` renews it (compare and swap). */
+  invalidate(accessToken: string): Promise<void>;
+  /**
+   * Present on a credential that cannot be renewed (a static API key): told of the API's 401 or 403, which
+   * the forwarder then passes through without `invalidate()` or a retry.
+   */
+  refused?: ((status: number) => void) | undefined;
+}
+
 /** Hands out a valid upstream token; one upstream request per renewal however many callers wait. */
-export interface TokenCache {
+export interface TokenCache extends CredentialSource {
   /** A valid token; throws BrokerError `upstream_unavailable` / `upstream_rejected` when none can be had. */
   get(): Promise<UpstreamToken>;
   /**

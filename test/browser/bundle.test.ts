@@ -5,8 +5,13 @@ import { describe, expect, it } from 'vitest';
 import * as source from '../../src/browser/client.js';
 import { clientDir } from '../../src/http/app.js';
 
-/** About 20 % above the 3.2 KiB measured when the helper was first built from TypeScript. */
-const GZIP_BUDGET_BYTES = 3840;
+/**
+ * About 20 % above the 3.2 KiB measured when the helper was first built from TypeScript (3,840 bytes),
+ * raised by 150 when websocket() joined the pow solver's loader: together they gzip to 3,977 bytes.
+ */
+const GZIP_BUDGET_BYTES = 3990;
+/** 8 KiB until websocket() and the pow solver's loader came together (8,791 bytes minified). */
+const MINIFIED_BUDGET_BYTES = 8800;
 
 const code = readFileSync(join(clientDir, 'client.js'));
 const declarations = readFileSync(join(clientDir, 'client.d.ts'), 'utf8');
@@ -59,16 +64,21 @@ describe('the built browser helper (dist/browser/, served at /client.js)', () =>
     expect(client.tokenInfo()).toMatchObject({ token: 'token-2', tokenType: 'Bearer', expiresIn: 60 });
   });
 
-  it('when read, then it is one module that imports nothing (dependency-free)', () => {
+  it('when read, then it is one module that imports nothing (dependency-free) but its own pow solver, on demand', () => {
     const text = code.toString('utf8');
-    expect(text).not.toMatch(/\bimport\s*[{*"'(]|\bimport\s+\w+\s+from\b|\brequire\s*\(/);
+    // The proof-of-work solver is a chunk of its own, served beside client.js and loaded only for a `pow` proof.
+    const solverImport = /\bimport\(new URL\("\.\/pow\.js",import\.meta\.url\)\.href\)/g;
+    expect(text.match(solverImport)).toHaveLength(1);
+    expect(text.replace(solverImport, '')).not.toMatch(
+      /\bimport\s*[{*"'(]|\bimport\s+\w+\s+from\b|\brequire\s*\(/,
+    );
   });
 
   it('when gzipped, then it stays within the size budget', () => {
     const gzipped = gzipSync(code, { level: 9 }).length;
     expect(gzipped).toBeLessThan(GZIP_BUDGET_BYTES);
     // The build serves the minified file: far smaller than the sources' own text.
-    expect(code.length).toBeLessThan(8 * 1024);
+    expect(code.length).toBeLessThan(MINIFIED_BUDGET_BYTES);
   });
 
   it('when its declarations are read, then they are one file declaring every export, importing nothing', () => {

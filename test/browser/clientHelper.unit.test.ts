@@ -578,3 +578,46 @@ describe('storage', () => {
     expect(touched).toEqual([]);
   });
 });
+
+describe('attestation', () => {
+  it('when the broker asks for a proof, then the attestation option makes one, and every later token request carries a fresh one', async () => {
+    const broker = fakeBroker({
+      token: (n) => (n === 1 ? problem('attestation_required', 401) : undefined),
+    });
+    let made = 0;
+    const { client: instance } = client(broker, {
+      autoRefresh: false,
+      attestation: async () => {
+        made += 1;
+        return `proof-${made}`;
+      },
+    });
+    expect(await instance.getToken()).toBe('token-1');
+    expect(await instance.refresh()).toBe('token-2');
+    expect(broker.tokenCalls.map((call) => call.headers.get('attestation'))).toEqual([
+      null,
+      'proof-1',
+      'proof-2',
+    ]);
+  });
+
+  it('when a fresh proof is refused too, then the refusal reaches the caller after one retry', async () => {
+    const broker = fakeBroker({ token: () => problem('attestation_failed', 401) });
+    const { client: instance } = client(broker, { autoRefresh: false, attestation: async () => 'proof' });
+    await expect(instance.getToken()).rejects.toMatchObject({ code: 'attestation_failed', status: 401 });
+    expect(broker.tokenCalls).toHaveLength(2);
+  });
+
+  it('when no attestation option is given and the challenge route answers an error, then that error reaches the caller', async () => {
+    const broker = fakeBroker({ token: () => problem('attestation_required', 401) });
+    const fetch = vi.fn(async (url: string, init: RequestInit) =>
+      url.endsWith('/challenge') ? problem('rate_limited', 429) : broker.fetch(url, init),
+    );
+    const instance = createBrokerClient({ baseUrl: BASE, fetch, autoRefresh: false });
+    await expect(instance.getToken()).rejects.toBeInstanceOf(BrokerClientError);
+    await expect(instance.getToken()).rejects.toMatchObject({ code: 'rate_limited' });
+    expect(fetch.mock.calls.filter(([url]) => url === `${TOKEN_URL}/challenge`)[0]?.[1]).toMatchObject({
+      method: 'POST',
+    });
+  });
+});

@@ -9,7 +9,10 @@ import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
 import { call } from '../support/rawCall.js';
+import { missing } from '../support/requires.js';
 import { waitFor } from '../support/waiting.js';
+
+const noChromium = await missing('chromium');
 
 /** What the origin pages record of the helper's events (tokens included, to count distinct ones). */
 interface PageEvent {
@@ -120,7 +123,7 @@ async function openPage(origin: string, target: OidcBroker = broker): Promise<Pa
 const answersFrom = (target: OidcBroker, origin: string) =>
   target.answers.filter((answer) => answer.origin === origin);
 
-describe('the browser helper in Chromium', () => {
+describe.skipIf(noChromium)('the browser helper in Chromium', () => {
   it('when a page on an allowed origin imports /client.js, then it gets a token and calls the demo API through the proxy', async () => {
     const page = await openPage(pageA.origin);
     const result = await page.evaluate(async () => {
@@ -277,7 +280,7 @@ describe('the browser helper in Chromium', () => {
   });
 });
 
-describe('the demo page', () => {
+describe.skipIf(noChromium)('the demo page', () => {
   it('when the demo page loads, then it shows a token without console errors and its button calls the API', async () => {
     const page = await context.newPage();
     await page.setViewportSize({ width: 1200, height: 900 });

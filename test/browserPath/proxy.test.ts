@@ -596,7 +596,7 @@ describe('API failures', () => {
     const broker = await brokerWith({ UPSTREAM_API_URL: api.origin, UPSTREAM_TIMEOUT_MS: '400' });
     const token = await browserToken(broker);
     // Warm the upstream token, so the timing below is the API's alone.
-    await broker.broker.upstreams.list[0]?.cache.get();
+    await broker.broker.upstreams.list[0]?.credentials.get();
     const answer = await proxyCall(broker, '/slow', { token });
     expectProblem(answer, 504, 'upstream_timeout');
     expect(answer.ms).toBeLessThan(2_000);

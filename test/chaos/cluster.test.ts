@@ -2,6 +2,7 @@ import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../support/brokerProcess.js';
 import { type RedisCluster, startRedisCluster } from '../support/redisServers.js';
+import { missing } from '../support/requires.js';
 import {
   call,
   createFleet,
@@ -12,7 +13,9 @@ import {
   type UpstreamLog,
 } from './chaosFleet.js';
 
-describe('a fleet on a three-master Redis Cluster', () => {
+const noRedisServer = await missing('redis-server');
+
+describe.skipIf(noRedisServer)('a fleet on a three-master Redis Cluster', () => {
   let cluster: RedisCluster;
   let upstream: UpstreamLog;
   let fleet: Fleet;

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../support/brokerProcess.js';
 import { type SentinelGroup, startSentinelGroup } from '../support/redisServers.js';
+import { missing } from '../support/requires.js';
 import { sleep } from '../support/waiting.js';
 import {
   createFleet,
@@ -14,7 +15,9 @@ import {
   type UpstreamLog,
 } from './chaosFleet.js';
 
-describe('Sentinel: the master is killed under load and the replica promoted', () => {
+const noRedisServer = await missing('redis-server');
+
+describe.skipIf(noRedisServer)('Sentinel: the master is killed under load and the replica promoted', () => {
   let group: SentinelGroup;
   let upstream: UpstreamLog;
   let fleet: Fleet;

@@ -18,11 +18,15 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { calculateJwkThumbprint, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/run.js';
 import { registerSecret } from '../support/logs.js';
 
 const cliPath = fileURLToPath(new URL('../../src/cli/index.ts', import.meta.url));
 // Resolved here rather than as "--import tsx", which would resolve from the child's (temporary) cwd.
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 interface Result {
   code: number | null;
@@ -30,11 +34,41 @@ interface Result {
   stderr: string;
 }
 
-/** Runs the real CLI in a child process with only the given environment (plus PATH). */
-function cli(
-  args: string[],
-  options: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
-): Promise<Result> {
+interface CliOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: string;
+}
+
+/**
+ * Runs a command line through `runCli`, in this process, with only the given environment (plus PATH).
+ * The entry point adds nothing but the process's argv, streams and exit status; the one test under
+ * "token-broker entry point" runs it for real.
+ */
+async function cli(args: string[], options: CliOptions = {}): Promise<Result> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(
+    args,
+    {
+      env: { PATH: process.env.PATH ?? '', ...options.env },
+      cwd: options.cwd ?? tmpdir(),
+      stdout: (chunk) => {
+        stdout += chunk;
+      },
+      stderr: (chunk) => {
+        stderr += chunk;
+      },
+      readStdin: async () => options.stdin ?? '',
+      secrets: new Set(),
+    },
+    version,
+  );
+  return { code, stdout, stderr };
+}
+
+/** Runs the real entry point in a child process with only the given environment (plus PATH). */
+function spawnCli(args: string[], options: CliOptions = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', tsxLoader, cliPath, ...args], {
       cwd: options.cwd ?? tmpdir(),
@@ -83,6 +117,28 @@ async function signAndVerify(privateJwk: JWK, verifyJwk: JWK): Promise<void> {
   expect(payload.origin).toBe('https://app.example.com');
   expect(protectedHeader.kid).toBe(privateJwk.kid);
 }
+
+describe('token-broker entry point', () => {
+  it('when the real entry point runs, then argv, cwd, stdin, stdout, stderr and the exit status reach the process', async () => {
+    const dir = tempDir();
+    const { keys } = await generate('EdDSA');
+    const hs = await generate('HS256');
+    writeFileSync(join(dir, 'signing-keys.json'), JSON.stringify({ keys: [...keys, ...hs.keys] }));
+    const [published, missing, printed] = await Promise.all([
+      spawnCli(['keys', 'public', '-'], { stdin: readFileSync(join(dir, 'signing-keys.json'), 'utf8') }),
+      spawnCli(['keys', 'rotate', 'nope.json'], { cwd: dir }),
+      spawnCli(['--version']),
+    ]);
+    expect(published.code).toBe(0);
+    expect(published.stderr).toContain('left out 1 HS256 (oct) key');
+    expect((JSON.parse(published.stdout) as { keys: JWK[] }).keys.map((key) => key.kid)).toEqual([
+      keys[0]?.kid,
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('cannot read nope.json (ENOENT)');
+    expect(printed).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+});
 
 describe('token-broker help', () => {
   it('when run with --help, then it lists every command and exits 0', async () => {

@@ -176,7 +176,7 @@ describe('deployment examples', () => {
   it('when the Ingress is read, then it sends only the browser routes to the broker and the rest to the app', () => {
     const [ingress] = documents('deploy/kubernetes/ingress.yaml');
     type Path = { path: string; pathType: string; backend: { service: { port: { name: string } } } };
-    const rules = (ingress?.spec as { rules: { http: { paths: Path[] } }[] }).rules;
+    const rules = (ingress?.spec as { rules: { http: { paths: Path[] } }[] } | undefined)?.rules ?? [];
     const toBroker = rules
       .flatMap((rule) => rule.http.paths)
       .filter((path) => path.backend.service.port.name === 'broker')
@@ -186,6 +186,8 @@ describe('deployment examples', () => {
         'Exact /api/client-token',
         'Exact /api/client-token/challenge',
         'Exact /client.js',
+        'Exact /pow-worker.js',
+        'Exact /pow.js',
         'Prefix /api/proxy',
       ].sort(),
     );

@@ -156,9 +156,9 @@ describe('the Docker image steps, replayed in a temporary directory', () => {
     child.stderr?.on('data', collect);
     const started = await Promise.race([
       new Promise<boolean>((resolve) => {
-        const check = () =>
-          logs.includes('"msg":"metrics listening"') ? resolve(true) : setTimeout(check, 50);
-        check();
+        child.stdout?.on('data', () => {
+          if (logs.includes('"msg":"metrics listening"')) resolve(true);
+        });
       }),
       exited.then(() => false),
     ]);

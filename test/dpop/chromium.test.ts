@@ -7,6 +7,9 @@ import { type ApiBroker, startBroker } from '../support/broker.js';
 import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
 import { ath, dpopEnv, makeProof, proofKey } from '../support/dpopProofs.js';
 import { registerSecret } from '../support/logs.js';
+import { missing } from '../support/requires.js';
+
+const noChromium = await missing('chromium');
 
 declare global {
   interface Window {
@@ -87,7 +90,7 @@ async function refusal(response: Response): Promise<{ status: number; code: stri
   return { status: response.status, code: body.code, detail: body.detail };
 }
 
-describe('DPoP in Chromium', () => {
+describe.skipIf(noChromium)('DPoP in Chromium', () => {
   it('when the page calls the API with dpop: true, then it works, and the token copied out of the page is useless elsewhere', async () => {
     const { page, seen } = await openPage();
     expect(await callApi(page)).toEqual({

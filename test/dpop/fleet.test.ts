@@ -6,6 +6,9 @@ import { type ApiBroker, appOrigin, startBroker } from '../support/broker.js';
 import { ath, dpopEnv, dpopToken, makeProof, proofKey } from '../support/dpopProofs.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
+import { missing } from '../support/requires.js';
+
+const noRedis = await missing('redis');
 
 let auth: TestAuthServer;
 let replicas: ApiBroker[];
@@ -45,7 +48,7 @@ function callVia(replica: ApiBroker, publicHost: string, headers: Record<string,
   });
 }
 
-describe('DPoP replay cache shared through Redis', () => {
+describe.skipIf(noRedis)('DPoP replay cache shared through Redis', () => {
   it('when a proof accepted by one replica is replayed to another, then the other refuses it', async () => {
     const [one, two] = replicas as [ApiBroker, ApiBroker];
     const key = await proofKey();

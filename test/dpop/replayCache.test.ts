@@ -5,6 +5,9 @@ import { createManualClock } from '../../src/clock.js';
 import { createMemoryReplayCache, createRedisReplayCache } from '../../src/dpop/replayCache.js';
 import { closedPort } from '../support/apiServers.js';
 import { captureLogs } from '../support/logs.js';
+import { missing } from '../support/requires.js';
+
+const noRedis = await missing('redis');
 
 describe('memory replay cache', () => {
   it('when a key is checked twice within its ttl, then only the first check passes', async () => {
@@ -51,7 +54,7 @@ describe('memory replay cache', () => {
   });
 });
 
-describe('Redis replay cache', () => {
+describe.skipIf(noRedis)('Redis replay cache', () => {
   let client: Redis;
   const prefix = `test:dpop:${randomBytes(6).toString('hex')}:`;
   beforeAll(() => {

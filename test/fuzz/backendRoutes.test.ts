@@ -86,7 +86,7 @@ describe('fuzzing the backend routes', () => {
     'when the token endpoint is down, then /api/upstream-token answers only 503 upstream_unavailable (or 4xx) and leaks nothing',
     async () => {
       const { broker } = target;
-      await broker.broker.upstreams.list[0]?.cache.invalidate(broker.issued.at(-1) ?? '');
+      await broker.broker.upstreams.list[0]?.credentials.invalidate(broker.issued.at(-1) ?? '');
       broker.upstream.setBehaviour((_req, res) => reply(res, 500, { error: 'server_error' }));
       const { property, statuses } = routeProperty('/api/upstream-token', { allow503: true });
       await fc.assert(property, { numRuns: Math.min(numRuns, 300) });

@@ -7,7 +7,10 @@ import { type OidcBroker, startBroker } from '../support/broker.js';
 import { type LaunchedChromium, launchChromium } from '../support/chromium.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
+import { missing } from '../support/requires.js';
 import { namedUpstreamsEnv } from './support.js';
+
+const noChromium = await missing('chromium');
 
 declare global {
   interface Window {
@@ -83,7 +86,7 @@ afterAll(async () => {
   await Promise.all([uitpasApi?.close(), entryApi?.close(), entryAuth?.close(), uitpasAuth?.close()]);
 });
 
-describe('one page calling two APIs through client.js in Chromium', () => {
+describe.skipIf(noChromium)('one page calling two APIs through client.js in Chromium', () => {
   it('when a page calls uitpas and entry with one client, then each API accepts its own upstream token', async () => {
     const tab = await browser.context.newPage();
     await tab.goto(`${pageOrigin}/?broker=${encodeURIComponent(broker.url)}`);

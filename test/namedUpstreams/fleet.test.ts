@@ -5,8 +5,11 @@ import { type ApiServer, startEchoApi } from '../support/apiServers.js';
 import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
+import { missing } from '../support/requires.js';
 import { signingKeySet } from '../support/signingKeys.js';
 import { namedUpstreamsEnv, proxied, tokenFor } from './support.js';
+
+const noRedis = await missing('redis');
 
 const origin = 'https://app.example.com';
 const prefix = `tb-test-upstreams-${randomBytes(6).toString('hex')}:`;
@@ -32,7 +35,7 @@ afterAll(async () => {
   await Promise.all([auth.close(), uitpasApi.close(), entryApi.close()]);
 });
 
-describe('named upstreams across a fleet sharing Redis', () => {
+describe.skipIf(noRedis)('named upstreams across a fleet sharing Redis', () => {
   it('when two brokers serve two names that share a token, then 200 cold callers over both make 1 upstream request', async () => {
     const env = {
       ...namedUpstreamsEnv(auth, {

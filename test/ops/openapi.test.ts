@@ -79,6 +79,7 @@ describe('the OpenAPI document', () => {
         '/.well-known/jwks.json',
         '/api/auth/claim',
         '/api/client-token',
+        '/api/client-token/challenge',
         '/api/client-token/introspect',
         '/api/client-token/revoke',
         '/api/proxy/{path}',
@@ -174,6 +175,24 @@ describe('real answers match the document', () => {
     );
     const evil = await request(broker.url).post('/api/client-token').set('Origin', 'https://evil.example');
     expectProblem('post', '/api/client-token', evil, 'origin_not_allowed');
+  });
+
+  it('when attestation is on, then the challenge route and the proof refusals match their schemas', async () => {
+    const attested = await startBroker({ env: { CLIENT_TOKEN_ATTESTATION: 'pow' }, upstream: auth });
+    for (const method of ['get', 'post'] as const) {
+      expectDocumented(
+        method,
+        '/api/client-token/challenge',
+        await request(attested.url)[method]('/api/client-token/challenge').set('Origin', allowed),
+      );
+    }
+    const unproved = await request(attested.url).post('/api/client-token').set('Origin', allowed);
+    expectProblem('post', '/api/client-token', unproved, 'attestation_required');
+    const forged = await request(attested.url)
+      .post('/api/client-token')
+      .set('Origin', allowed)
+      .set('Attestation', 'forged');
+    expectProblem('post', '/api/client-token', forged, 'attestation_failed');
   });
 
   it('when /api/auth/claim answers, then JSON, form and query claims and every refusal match their schemas', async () => {

@@ -73,7 +73,7 @@ async function startProxy(api: ApiServer | { origin: string }, options: Partial<
   const fake = createFakeCache([token]);
   const forwarder = createProxyForwarder({
     apiUrl: `${api.origin}/v1/`,
-    cache: fake.cache,
+    credentials: fake.cache,
     logger: captured.logger,
     timeouts: defaultTimeouts,
     ...options,
@@ -295,7 +295,7 @@ describe('forwarding', () => {
       [],
       new BrokerError('upstream_unavailable', { headers: { 'Retry-After': '7' } }),
     );
-    const proxy = await startProxy(api, { cache: fake.cache, logger: captured.logger });
+    const proxy = await startProxy(api, { credentials: fake.cache, logger: captured.logger });
     const answer = await call(proxy.port, '/api/proxy/things');
     expect(answer.status).toBe(503);
     expect(answer.headers['retry-after']).toBe('7');
@@ -308,7 +308,7 @@ describe('401 from the API', () => {
     const [stale, fresh] = [secretToken('stale'), secretToken('fresh')];
     const fake = createFakeCache([stale, fresh]);
     const api = await use(startTokenCheckingApi((token) => token === fresh));
-    const proxy = await startProxy(api, { cache: fake.cache });
+    const proxy = await startProxy(api, { credentials: fake.cache });
     const body = Buffer.from(JSON.stringify({ order: 42 }));
 
     const answer = await call(proxy.port, '/api/proxy/orders?x=1', {
@@ -337,7 +337,7 @@ describe('401 from the API', () => {
     const [stale, fresh] = [secretToken('stale'), secretToken('fresh')];
     const fake = createFakeCache([stale, fresh]);
     const api = await use(startTokenCheckingApi((token) => token === fresh));
-    const proxy = await startProxy(api, { cache: fake.cache });
+    const proxy = await startProxy(api, { credentials: fake.cache });
     const chunks = [Buffer.from('first part,'), Buffer.from('second part')];
     const answer = await new Promise<Answer>((resolve, reject) => {
       const req = request({
@@ -361,7 +361,7 @@ describe('401 from the API', () => {
   it('when the retried request gets a 401 too, then that 401 is passed through', async () => {
     const fake = createFakeCache([secretToken('stale'), secretToken('fresh')]);
     const api = await use(startTokenCheckingApi(() => false));
-    const proxy = await startProxy(api, { cache: fake.cache });
+    const proxy = await startProxy(api, { credentials: fake.cache });
     const answer = await call(proxy.port, '/api/proxy/things');
     expect(answer.status).toBe(401);
     expect(answer.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
@@ -387,7 +387,7 @@ describe('401 from the API', () => {
         },
       ),
     );
-    const proxy = await startProxy(api, { cache: fake.cache });
+    const proxy = await startProxy(api, { credentials: fake.cache });
 
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) => call(proxy.port, `/api/proxy/things/${i}`)),
@@ -402,7 +402,7 @@ describe('401 from the API', () => {
   it('when a body larger than maxReplayBytes meets a 401, then it is not replayed and the 401 is passed through', async () => {
     const fake = createFakeCache([secretToken('stale'), secretToken('fresh')]);
     const api = await use(startTokenCheckingApi(() => false));
-    const proxy = await startProxy(api, { cache: fake.cache, maxReplayBytes: 64 * 1024 });
+    const proxy = await startProxy(api, { credentials: fake.cache, maxReplayBytes: 64 * 1024 });
     const body = randomBytes(MiB);
 
     const answer = await call(proxy.port, '/api/proxy/upload', { method: 'POST', body });
@@ -417,7 +417,7 @@ describe('401 from the API', () => {
   it('when a chunked body outgrows maxReplayBytes, then the buffered start and the rest reach the API in order', async () => {
     const fake = createFakeCache([secretToken('stale'), secretToken('fresh')]);
     const api = await use(startTokenCheckingApi(() => false));
-    const proxy = await startProxy(api, { cache: fake.cache, maxReplayBytes: 64 * 1024 });
+    const proxy = await startProxy(api, { credentials: fake.cache, maxReplayBytes: 64 * 1024 });
     const chunks = [randomBytes(40 * 1024), randomBytes(40 * 1024), randomBytes(200 * 1024)];
     const answer = await new Promise<Answer>((resolve, reject) => {
       const req = request({

@@ -2,57 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { parseApiUrl, upstreamTarget } from '../../src/proxy/targetUrl.js';
+import { acceptedPaths, traversalAttempts } from '../support/pathCorpus.js';
 
 const base = parseApiUrl('http://127.0.0.1:9/v1/');
-
-/** Attempts to leave `/v1` or to reach another host, each refused with `invalid_request`. */
-const traversalAttempts = [
-  '/../admin',
-  '/..',
-  '/.',
-  '/things/../../admin',
-  '/things/./x',
-  '/..%2fadmin',
-  '/..%2Fadmin',
-  '/%2e%2e/admin',
-  '/%2E%2E%2Fadmin',
-  '/%2e%2e%2f%2e%2e%2fadmin',
-  '/.%2e/admin',
-  '/%2e./admin',
-  '/%252e%252e/admin',
-  '/%25252e%25252e/admin',
-  '/%252e%252e%252fadmin',
-  '/..\\admin',
-  '/..%5cadmin',
-  '/..%5Cadmin',
-  '/%255c',
-  '/a\\b',
-  '//evil.com',
-  '//evil.com/x',
-  '/%2F%2Fevil.com',
-  '/%2f%2fevil.com/x',
-  '/a%2F',
-  '/things//x',
-  '/%00',
-  '/a%00.json',
-  '/a%0d%0aHost:%20evil.com',
-  '/..;/admin',
-  '/..;x=1/admin',
-  '/%2e%2e;/admin',
-  '/..%20/admin',
-  '/.../admin',
-  '/%C0%AE%C0%AE/admin',
-  '/%E0%80%AE%E0%80%AE/admin',
-  '/%25C0%25AE%25C0%25AE/admin',
-  '/%2525252525252e',
-  'admin',
-  '@evil.com/x',
-  '/a b',
-  '/a#b',
-  '/a?b#c',
-  '/ü',
-  '/a?x=1\ny',
-];
 
 describe('upstreamTarget', () => {
   it.each(traversalAttempts)('when the path is %j, then it is refused with invalid_request', (attempt) => {
@@ -61,24 +13,7 @@ describe('upstreamTarget', () => {
     );
   });
 
-  it.each([
-    ['/things/1?x=1', '/v1/things/1?x=1'],
-    ['', '/v1'],
-    ['/', '/v1/'],
-    ['?a=1', '/v1?a=1'],
-    ['/things/', '/v1/things/'],
-    ['/items/a%20b%2Bc', '/v1/items/a%20b%2Bc'],
-    ['/search?q=a%20b+c&x=%2B&y=[1]&z={}|%2e%2e', '/v1/search?q=a%20b+c&x=%2B&y=[1]&z={}|%2e%2e'],
-    ['/a?', '/v1/a?'],
-    ['/files/report.v2.json', '/v1/files/report.v2.json'],
-    ['/.well-known/thing', '/v1/.well-known/thing'],
-    ['/projects/group%2Fproject', '/v1/projects/group%2Fproject'],
-    ['/100%25', '/v1/100%25'],
-    ['/caf%C3%A9', '/v1/caf%C3%A9'],
-    ['/a;v=1/b', '/v1/a;v=1/b'],
-    ['/users/me@example.com', '/v1/users/me@example.com'],
-    ['/..a/b..', '/v1/..a/b..'],
-  ])('when the path is %j, then the API receives %j unchanged', (subPath, expected) => {
+  it.each(acceptedPaths)('when the path is %j, then the API receives %j unchanged', (subPath, expected) => {
     expect(upstreamTarget(base, subPath).path).toBe(expected);
   });
 

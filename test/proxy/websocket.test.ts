@@ -7,10 +7,13 @@ import { startBrokerProcess } from '../support/brokerProcess.js';
 import { expectNoSecrets, registerSecret } from '../support/logs.js';
 import { issueToken, startFakeTokenServer } from '../support/oauthServers.js';
 import { call } from '../support/rawCall.js';
+import { missing } from '../support/requires.js';
 import { signingKeySet } from '../support/signingKeys.js';
 import { type SocketApi, startSocketApi } from '../support/socketApi.js';
 import { handshake, nextMessage, offerFor, openSocket } from '../support/socketClient.js';
 import { sleep, waitFor } from '../support/waiting.js';
+
+const noRedis = await missing('redis');
 
 type SocketBroker = BrokerHandle<'fake', SocketApi>;
 
@@ -339,6 +342,77 @@ describe('WebSocket limits and failures', () => {
     await picky.close();
   });
 
+  it('when no rule of UPSTREAM_ALLOW opens GET on the path, then the handshake is refused with 403 path_not_allowed before the API sees it, and a path a rule opens upgrades', async () => {
+    const ruled = await startBroker({ upstream: 'fake', api, env: { UPSTREAM_ALLOW: 'GET /rooms/*' } });
+    const offer = { ...origin, 'sec-websocket-protocol': offerFor(await ruled.clientToken()).join(',') };
+    const handshakesBefore = api.handshakes.length;
+    const refused = await handshake(ruled.url, '/api/proxy/admin/feed', offer);
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body)).toMatchObject({
+      code: 'path_not_allowed',
+      detail: 'GET /admin/feed is not allowed on this upstream (UPSTREAM_ALLOW)',
+    });
+    expect(api.handshakes.length).toBe(handshakesBefore);
+    expect((await handshake(ruled.url, '/api/proxy/rooms/1', offer)).status).toBe(101);
+    expect(api.handshakes.at(-1)?.url).toBe('/rooms/1');
+    await ruled.close();
+  });
+
+  it("when the upstream has a static API key read from ?key=, then the handshake carries it there in place of the page's own, without Authorization", async () => {
+    const apiKey = registerSecret('static API key', `sk-${randomBytes(18).toString('base64url')}`);
+    const keyed = await startBroker({
+      upstream: 'fake',
+      api,
+      env: {
+        UPSTREAM_TOKEN_URL: '',
+        UPSTREAM_CLIENT_ID: '',
+        UPSTREAM_CLIENT_SECRET: '',
+        UPSTREAM_API_KEY: apiKey,
+        UPSTREAM_CREDENTIAL_IN: 'query:key',
+      },
+    });
+    const socket = await openSocket(
+      keyed.url,
+      '/api/proxy/rooms/1?key=from-the-page&x=1',
+      offerFor(await keyed.clientToken()),
+      origin,
+    );
+    const seen = api.handshakes.at(-1);
+    expect(seen?.url).toBe(`/rooms/1?x=1&key=${encodeURIComponent(apiKey)}`);
+    expect(seen?.headers.authorization).toBeUndefined();
+    expect(keyed.issued).toHaveLength(0);
+    socket.ws.close();
+    await keyed.close();
+  });
+
+  it('when the API refuses a static key in the handshake, then the page gets 502 websocket_refused after one try, and the refusal is logged as a configuration problem', async () => {
+    const refusing = await startSocketApi({ refuse: () => 401 });
+    const apiKey = registerSecret('static API key', `sk-${randomBytes(18).toString('base64url')}`);
+    const keyed = await startBroker({
+      upstream: 'fake',
+      api: refusing,
+      env: {
+        UPSTREAM_TOKEN_URL: '',
+        UPSTREAM_CLIENT_ID: '',
+        UPSTREAM_CLIENT_SECRET: '',
+        UPSTREAM_API_KEY: apiKey,
+        UPSTREAM_CREDENTIAL_IN: 'header:X-Api-Key',
+      },
+    });
+    const answer = await handshake(keyed.url, '/api/proxy/x', {
+      ...origin,
+      'sec-websocket-protocol': offerFor(await keyed.clientToken()).join(','),
+    });
+    expect(answer.status).toBe(502);
+    expect(JSON.parse(answer.body).code).toBe('websocket_refused');
+    expect(refusing.handshakes.map(({ headers }) => headers['x-api-key'])).toEqual([apiKey]);
+    expect(
+      keyed.logs.lines().filter((line) => String(line.msg).startsWith('the API refused the static API key')),
+    ).toHaveLength(1);
+    await keyed.close();
+    await refusing.close();
+  });
+
   it('when the API cannot be reached, then the page gets 503 upstream_unavailable', async () => {
     const proxy = await startBroker({
       upstream: 'fake',
@@ -380,7 +454,7 @@ describe('WebSocket limits and failures', () => {
   });
 });
 
-describe('WebSockets across a fleet', () => {
+describe.skipIf(noRedis)('WebSockets across a fleet', () => {
   it('when a token is revoked on another replica, then its socket on this one closes with 4403 within 1 s', async () => {
     // Two replicas: one Redis and key prefix, one signing key set.
     const env = {

@@ -31,13 +31,20 @@ describe('npm start', () => {
       stderr += chunk.toString();
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Listening, or not: the server exited, or 180 s went by (a first start builds dist/ with tsc, which took
+    // 80 s on a loaded machine).
+    let giveUp: NodeJS.Timeout | undefined;
+    const listening = new Promise<boolean>((resolve) => {
+      child.stdout.on('data', () => {
+        if (stdout.includes('token-broker listening')) resolve(true);
+      });
+      void exited.then(() => resolve(false));
+      giveUp = setTimeout(() => resolve(false), 180_000);
+    });
     try {
-      const deadline = Date.now() + 90_000;
-      while (!stdout.includes('token-broker listening')) {
-        if (Date.now() > deadline || child.exitCode !== null)
-          throw new Error(`did not start:\n${stderr}\n${stdout}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      const started = await listening;
+      clearTimeout(giveUp);
+      if (!started) throw new Error(`did not start:\n${stderr}\n${stdout}`);
       const apiKey = /dev API key[^:]*: (\S+)/.exec(stderr)?.[1];
       expect(apiKey).toMatch(/^dev-/);
       registerSecret('dev api key', apiKey ?? '');
@@ -80,5 +87,5 @@ describe('npm start', () => {
       // The server's own log lines join the whole run's leak scan.
       appendFileSync(join(inject('leakDir'), 'logs.ndjson'), stdout);
     }
-  }, 120_000);
+  }, 240_000);
 });

@@ -13,10 +13,13 @@ import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 import { mintToken, upstreamConfigFor } from '../support/oauthServers.js';
 import { singleRedis } from '../support/redisServers.js';
+import { missing } from '../support/requires.js';
 import { startTcpForwarder } from '../support/tcpForwarder.js';
 
+const noRedis = await missing('redis');
+
 const redisUrl = 'redis://127.0.0.1:6379';
-const admin = new Redis(redisUrl);
+const admin = new Redis(redisUrl, { lazyConnect: true });
 const opened: RedisConnections[] = [];
 const prefixes: string[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -75,7 +78,7 @@ describe('value encryption', () => {
   });
 });
 
-describe('the Redis store', () => {
+describe.skipIf(noRedis)('the Redis store', () => {
   it('when a value is stored, then Redis holds ciphertext that expires, and a compare-and-delete spares a newer value', async () => {
     const { client } = await connect();
     const prefix = newPrefix();
@@ -113,7 +116,7 @@ describe('the Redis store', () => {
   });
 });
 
-describe('the fleet-wide renewal', () => {
+describe.skipIf(noRedis)('the fleet-wide renewal', () => {
   it('when two caches share a store and the holder outlives its lease TTL, then the upstream is asked once', async () => {
     const { client } = await connect();
     const prefix = newPrefix();
@@ -156,7 +159,7 @@ describe('the fleet-wide renewal', () => {
   });
 });
 
-describe('fleet revocations', () => {
+describe.skipIf(noRedis)('fleet revocations', () => {
   async function replica(url = redisUrl, prefix = newPrefix()) {
     const connections = await connect(url);
     const { logger } = captureLogs();

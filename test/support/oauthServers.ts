@@ -201,6 +201,7 @@ export function upstreamConfigFor(
     defaultTtlSeconds: 300,
     timeoutMs: 2_000,
     apiTimeoutMs: 30_000,
+    streamIdleMs: 60_000,
     maxReplayBytes: 65_536,
     ...overrides,
   };

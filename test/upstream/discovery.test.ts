@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { isAcceptableTokenEndpoint, metadataUrls } from '../../src/upstream/discovery.js';
@@ -11,6 +10,7 @@ import {
   startFakeTokenServer,
   upstreamConfigFor,
 } from '../support/oauthServers.js';
+import { waitFor } from '../support/waiting.js';
 
 const { logger } = captureLogs();
 const servers: FakeTokenServer[] = [];
@@ -112,12 +112,20 @@ describe('discovery over HTTP', () => {
 
   it('when many callers ask at once, then one lookup serves them all and later calls use the cache', async () => {
     const { server, client } = await setUp((_path, base) => metadata(base));
+    // The lookup is held at the server until every caller has asked.
+    let answer = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
     server.setBehaviour(async (_req, res) => {
-      await sleep(50);
+      await answered;
       reply(res, 200, metadata(server.url).body);
     });
 
-    const endpoints = await Promise.all(Array.from({ length: 5 }, () => client.tokenEndpoint()));
+    const lookups = Promise.all(Array.from({ length: 5 }, () => client.tokenEndpoint()));
+    await waitFor(() => server.requests.length > 0);
+    answer();
+    const endpoints = await lookups;
     await client.tokenEndpoint();
 
     expect(new Set(endpoints)).toEqual(new Set([`${server.url}/token`]));

@@ -59,12 +59,12 @@ describe('broker with private_key_jwt and UPSTREAM_TOKEN_QUOTA=2/hour against a 
     expect(first.status).toBe(200);
     expect(remaining((await request(broker.url).get('/metrics')).text)).toBe(1);
 
-    await broker.broker.upstreams.list[0]?.cache.invalidate(first.body.access_token as string);
+    await broker.broker.upstreams.list[0]?.credentials.invalidate(first.body.access_token as string);
     const second = await upstreamToken();
     expect(second.status).toBe(200);
     expect(second.body.access_token).not.toBe(first.body.access_token);
 
-    await broker.broker.upstreams.list[0]?.cache.invalidate(second.body.access_token as string);
+    await broker.broker.upstreams.list[0]?.credentials.invalidate(second.body.access_token as string);
     const refused = await upstreamToken();
     expect(refused.status).toBe(503);
     expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);

@@ -17,6 +17,9 @@ import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
 import { refusal } from '../support/expectErrors.js';
 import { createFakeTimers } from '../support/fakeTimers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { missing } from '../support/requires.js';
+
+const noRedis = await missing('redis');
 
 const hour = 3_600_000;
 /** 10:20 UTC: 40 minutes before the hourly window resets. */
@@ -233,7 +236,7 @@ describe('token cache under a quota', () => {
   });
 });
 
-describe('Redis quota counter', () => {
+describe.skipIf(noRedis)('Redis quota counter', () => {
   const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
   const prefix = `test:quota:${randomUUID()}:`;
 

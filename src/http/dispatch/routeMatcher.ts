@@ -6,6 +6,7 @@ import type { Handler } from './handler.js';
 /** Every route's name, as `res.locals.route` carries it to the metrics and the access log. */
 export type RouteName =
   | 'clientToken'
+  | 'attestationChallenge'
   | 'claim'
   | 'upstreamToken'
   | 'introspect'

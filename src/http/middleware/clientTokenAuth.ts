@@ -5,7 +5,7 @@ import type { Config } from '../../config/index.js';
 import { type DpopProofVerifier, dpopChallenge } from '../../dpop/proof.js';
 import { BrokerError } from '../../errors.js';
 import type { ClientTokenClaims, ClientTokens } from '../../signing/clientTokens.js';
-import { type Handler, headerValue } from '../dispatch/handler.js';
+import { type BrokerRequest, type Handler, headerValue } from '../dispatch/handler.js';
 import { requestUrl } from '../requestUrl.js';
 import { bearerToken } from './apiKeyAuth.js';
 
@@ -31,7 +31,7 @@ export function verifyClientToken({
   dpop: DpopProofVerifier;
   config: Pick<Config, 'publicUrl'>;
   /** A further check of the claims (a proxy mount's upstream), run before a DPoP proof is remembered. */
-  admit?: ((claims: ClientTokenClaims) => void) | undefined;
+  admit?: ((claims: ClientTokenClaims, req: BrokerRequest) => void) | undefined;
 }): Handler {
   return async (req, res, next) => {
     const header = req.headers['x-client-token'];
@@ -59,7 +59,7 @@ export function verifyClientToken({
     if (claims.ip !== undefined && !ipMatches({ ip: claims.ip, prefix: claims.ipPrefix }, caller.ip(req))) {
       throw new BrokerError('ip_mismatch', { detail: 'the token was issued for another network address' });
     }
-    admit?.(claims);
+    admit?.(claims, req);
     const jkt = claims.cnf?.jkt;
     if (jkt !== undefined || dpopToken !== undefined) {
       const refuse = (detail: string) =>

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Store } from 'express-rate-limit';
 import { Cluster } from 'ioredis';
 import { type RedisReply, RedisStore } from 'rate-limit-redis';
@@ -19,6 +20,14 @@ export interface RateLimits {
   apiKeyFailures: Handler;
   /** `/api/proxy/*`, per IP, counted before the client token is verified. */
   proxy: Handler;
+  /** `/api/client-token/challenge`, per IP. */
+  challenge: Handler;
+  /**
+   * A per-IP allowance counted in the same stores: each call counts one for the caller's address and says
+   * whether it is still within `rule`. Unlike the limiters it fails closed: with the store unreachable
+   * the answer is `false` (the caller then proves instead of being counted).
+   */
+  allowance(name: string, rule: RateLimitRule): (req: IncomingMessage) => Promise<boolean>;
 }
 
 export interface RateLimitsOptions {
@@ -146,6 +155,18 @@ export function createRateLimits({
     claim: requestLimiter('claim', rules.claim),
     apiKeyFailures: failureLimiter('api-key-failures', rules.apiKeyFailures),
     proxy: requestLimiter('proxy', rules.proxy),
+    challenge: requestLimiter('challenge', rules.challenge),
+    allowance(name, rule) {
+      const store = storeFor(name, rule);
+      return async (req) => {
+        try {
+          return (await store.increment(ipKeyGenerator(caller.ip(req)))).totalHits <= rule.limit;
+        } catch (error) {
+          storeError(error, 'rate limiter store unreachable; no allowance without a count');
+          return false;
+        }
+      };
+    },
   };
 }
 

@@ -2,6 +2,9 @@ import { defaultUpstreamName } from '../../config/namedUpstreams.js';
 import { BrokerError } from '../../errors.js';
 import type { ClientTokenClaims } from '../../signing/clientTokens.js';
 import type { Upstream, Upstreams } from '../../upstream/registry.js';
+import type { BrokerRequest } from '../dispatch/handler.js';
+import { splitTarget } from '../dispatch/routeMatcher.js';
+import { tokenAllowListChecks } from './allowList.js';
 
 /**
  * Which upstreams a client token opens: the names in its `upstreams` claim, chosen when it was minted
@@ -65,10 +68,13 @@ export function grantedUpstreams(
 /**
  * The check verifyClientToken runs for a proxy mount: the token must open this upstream, and its origin
  * must still be admitted by the upstream's own origins (so a narrowing applies to tokens minted before it,
- * too).
+ * too). A token with an `allow` claim may only make the calls its rules open, on top of the upstream's.
  */
-export function upstreamAdmission(upstream: Upstream): (claims: ClientTokenClaims) => void {
-  return (claims) => {
+export function upstreamAdmission(
+  upstream: Upstream,
+): (claims: ClientTokenClaims, req: BrokerRequest) => void {
+  const tokenAllowList = tokenAllowListChecks();
+  return (claims, req) => {
     if (!openedUpstreams(claims).includes(upstream.name)) {
       throw new BrokerError('upstream_not_allowed', {
         detail: `this client token does not open upstream "${upstream.name}"; get one that does (upstreams=${upstream.name})`,
@@ -79,5 +85,7 @@ export function upstreamAdmission(upstream: Upstream): (claims: ClientTokenClaim
         detail: `${claims.origin} may not reach upstream "${upstream.name}"`,
       });
     }
+    if (claims.allow !== undefined)
+      tokenAllowList(claims)(req.method ?? 'GET', splitTarget(req.url ?? '/').path);
   };
 }

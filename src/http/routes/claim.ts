@@ -5,6 +5,7 @@ import { bindingFor, canonicalIp } from '../../caller/ip.js';
 import { normalizeOrigin } from '../../caller/origins.js';
 import type { Config } from '../../config/index.js';
 import { BrokerError } from '../../errors.js';
+import { formatAllowRules, parseAllowRules } from '../../proxy/allowRules.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import { bearerToken, requireApiKey } from '../middleware/apiKeyAuth.js';
@@ -54,6 +55,7 @@ export function claimHandler({
       throw new BrokerError('invalid_request', {
         detail: "ip: must be the user's IPv4 or IPv6 address, e.g. 203.0.113.7",
       });
+    const allow = narrowingRules(parsed.data.allow);
     const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(parsed.data.upstreams, upstreams));
     const binding = ip ? bindingFor(config.clientToken.bindIp, ip, config.clientToken) : undefined;
     const minted = await clientTokens.mint({
@@ -61,6 +63,7 @@ export function claimHandler({
       origin,
       ...binding,
       upstreams: opened,
+      allow,
     });
     const expiresAt = new Date(minted.exp * 1000);
     const answer: ClaimResponse = {
@@ -71,6 +74,14 @@ export function claimHandler({
     };
     sendToken(res, answer);
   };
+}
+
+/** The `allow` rules a backend narrows a token to, written as the proxy reads them; undefined when none. */
+function narrowingRules(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const rules = parseAllowRules(value);
+  if (typeof rules === 'string') throw new BrokerError('invalid_request', { detail: `allow: ${rules}` });
+  return formatAllowRules(rules);
 }
 
 /** `MM-DD-YYYY HH:mm` in UTC, as Trefle answers. */

@@ -1,5 +1,7 @@
+import type { IncomingMessage } from 'node:http';
 import querystring from 'node:querystring';
 import parseurl from 'parseurl';
+import type { AttestationGate } from '../../attestation/gate.js';
 import { bindingFor } from '../../caller/ip.js';
 import { type OriginPolicy, requestOrigin } from '../../caller/origins.js';
 import type { CallerReader } from '../../caller/requestCaller.js';
@@ -7,6 +9,7 @@ import type { Config } from '../../config/index.js';
 import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { BrokerError } from '../../errors.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
+import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import { type Handler, headerValue } from '../dispatch/handler.js';
 import { grantedUpstreams, requestedUpstreams } from '../middleware/upstreamAccess.js';
@@ -21,6 +24,20 @@ export interface ClientTokenRouteDeps {
   clientTokens: ClientTokens;
   dpop: DpopProofVerifier;
   caller: CallerReader;
+  logger: Logger;
+  /** With `CLIENT_TOKEN_ATTESTATION` other than `none`: the proof a token needs first. */
+  attestation?: AttestationGate | undefined;
+}
+
+/** The origin of the page calling (`Origin`, else `Referer`), which must be allowed. */
+export function pageOrigin(req: IncomingMessage, originPolicy: OriginPolicy): string {
+  const origin = requestOrigin(req.headers);
+  if (!origin)
+    throw new BrokerError('origin_required', { detail: 'send Origin (or Referer) from a browser page' });
+  if (!originPolicy.isAllowed(origin)) {
+    throw new BrokerError('origin_not_allowed', { detail: `${origin} is not in ALLOWED_ORIGINS` });
+  }
+  return origin;
 }
 
 /**
@@ -35,23 +52,21 @@ export function clientTokenHandler({
   clientTokens,
   dpop,
   caller,
+  logger,
+  attestation,
 }: ClientTokenRouteDeps): Handler {
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'POST') {
       res.setHeader('Allow', 'GET, POST, OPTIONS');
       throw new BrokerError('method_not_allowed');
     }
-    const origin = requestOrigin(req.headers);
-    if (!origin)
-      throw new BrokerError('origin_required', { detail: 'send Origin (or Referer) from a browser page' });
-    if (!originPolicy.isAllowed(origin)) {
-      throw new BrokerError('origin_not_allowed', { detail: `${origin} is not in ALLOWED_ORIGINS` });
-    }
+    const origin = pageOrigin(req, originPolicy);
     // `?upstreams=entry` narrows the token to some of the upstreams the origin may reach. Parsed as
     // Express's `simple` query parser does, for the direct lane has no `req.query`.
     const query = querystring.parse((parseurl(req)?.query as string | null | undefined) ?? '');
     const opened = grantedUpstreams(upstreams, origin, requestedUpstreams(query.upstreams, upstreams));
-    const binding = bindingFor(config.clientToken.bindIp, caller.ip(req), config.clientToken);
+    const ip = caller.ip(req);
+    const binding = bindingFor(config.clientToken.bindIp, ip, config.clientToken);
     // A proof binds the token to its key (RFC 9449 §5); with CLIENT_TOKEN_BINDING=dpop one is required.
     const proof = headerValue(req, 'dpop');
     const jkt =
@@ -65,6 +80,16 @@ export function clientTokenHandler({
             })
           ).jkt
         : undefined;
+    // Last before minting: a proof is spent only when nothing else would refuse the request.
+    if (attestation !== undefined) {
+      await attestation.check({
+        req,
+        proof: headerValue(req, 'attestation'),
+        origin,
+        ip,
+        log: () => res.locals.log ?? logger,
+      });
+    }
     const minted = await clientTokens.mint({ sub: origin, origin, ...binding, jkt, upstreams: opened });
     const body: ClientTokenResponse = {
       token: minted.token,

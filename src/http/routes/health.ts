@@ -47,11 +47,13 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
     const byName = Object.fromEntries(
       await Promise.all(
         upstreams.list.map(
-          async ({ name, cache }) => [name, withProbe(name, await readiness(cache))] as const,
+          async ({ name, cache }) =>
+            // A static API key has nothing to obtain: it is ready as configured.
+            [name, cache ? withProbe(name, await readiness(cache)) : staticKey] as const,
         ),
       ),
     );
-    const ready = Object.values(byName).every((upstream) => upstream.token === 'held');
+    const ready = Object.values(byName).every((upstream) => upstream.token !== 'unavailable');
     const [only] = upstreams.list;
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
@@ -63,6 +65,8 @@ export function healthRoutes({ upstreams, clock, redisStatus, upstreamProbes }: 
   };
   return { healthz, readyz };
 }
+
+const staticKey: UpstreamReadiness = { token: 'api_key' };
 
 async function readinessOf(cache: TokenCache, clock: Clock): Promise<UpstreamReadiness> {
   try {

@@ -10,6 +10,7 @@ import type { Logger } from '../../telemetry/logger.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
 import { splitTarget } from '../dispatch/routeMatcher.js';
+import { allowListHandler, upstreamAllowListCheck } from '../middleware/allowList.js';
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
@@ -72,9 +73,11 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
       res.locals.upstream = upstream.name;
       next();
     };
+    const allowList = upstreamAllowListCheck(upstream, deps.upstreams.named);
     const quota = deps.callQuotas?.get(upstream.name);
-    // No body parser runs here: the forwarder streams the request body to the API untouched. The budget
-    // comes before the quota, so a token past its budget spends none of the upstream's quota.
+    // No body parser runs here: the forwarder streams the request body to the API untouched. A call the
+    // allow-list refuses spends no budget; the budget comes before the quota, so a token past its budget
+    // spends none of the upstream's quota.
     mounts.push({
       mount,
       chain: [
@@ -82,6 +85,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...cors,
         ...(deps.rateLimit ? [deps.rateLimit] : []),
         verifyClientToken({ ...deps, admit: upstreamAdmission(upstream) }),
+        // Unset, no step at all: the hot path stays as it was.
+        ...(allowList ? [allowListHandler(allowList)] : []),
         ...(deps.callBudget ? [deps.callBudget] : []),
         ...(quota ? [quota] : []),
         forwardTo(upstream.proxy, deps.caller, deps.logger),
@@ -93,8 +98,9 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
 
 /**
  * WebSocket handshakes under each proxy mount with an API, served by the `upgrade` listener
- * (dispatch/upgrades.ts): the checks of a call (rate limit, client token, upstream, call budget and
- * quota), but the token comes from the offered subprotocol (websocket.ts) and no CORS applies.
+ * (dispatch/upgrades.ts): the checks of a call (rate limit, client token, upstream, allow-list, call
+ * budget and quota; the handshake step lets only a GET through, so the allow-list checks `GET <path>`),
+ * but the token comes from the offered subprotocol (websocket.ts) and no CORS applies.
  */
 export function websocketMounts(deps: ProxyRouteDeps & { websocket: WebSocketSteps }): ProxyMount[] {
   const { websocket } = deps;
@@ -105,6 +111,7 @@ export function websocketMounts(deps: ProxyRouteDeps & { websocket: WebSocketSte
       res.locals.upstream = upstream.name;
       next();
     };
+    const allowList = upstreamAllowListCheck(upstream, deps.upstreams.named);
     const quota = deps.callQuotas?.get(upstream.name);
     return [
       {
@@ -115,11 +122,12 @@ export function websocketMounts(deps: ProxyRouteDeps & { websocket: WebSocketSte
           websocket.handshake,
           verifyClientToken({
             ...deps,
-            admit: (claims) => {
-              admit(claims);
+            admit: (claims, req) => {
+              admit(claims, req);
               websocket.admit(claims);
             },
           }),
+          ...(allowList ? [allowListHandler(allowList)] : []),
           ...(deps.callBudget ? [deps.callBudget] : []),
           ...(quota ? [quota] : []),
           websocket.accept(upstream.websocket),

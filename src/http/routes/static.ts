@@ -11,8 +11,8 @@ const contentTypes: ReadonlyArray<readonly [string, string]> = [
 ];
 
 /**
- * The browser helper (`/client.js`, typed by `/client.d.ts`, both built from `src/browser/` into
- * `clientDir`) is served always and to any origin: pages on other origins import it as a module
+ * The browser helper (`/client.js`, typed by `/client.d.ts`, and its proof-of-work solver `/pow.js` and
+ * `/pow-worker.js`, all built from `src/browser/` into `clientDir`) is served always and to any origin: pages on other origins import it as a module
  * script, which is a CORS request. The demo page from `publicDir` is served only with the dev upstream.
  */
 export function staticFiles({
@@ -27,6 +27,9 @@ export function staticFiles({
   const files: Record<string, string> = {
     '/client.js': join(clientDir, 'client.js'),
     '/client.d.ts': join(clientDir, 'client.d.ts'),
+    // The proof-of-work solver, loaded by client.js only when the broker asks for a `pow` proof.
+    '/pow.js': join(clientDir, 'pow.js'),
+    '/pow-worker.js': join(clientDir, 'pow-worker.js'),
   };
   if (demo) {
     for (const file of ['index.html', 'demo.js', 'demo.css', 'favicon.svg']) {

@@ -21,7 +21,14 @@ export interface UpstreamTokenRouteDeps {
 export function upstreamTokenHandler({ apiKeys, upstreams, clock }: UpstreamTokenRouteDeps): RequestHandler {
   return async (req, res) => {
     requireApiKey(apiKeys, bearerToken(req));
-    const token = await chosen(upstreams, req.query.upstream).cache.get();
+    const upstream = chosen(upstreams, req.query.upstream);
+    if (!upstream.cache) {
+      // A long-lived key would outlive any leak of it; only the proxy ever sends it.
+      throw new BrokerError('not_found', {
+        detail: `upstream "${upstream.name}" uses a static API key, which the broker never hands out; call its API through /api/proxy`,
+      });
+    }
+    const token = await upstream.cache.get();
     const body: UpstreamTokenResponse = {
       access_token: token.accessToken,
       token_type: token.tokenType,

@@ -23,7 +23,13 @@ const keyCheck: Handler = (req, res) => {
 
 function limits(rules: Partial<RateLimitsOptions['rules']>, redis?: RateLimitsOptions['redis']) {
   const logs = captureLogs();
-  const all = { clientToken: undefined, claim: undefined, apiKeyFailures: undefined, proxy: undefined };
+  const all = {
+    clientToken: undefined,
+    claim: undefined,
+    apiKeyFailures: undefined,
+    proxy: undefined,
+    challenge: undefined,
+  };
   return { logs, ...createRateLimits({ rules: { ...all, ...rules }, logger: logs.logger, caller, redis }) };
 }
 
