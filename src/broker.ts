@@ -8,10 +8,12 @@ import { createOriginPolicy } from './caller/origins.js';
 import { createCallerReader } from './caller/requestCaller.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/index.js';
+import { type ConfigReloader, type ConfigReloaderDeps, createConfigReloader } from './config/reloader.js';
 import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
+import { type ConnectionCaps, createConnectionCaps, defaultMaxConnections } from './http/connectionCaps.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
 import type { Handler } from './http/dispatch/handler.js';
 import type { UpgradeListener } from './http/dispatch/upgrades.js';
@@ -21,7 +23,8 @@ import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
 import { createWebSocketSessions, type WebSocketSessions } from './proxy/websocketSessions.js';
 import { createClientTokens } from './signing/clientTokens.js';
-import { loadSigningKeys } from './signing/keys.js';
+import { createSigningKeyRing } from './signing/keyRing.js';
+import { loadSigningKeys, type SigningKeys } from './signing/keys.js';
 import { createRevocationList } from './signing/revocations.js';
 import { createCallCounter } from './store/callCounter.js';
 import { createMemoryStore } from './store/memoryStore.js';
@@ -43,6 +46,11 @@ export interface BrokerDeps {
   cachePolicy?: Partial<RenewalPolicy>;
   /** The start-up probe of each upstream's token endpoint by name (startupChecks.ts), shown by `/readyz`. */
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe>;
+  /**
+   * The environment `config` was loaded from: its `*_FILE` settings are watched and re-read into new
+   * configuration generations (config/reloader.ts). Without it the configuration is fixed.
+   */
+  reload?: Pick<ConfigReloaderDeps, 'env' | 'readFile' | 'watchFiles' | 'debounceMs'>;
 }
 
 export interface Broker {
@@ -54,8 +62,15 @@ export interface Broker {
   websockets: WebSocketSessions;
   upstreams: Upstreams;
   metrics: Metrics;
+  /**
+   * `MAX_CONNECTIONS_PER_IP` and `MAX_CONNECTIONS`, for every socket the broker serves: `limitServer`
+   * applies them to an HTTP server, and a module that takes a socket over (an upgrade) keeps it counted.
+   */
+  connectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
+  /** With `reload`: re-reads the `*_FILE` settings (main.ts calls it on SIGHUP). */
+  reloader: ConfigReloader | undefined;
   /** Stops timers and closes pools; the HTTP server is the caller's to close. */
   close(): Promise<void>;
 }
@@ -69,138 +84,217 @@ export async function createBroker({
   demo,
   cachePolicy,
   upstreamProbes,
+  reload,
 }: BrokerDeps): Promise<Broker> {
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
-  const keys = await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger });
-  const metrics = createMetrics({ clock });
-  // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
-  const redis = config.redisTarget
-    ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
-    : undefined;
-  if (redis) {
-    metrics.setRedisDegraded(redis.status() === 'degraded');
-    redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
-  }
-  const store = redis?.store ?? createMemoryStore({ clock });
-  const upstreams = createUpstreams({
-    upstreams: config.upstreams,
-    named: config.namedUpstreams,
-    logger,
-    clock,
-    metrics,
-    store,
-    redis,
-    dispatcher,
-    cachePolicy,
-  });
-  const localRevocations = createRevocationList({
-    clock,
-    clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
-  });
-  const fleetRevocations = redis?.shareRevocations(
-    localRevocations,
-    config.clientToken.clockToleranceSeconds,
+  const keys = createSigningKeyRing(
+    await loadSigningKeys({ jwks: config.signingKeys, production: config.production, logger, clock }),
   );
-  // Loaded before the first request: a replica started after a revocation must refuse the token.
-  await fleetRevocations?.ready;
-  const revocations = fleetRevocations ?? localRevocations;
-  const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
-  // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
-  const localReplays = createMemoryReplayCache({
-    clock,
-    maxEntries: config.dpop.replayCacheSize,
-    maxPerOwner: config.dpop.proofsPerKey,
-  });
-  const replayCache = redis
-    ? createRedisReplayCache({
-        client: redis.connections.client,
-        prefix: redis.prefix,
-        local: localReplays,
-        logger,
-      })
-    : localReplays;
-  const apiKeys = createApiKeyVerifier(config.apiKeys);
-  const caller = createCallerReader(config.trustProxy);
-  const websockets = createWebSocketSessions({
-    clock,
-    revocations,
-    clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
-    maxPerToken: config.websocketsPerToken,
-  });
-  const rateLimits = createRateLimits({
-    rules: config.rateLimits,
-    logger,
-    caller,
-    redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
-  });
-  const { attestation } = config;
-  const attestationProvider = createAttestationProvider({ config, clock, dispatcher });
-  // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
-  const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
-  const spentProofs =
-    attestationReplays && redis
+  const metrics = createMetrics({ clock });
+  // Everything opened so far, closed in reverse by close(), or at once if a later step throws.
+  const opened: (() => unknown)[] = [];
+  const closeOpened = async () => {
+    for (const close of opened.splice(0).reverse()) await close();
+  };
+  try {
+    // With Redis the token store, renewal lock, revocations and rate-limit counters are the fleet's.
+    const redis = config.redisTarget
+      ? await connectRedis({ target: config.redisTarget, settings: config.redis, clock, logger })
+      : undefined;
+    if (redis) {
+      opened.push(() => redis.close());
+      metrics.setRedisDegraded(redis.status() === 'degraded');
+      redis.connections.onStatusChange((status) => metrics.setRedisDegraded(status === 'degraded'));
+    }
+    const store = redis?.store ?? createMemoryStore({ clock });
+    opened.push(() => store.close());
+    const upstreams = createUpstreams({
+      upstreams: config.upstreams,
+      named: config.namedUpstreams,
+      logger,
+      clock,
+      metrics,
+      store,
+      redis,
+      dispatcher,
+      cachePolicy,
+    });
+    opened.push(() => upstreams.close());
+    const localRevocations = createRevocationList({
+      clock,
+      clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+    });
+    const fleetRevocations = redis?.shareRevocations(
+      localRevocations,
+      config.clientToken.clockToleranceSeconds,
+    );
+    opened.push(() => (fleetRevocations ?? localRevocations).close());
+    // Loaded before the first request: a replica started after a revocation must refuse the token.
+    await fleetRevocations?.ready;
+    const revocations = fleetRevocations ?? localRevocations;
+    const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
+    const websockets = createWebSocketSessions({
+      clock,
+      revocations,
+      clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+      maxPerToken: config.websocketsPerToken,
+    });
+    // Open sockets never drain: close() ends them, before the revocations they listen to.
+    opened.push(() => {
+      websockets.closeAll();
+      websockets.close();
+    });
+    // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
+    const localReplays = createMemoryReplayCache({
+      clock,
+      maxEntries: config.dpop.replayCacheSize,
+      maxPerOwner: config.dpop.proofsPerKey,
+      windowMs: config.dpop.proofMaxAgeSeconds * 1000,
+    });
+    const replayCache = redis
       ? createRedisReplayCache({
           client: redis.connections.client,
           prefix: redis.prefix,
-          local: attestationReplays,
+          local: localReplays,
           logger,
-          namespace: 'attestation',
         })
-      : attestationReplays;
-  const { request: app, upgrade } = createApp({
-    config,
-    logger,
-    clock,
-    originPolicy: createOriginPolicy(config.allowedOrigins),
-    apiKeys,
-    apiKeyLabel: createApiKeyLabeler(config.signingKeys),
-    caller,
-    clientTokens,
-    dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
-    publicJwks: keys.publicJwks,
-    upstreams,
-    revocations,
-    websockets,
-    metrics,
-    rateLimits,
-    attestation:
-      attestationProvider &&
-      spentProofs &&
-      createAttestationGate({
-        provider: attestationProvider,
-        replays: spentProofs,
-        allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
-        failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
-        metrics,
+      : localReplays;
+    opened.push(() => replayCache.close());
+    const apiKeys = createApiKeyVerifier(config.apiKeys);
+    const caller = createCallerReader(config.trustProxy);
+    const rateLimits = createRateLimits({
+      rules: config.rateLimits,
+      maxAddresses: config.rateLimitMaxAddresses,
+      logger,
+      clock,
+      caller,
+      redis: redis && { client: redis.connections.client, prefix: redis.prefix, status: redis.status },
+    });
+    const { attestation } = config;
+    const attestationProvider = createAttestationProvider({ config, clock, dispatcher });
+    // Proofs spent, fleet-wide with Redis: the DPoP replay store's machinery under a key space of its own.
+    const attestationReplays = attestationProvider && createMemoryReplayCache({ clock });
+    const spentProofs =
+      attestationReplays && redis
+        ? createRedisReplayCache({
+            client: redis.connections.client,
+            prefix: redis.prefix,
+            local: attestationReplays,
+            logger,
+            namespace: 'attestation',
+          })
+        : attestationReplays;
+    if (spentProofs) opened.push(() => spentProofs.close());
+    let signingKeys = JSON.stringify(config.signingKeys);
+    /**
+     * Whole or nothing: what can refuse the generation (the signing keys, the upstreams' shared tokens) is
+     * checked first and changes nothing; then every part takes its new secrets at once.
+     */
+    const applyGeneration = async (next: Config): Promise<void> => {
+      const nextSigningKeys = JSON.stringify(next.signingKeys);
+      // Without SIGNING_KEYS the ephemeral key of this process stays.
+      const loadedKeys =
+        next.signingKeys && nextSigningKeys !== signingKeys
+          ? await loadSigningKeys({
+              jwks: next.signingKeys,
+              production: next.production,
+              logger,
+              clock,
+            }).catch((error: unknown) => {
+              throw new Error(`SIGNING_KEYS_FILE: ${(error as Error).message}`);
+            })
+          : undefined;
+      upstreams.replaceCredentials(next.upstreams);
+      if (loadedKeys) {
+        warnActiveOnArrival(loadedKeys);
+        keys.replace(loadedKeys);
+        signingKeys = nextSigningKeys;
+      }
+      apiKeys.replace(next.apiKeys);
+      if (redis && next.redisTarget) redis.replaceSecrets(next.redisTarget, next.redis);
+    };
+    /** A key that signs as soon as it arrives may reach a replica or a JWKS cache that has not seen it yet. */
+    const warnActiveOnArrival = (next: SigningKeys): void => {
+      const { kid } = next.signer;
+      if (keys.activations.some((key) => key.kid === kid)) return;
+      logger.warn(
+        { kid },
+        'a new signing key signs on arrival: give it an activation time (keys rotate --activate-in) so that every replica and JWKS cache has it first',
+      );
+    };
+    const reloader =
+      reload &&
+      createConfigReloader({
+        ...reload,
+        logger,
         clock,
+        apply: applyGeneration,
+        onReload: (result) => metrics.recordConfigReload(result.outcome),
+      });
+    if (reloader) {
+      opened.push(() => reloader.close());
+      metrics.observeConfigGeneration(() => reloader.status().generation);
+    }
+    const { request: app, upgrade } = createApp({
+      config,
+      logger,
+      clock,
+      originPolicy: createOriginPolicy(config.allowedOrigins),
+      apiKeys,
+      apiKeyLabel: createApiKeyLabeler(config.signingKeys),
+      caller,
+      clientTokens,
+      dpop: createDpopProofVerifier({ clock, replayCache, windowSeconds: config.dpop.proofMaxAgeSeconds }),
+      publicJwks: () => keys.publicJwks,
+      upstreams,
+      revocations,
+      websockets,
+      metrics,
+      rateLimits,
+      attestation:
+        attestationProvider &&
+        spentProofs &&
+        createAttestationGate({
+          provider: attestationProvider,
+          replays: spentProofs,
+          allowance: attestation.after && rateLimits.allowance('attestation-allowance', attestation.after),
+          failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
+          metrics,
+          clock,
+        }),
+      attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
+      ...(redis ? { redisStatus: redis.status } : {}),
+      ...callLimits({ config, redis, clock, logger, metrics }),
+      demo: demo ?? false,
+      upstreamProbes,
+      ...(reloader ? { configStatus: reloader.status } : {}),
+    });
+    return {
+      app,
+      upgrade,
+      websockets,
+      upstreams,
+      metrics,
+      connectionCaps: createConnectionCaps({
+        maxPerNetwork: config.maxConnectionsPerIp,
+        maxTotal: config.maxConnections ?? defaultMaxConnections(),
+        logger,
+        clock,
+        onRefused: (cap) => metrics.recordConnectionRefused(cap),
       }),
-    attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
-    ...(redis ? { redisStatus: redis.status } : {}),
-    ...callLimits({ config, redis, clock, logger, metrics }),
-    demo: demo ?? false,
-    upstreamProbes,
-  });
-  return {
-    app,
-    upgrade,
-    websockets,
-    upstreams,
-    metrics,
-    metricsApp:
-      config.metrics.port === undefined
-        ? undefined
-        : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
-    async close() {
-      websockets.closeAll();
-      websockets.close();
-      revocations.close();
-      await replayCache.close();
-      await spentProofs?.close();
-      await upstreams.close();
-      await store.close();
-      await redis?.close();
-    },
-  };
+      metricsApp:
+        config.metrics.port === undefined
+          ? undefined
+          : createMetricsApp({ metrics, apiKeys, requireApiKey: config.metrics.requireApiKey, logger }),
+      reloader,
+      close: closeOpened,
+    };
+  } catch (error) {
+    await closeOpened().catch((closeError: unknown) =>
+      logger.warn({ err: closeError }, 'closing what start-up opened failed'),
+    );
+    throw error;
+  }
 }
 
 /**

@@ -104,6 +104,8 @@ export class UpstreamError extends Error {
     return [
       'invalid_client',
       'unauthorized_client',
+      // Ours, not the server's: the federated assertion file cannot be sent (assertionFile.ts).
+      'invalid_client_assertion',
       'unsupported_grant_type',
       'invalid_scope',
       'invalid_target',

@@ -1,3 +1,5 @@
+// First: with tracing on, the SDK must hook http, undici and ioredis before anything below loads them.
+import './telemetry/tracingPreload.js';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -7,8 +9,9 @@ import { devOrigins } from './caller/origins.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config/index.js';
 import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
-import { limitConnectionsPerIp } from './http/middleware/connectionLimit.js';
+import { limitServer } from './http/connectionCaps.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+import { tracingRequested } from './telemetry/tracingSwitch.js';
 
 /**
  * The only module that reads `process.env`, listens, and handles signals. Everything else is built by
@@ -16,13 +19,15 @@ import { createLogger, type Logger } from './telemetry/logger.js';
  */
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
-  let config = parseOrExit(process.env);
-  const logger = createLogger({ level: config.logLevel });
+  let env: Record<string, string | undefined> = process.env;
+  let config = parseOrExit(env);
+  const logger = createLogger({ level: config.logLevel, traceIds: tracingRequested(process.env) });
 
   let closeDevUpstream: (() => Promise<void>) | undefined;
   if (config.upstreams.length === 0) {
     const dev = await startDevMode(config, logger);
-    config = parseOrExit({ ...process.env, ...dev.env });
+    env = { ...process.env, ...dev.env };
+    config = parseOrExit(env);
     closeDevUpstream = dev.close;
   }
 
@@ -41,11 +46,14 @@ async function main(): Promise<void> {
     clock: systemClock,
     demo: devUpstream,
     upstreamProbes,
+    reload: { env },
   });
+  // SIGHUP re-reads every `*_FILE` setting, as the folder watches do on a change.
+  process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
   const server = createServer(broker.app);
   server.on('upgrade', broker.upgrade);
   // Counts sockets, so an upgraded WebSocket holds its place until it closes.
-  limitConnectionsPerIp(server, config.maxConnectionsPerIp, logger);
+  limitServer(server, broker.connectionCaps);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

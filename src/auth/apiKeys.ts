@@ -4,6 +4,8 @@ export interface ApiKeyVerifier {
   /** Whether `presented` is one of the configured keys. Constant time in the key's content. */
   verify(presented: string | undefined): boolean;
   readonly count: number;
+  /** Puts a new key list in place (a reloaded `BROKER_API_KEYS_FILE`): an added key works and a removed one is refused from the next call. */
+  replace(keys: readonly string[]): void;
 }
 
 const hashedKey = /^sha256:([0-9a-f]{64})$/i;
@@ -14,12 +16,14 @@ const hashedKey = /^sha256:([0-9a-f]{64})$/i;
  * fixed-length digests with `timingSafeEqual` leaks neither content nor length through timing.
  */
 export function createApiKeyVerifier(keys: readonly string[]): ApiKeyVerifier {
-  const digests = keys.map((key) => {
-    const hashed = hashedKey.exec(key);
-    return hashed?.[1] ? Buffer.from(hashed[1].toLowerCase(), 'hex') : sha256(key);
-  });
+  let digests = digestsOf(keys);
   return {
-    count: digests.length,
+    get count() {
+      return digests.length;
+    },
+    replace(next) {
+      digests = digestsOf(next);
+    },
     verify(presented) {
       if (!presented || presented.length > 1024) return false;
       const candidate = sha256(presented);
@@ -29,6 +33,13 @@ export function createApiKeyVerifier(keys: readonly string[]): ApiKeyVerifier {
       return match;
     },
   };
+}
+
+function digestsOf(keys: readonly string[]): Buffer[] {
+  return keys.map((key) => {
+    const hashed = hashedKey.exec(key);
+    return hashed?.[1] ? Buffer.from(hashed[1].toLowerCase(), 'hex') : sha256(key);
+  });
 }
 
 function sha256(value: string): Buffer {

@@ -104,9 +104,9 @@ export const claimCommand: Command = {
   name: 'claim',
   summary: 'ask a running broker for a client token (POST /api/auth/claim)',
   help: `Usage: token-broker claim --url <broker url> --origin <origin> [--ip <ip>]
-                          [--api-key-file <file> | --api-key <key>]
+                          [--upstreams <name,...>] [--api-key-file <file> | --api-key <key>]
 
-Posts {origin, ip} to <broker url>/api/auth/claim with the broker API key as
+Posts {origin, ip, upstreams} to <broker url>/api/auth/claim with the broker API key as
 "Authorization: Bearer", and prints the JSON answer: {token, expiration, expiresIn, expiresAt}.
 On an error answer prints "code: detail" on standard error and exits 1.
 
@@ -114,6 +114,8 @@ Options:
   --url <url>            the broker's base URL, e.g. http://127.0.0.1:8080 (default: $BROKER_URL)
   --origin <origin>      the origin the token is bound to, e.g. https://app.example.com
   --ip <ip>              bind the token to this client IP as well
+  --upstreams <names>    open only these named upstreams, comma-separated, e.g. uitpas,entry
+                         (default: every upstream the origin may reach)
   --api-key-file <file>  read the broker API key from a file
   --api-key <key>        the broker API key (visible to other users in the process list:
                          prefer --api-key-file or $BROKER_API_KEY)
@@ -128,6 +130,7 @@ Environment:
       url: { type: 'string' },
       origin: { type: 'string' },
       ip: { type: 'string' },
+      upstreams: { type: 'string' },
       'api-key': { type: 'string' },
       'api-key-file': { type: 'string' },
       timeout: { type: 'string' },
@@ -139,6 +142,9 @@ Environment:
     if (positionals.length > 0) throw new UsageError('unexpected argument');
     const url = brokerUrl(values.url ?? ctx.env.BROKER_URL);
     if (!values.origin) throw new UsageError('missing --origin');
+    if (values.upstreams !== undefined && values.upstreams.trim() === '') {
+      throw new UsageError('--upstreams must name some upstreams, e.g. --upstreams uitpas,entry');
+    }
     const timeout =
       values.timeout === undefined
         ? defaultTimeoutSeconds
@@ -148,7 +154,7 @@ Environment:
     const response = await post(
       url,
       key,
-      JSON.stringify({ origin: values.origin, ip: values.ip }),
+      JSON.stringify({ origin: values.origin, ip: values.ip, upstreams: values.upstreams }),
       timeout * 1000,
     );
     const text = await response.text();

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.js';
 import { meant } from '../config/typos.js';
 
 /**
@@ -12,6 +13,8 @@ export interface CliContext {
   readStdin: () => Promise<string>;
   /** Secrets seen while running (API keys, client secrets); error output is scrubbed of every one. */
   secrets: Set<string>;
+  /** What "now" is for activation times; the system clock when absent. */
+  clock?: Clock;
   /** Aborted when a long-running command should stop (SIGINT or SIGTERM at the entry point). */
   signal?: AbortSignal;
 }

@@ -66,7 +66,7 @@ export function toPublicJwks(set: JwkSet): { jwks: JwkSet; omitted: number } {
   const asymmetric = set.keys.filter((key) => key.kty !== 'oct');
   const keys = asymmetric.map((key) => {
     const copy: Record<string, unknown> = { ...key };
-    for (const member of [...privateMembers, 'key_ops', 'ext']) delete copy[member];
+    for (const member of [...privateMembers, 'key_ops', 'ext', 'nbf']) delete copy[member];
     return copy as JWK;
   });
   return { jwks: { keys }, omitted: set.keys.length - asymmetric.length };

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { systemClock } from '../clock.js';
 import { writeFileAtomic } from './atomicWrite.js';
 import {
   type CliContext,
@@ -20,6 +21,22 @@ import {
 } from './jwks.js';
 
 const defaultKeep = 3;
+/**
+ * How long after `keys rotate` a new key starts signing: the 5 minutes verifiers may cache
+ * `/.well-known/jwks.json` (its `max-age`), plus 2 minutes for the Secret to reach every replica (the
+ * kubelet's sync period is about a minute).
+ */
+export const defaultActivateInSeconds = 420;
+/** An activation further out than 30 days is a typo. */
+const maxActivateInSeconds = 30 * 86_400;
+
+function activateInOption(value: string | undefined): number {
+  if (value === undefined) return defaultActivateInSeconds;
+  if (!/^\d+$/.test(value) || Number(value) > maxActivateInSeconds) {
+    throw new UsageError(`--activate-in must be a whole number of seconds from 0 to ${maxActivateInSeconds}`);
+  }
+  return Number(value);
+}
 
 function algorithmOption(value: string | undefined, fallback: SigningAlgorithm): SigningAlgorithm {
   if (value === undefined) return fallback;
@@ -82,22 +99,34 @@ export const rotateCommand: Command = {
   name: 'rotate',
   summary: 'add a new signing key to a JWK Set file, keeping older keys for verification',
   help: `Usage: token-broker keys rotate <file> [--alg EdDSA|ES256|HS256] [--kid <kid>] [--keep <n>]
+                                [--activate-in <seconds>]
 
-Generates a new key and writes it first in <file> (the broker signs with the first key and
-verifies with all of them), followed by the keys already there. The file is replaced
-atomically and keeps its permissions. Prints the new kid on standard output.
+Generates a new key and writes it first in <file>, followed by the keys already there, with
+an activation time ("nbf", seconds since the epoch) --activate-in seconds from now. The broker
+publishes and verifies with every key at once, and signs with the first key whose activation
+time has passed: every replica switches to the new key at that time, once all of them and
+every JWKS cache have it. The file is replaced atomically and keeps its permissions. Prints the
+new kid on standard output.
 
 Options:
   --alg <alg>   algorithm of the new key; default: that of the current first key, else EdDSA
   --kid <kid>   key id; default: the RFC 7638 thumbprint (a random id for HS256)
+  --activate-in <seconds>
+                when the new key starts signing (default ${defaultActivateInSeconds}: the 5-minute JWKS cache
+                plus 2 minutes for the file to reach every replica); 0 signs at once
   --keep <n>    keep at most n keys, the new one included; the oldest are dropped (default ${defaultKeep}).
                 Keep at least 2 until every token signed by the old key has expired
                 (CLIENT_TOKEN_TTL), or those tokens stop verifying.
   -h, --help    show this help
 
-Restart or reload the broker afterwards so that it reads the file again.`,
+A running broker re-reads SIGNING_KEYS_FILE when it changes (or on SIGHUP).`,
   async run(args, ctx) {
-    const options = { alg: { type: 'string' }, kid: { type: 'string' }, keep: { type: 'string' } } as const;
+    const options = {
+      alg: { type: 'string' },
+      kid: { type: 'string' },
+      keep: { type: 'string' },
+      'activate-in': { type: 'string' },
+    } as const;
     const { values, positionals } = parseUsage(
       () => parseArgs({ args, options, allowPositionals: true }),
       Object.keys(options),
@@ -106,6 +135,7 @@ Restart or reload the broker afterwards so that it reads the file again.`,
     if (file === '-') throw new UsageError('rotate needs a file, not standard input');
     const keep = values.keep === undefined ? defaultKeep : positiveInteger(values.keep, '--keep', 100);
     const kid = kidOption(values.kid);
+    const activateIn = activateInOption(values['activate-in']);
     const set = await readSetFile(file, ctx);
     const current = set.keys[0]?.alg;
     const alg = algorithmOption(
@@ -115,7 +145,8 @@ Restart or reload the broker afterwards so that it reads the file again.`,
     if (kid !== undefined && set.keys.some((key) => key.kid === kid)) {
       throw new CliFailure(`kid ${kid} is already in ${file}`);
     }
-    const key = await generateSigningKey(alg, kid);
+    const nbf = Math.floor((ctx.clock ?? systemClock).now() / 1000) + activateIn;
+    const key = { ...(await generateSigningKey(alg, kid)), nbf };
     const keys = [key, ...set.keys].slice(0, keep);
     try {
       await writeFileAtomic(resolve(ctx.cwd, file), `${JSON.stringify({ keys }, null, 2)}\n`);
@@ -124,8 +155,8 @@ Restart or reload the broker afterwards so that it reads the file again.`,
     }
     const dropped = set.keys.length + 1 - keys.length;
     ctx.stderr(
-      `rotated ${file}: new ${alg} key signs, ${keys.length - 1} older key(s) still verify` +
-        `${dropped > 0 ? `, ${dropped} dropped` : ''}\n`,
+      `rotated ${file}: new ${alg} key signs from ${new Date(nbf * 1000).toISOString()}, ` +
+        `${keys.length - 1} older key(s) still verify${dropped > 0 ? `, ${dropped} dropped` : ''}\n`,
     );
     ctx.stdout(`${String(key.kid)}\n`);
     return 0;

@@ -1,6 +1,36 @@
 import { z } from 'zod';
 import { emptyToUndefined, int, jwkSet, optionalUrl } from './fields.js';
 
+/** A path segment of a clean prefix: RFC 3986 `pchar`s, never `.` or `..` (spelled out or percent-encoded). */
+const cleanSegment = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+$/;
+const dotSegment = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * Why a `PUBLIC_URL` cannot be a base that a request's path is appended to, or undefined when it can. A
+ * query or fragment would swallow the path (a proof naming the bare base would match every path), user
+ * info has no place in `htu`, and a path with `.`, `..`, `//` or odd characters is not the prefix a
+ * browser's URL starts with once normalised.
+ */
+export function publicUrlProblem(raw: string): string | undefined {
+  if (/[?#]/.test(raw)) return 'must not have a query or fragment';
+  if (raw.includes('\\')) return 'must not have a `\\`';
+  const origin = /^https?:\/\/[^/]*/i.exec(raw)?.[0] ?? '';
+  if (origin.includes('@')) return 'must not have user info';
+  const path = raw.slice(origin.length).replace(/\/+$/, '');
+  if (path === '') return undefined;
+  const segments = path.split('/').slice(1);
+  if (!segments.every((segment) => cleanSegment.test(segment) && !dotSegment.test(segment))) {
+    return 'must have a clean path prefix (no `.`, `..`, `//` or characters a URL would encode)';
+  }
+  return undefined;
+}
+
+const publicUrl = optionalUrl.superRefine((value, context) => {
+  const problem = value === undefined ? undefined : publicUrlProblem(value);
+  if (problem)
+    context.addIssue({ code: 'custom', message: `${problem}: the base URL browsers reach the broker at` });
+});
+
 /** What the broker mints for browsers: lifetime, binding and the keys that sign. */
 export const clientTokensSchema = z.object({
   CLIENT_TOKEN_TTL: int(1, 86_400, 900).meta({
@@ -18,9 +48,9 @@ export const clientTokensSchema = z.object({
       "`dpop` requires a DPoP proof (RFC 9449) at `/api/client-token` and binds tokens to the browser's key (see [DPoP](dpop.md))",
     example: 'dpop',
   }),
-  PUBLIC_URL: optionalUrl.meta({
+  PUBLIC_URL: publicUrl.meta({
     description:
-      "the URL browsers reach the broker at (with any path prefix a proxy strips); DPoP `htu` is checked against it instead of the request's `Host`. Required with `CLIENT_TOKEN_BINDING=dpop` in production",
+      "the URL browsers reach the broker at (with any path prefix a proxy strips; no query, fragment or user info); DPoP `htu` is checked against it instead of the request's `Host`. In production, DPoP proofs are refused without it, and it is required with `CLIENT_TOKEN_BINDING=dpop`",
     example: 'https://app.example.com',
   }),
   CLIENT_TOKEN_IPV4_PREFIX: int(8, 32, 24).meta({
@@ -48,7 +78,7 @@ export const clientTokensSchema = z.object({
   }),
   DPOP_REPLAY_CACHE_SIZE: int(100, 10_000_000, 200_000).meta({
     description:
-      'DPoP proofs each replica remembers; when full the oldest is forgotten, so a new proof is never refused',
+      'DPoP proofs each replica remembers; when full the one with the oldest `iat` is forgotten and proofs no newer are refused, while proofs of the last 5 s are always kept, so a new proof is never refused',
     example: '200000',
   }),
   DPOP_PROOFS_PER_KEY: int(10, 1_000_000, 5_000).meta({

@@ -44,6 +44,11 @@ export const limitsSchema = z.object({
       'most calls of a budget or call quota a replica leases from Redis in one round trip; the fleet may refuse up to (replicas − 1) × this many calls early, and never serves more than the limit while Redis answers',
     example: '100',
   }),
+  RATE_LIMIT_MAX_ADDRESSES: int(1_000, 10_000_000, 100_000).meta({
+    description:
+      'most addresses (IPv6: `/56` networks) each rate limit counts in process memory without Redis; past it the address whose window began first is forgotten. about 200 bytes each, so at most 4 limits × 100,000 × 200 B ≈ 80 MB by default (see [Operations](operations.md#memory))',
+    example: '100000',
+  }),
   MAX_BODY_BYTES: int(256, 10_485_760, 16_384).meta({
     description: 'largest accepted body on the JSON/form routes, bytes',
     example: '16384',
@@ -55,8 +60,14 @@ export const limitsSchema = z.object({
   }),
   MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512).meta({
     description:
-      'most open connections from one peer address (`0`: no limit), WebSockets included; behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
+      'most open connections from one peer network: an IPv4 address or an IPv6 `/56`, as the rate limits group them (`0`: no limit), WebSockets included; behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
     example: '512',
+  }),
+  MAX_CONNECTIONS: optionalInt(0, 10_000_000).meta({
+    description:
+      "most open connections in all (`0`: no limit); past it a new connection gets `429 rate_limited`, logged and counted in `token_broker_connections_refused_total`. Empty: the process's open-file limit less a quarter (at least 128) for the API, token endpoint and Redis pools",
+    example: '10000',
+    default: 'three quarters of the open-file limit',
   }),
   PROXY_WEBSOCKETS_PER_TOKEN: int(1, 10_000, 8).meta({
     description:
@@ -82,13 +93,17 @@ export interface LimitsConfig {
   budgetCacheSize: number;
   /** Most calls of a budget or quota leased from Redis at a time. */
   callLeaseSize: number;
+  /** Most addresses each in-memory limit counts; the oldest window is forgotten past it. */
+  rateLimitMaxAddresses: number;
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
   bodyIdleTimeoutMs: number;
-  /** Most open connections from one peer address, WebSockets included; 0: no limit. */
+  /** Most open connections from one peer network (IPv4 address, IPv6 `/56`), WebSockets included; 0: no limit. */
   maxConnectionsPerIp: number;
   /** Most proxied WebSockets one client token holds open on one replica. */
   websocketsPerToken: number;
+  /** Most open connections in all; 0: no limit; undefined: derived from the open-file limit. */
+  maxConnections: number | undefined;
 }
 
 export function limitsConfig(e: LimitsEnv): LimitsConfig {
@@ -103,9 +118,11 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
     maxCallsPerToken: e.CLIENT_TOKEN_MAX_CALLS,
     budgetCacheSize: e.CLIENT_TOKEN_BUDGET_CACHE_SIZE,
     callLeaseSize: e.CALL_LEASE_SIZE,
+    rateLimitMaxAddresses: e.RATE_LIMIT_MAX_ADDRESSES,
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
     websocketsPerToken: e.PROXY_WEBSOCKETS_PER_TOKEN,
+    maxConnections: e.MAX_CONNECTIONS,
   };
 }

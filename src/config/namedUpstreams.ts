@@ -79,7 +79,7 @@ export function upstreamsConfig({
 }: UpstreamsInput): UpstreamsConfig {
   problems.push(...unlistedSettings(env, names));
   if (names.length === 0) {
-    const config = upstreamConfig(unprefixedEnv, production, problems);
+    const config = upstreamConfig(unprefixedEnv, production, problems, readFile);
     return {
       upstreams: config ? [{ name: defaultUpstreamName, config, allowedOrigins: undefined }] : [],
       namedUpstreams: false,
@@ -135,7 +135,7 @@ function namedUpstream(
     return undefined;
   }
   const ownProblems: string[] = [];
-  const config = upstreamConfig(parsed.data, false, ownProblems);
+  const config = upstreamConfig(parsed.data, false, ownProblems, readFile);
   problems.push(...ownProblems.map(rename));
   if (!config) {
     problems.push(

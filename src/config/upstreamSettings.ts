@@ -5,6 +5,7 @@ import {
   credentialPlacementExample,
   parseCredentialPlacement,
 } from '../proxy/credentialPlacement.js';
+import { type FederatedAssertionType, parseFederatedAssertion } from '../upstream/assertionFile.js';
 import { type ClientKey, parseClientKey } from '../upstream/clientAssertion.js';
 import { parseTokenQuota, type TokenQuota } from '../upstream/quota.js';
 import { emptyToUndefined, int, optionalString, optionalUrl } from './fields.js';
@@ -54,11 +55,13 @@ export const upstreamSchema = z.object({
   UPSTREAM_AUTH_METHOD: z
     .preprocess(
       emptyToUndefined,
-      z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
+      z
+        .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_assertion_file'])
+        .default('client_secret_basic'),
     )
     .meta({
       description:
-        '`client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523, see [private_key_jwt](upstream.md#authenticating-with-a-private-key-private_key_jwt))',
+        '`client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, see [private_key_jwt](upstream.md#authenticating-with-a-private-key-private_key_jwt)) or `client_assertion_file`: a JWT the platform issues to the workload, read from `UPSTREAM_CLIENT_ASSERTION_FILE` (see [federated assertions](upstream.md#authenticating-with-a-platform-issued-jwt-client_assertion_file))',
       example: 'client_secret_post',
     }),
   UPSTREAM_CLIENT_KEY: parsedBy(parseClientKey).meta({
@@ -66,6 +69,18 @@ export const upstreamSchema = z.object({
       "`private_key_jwt` only: the broker's private JWK (or a JWK Set of one): Ed25519, P-256 or RSA ≥ 2048 bits",
     example: '"$(npx token-broker keys generate --alg ES256)"',
   }),
+  UPSTREAM_CLIENT_ASSERTION_FILE: optionalString.meta({
+    description:
+      '`client_assertion_file` only: the file holding the JWT to authenticate with (a projected service-account token, a JWT-SVID, a workload-identity token file), read for every token request',
+    example: '/var/run/secrets/tokens/broker-token',
+  }),
+  UPSTREAM_CLIENT_ASSERTION_TYPE: z
+    .preprocess(emptyToUndefined, z.enum(['jwt-bearer', 'jwt-spiffe']).default('jwt-bearer'))
+    .meta({
+      description:
+        '`client_assertion_file` only: `client_assertion_type` sent, `jwt-bearer` (RFC 7523) or `jwt-spiffe` (the SPIFFE client authentication draft)',
+      example: 'jwt-spiffe',
+    }),
   UPSTREAM_CLIENT_ASSERTION_AUDIENCE: z
     .preprocess(emptyToUndefined, z.enum(['token_endpoint', 'issuer']).default('token_endpoint'))
     .meta({
@@ -163,6 +178,13 @@ export interface UpstreamConfig {
   maxReplayBytes: number;
   /** The imported private key of `private_key_jwt`; set when `authMethod` is `private_key_jwt`. */
   clientKey?: ClientKey | undefined;
+  /**
+   * With `client_assertion_file`: the file read for every token request, and the identity (`iss`, `sub`)
+   * of the JWT it held at load, which keys the token cache in place of a secret.
+   */
+  clientAssertionFile?: { path: string; identity: string } | undefined;
+  /** `client_assertion_type` of `client_assertion_file`. */
+  clientAssertionType?: FederatedAssertionType | undefined;
   /** `aud` of the client assertions: the token endpoint (the default) or the issuer. */
   clientAssertionAudience?: UpstreamEnv['UPSTREAM_CLIENT_ASSERTION_AUDIENCE'];
   /** `UPSTREAM_CREDENTIAL_IN`; undefined: `Authorization: Bearer`. */
@@ -175,6 +197,42 @@ export interface UpstreamConfig {
   tokenQuota?: TokenQuota | undefined;
   /** Budget of proxied calls to the API (`UPSTREAM_CALL_QUOTA`), in the same grammar; undefined: none. */
   callQuota?: TokenQuota | undefined;
+}
+
+/** `client_assertion_file`: the file must hold a JWT now; its expiry is checked at each token request. */
+function assertionFileProblems(
+  e: UpstreamEnv,
+  readFile: (path: string) => string,
+): { problems: string[]; file?: { path: string; identity: string } } {
+  const problems: string[] = [];
+  for (const name of ['UPSTREAM_CLIENT_SECRET', 'UPSTREAM_CLIENT_KEY'] as const) {
+    if (e[name]) problems.push(`${name}: not used with UPSTREAM_AUTH_METHOD=client_assertion_file; drop it`);
+  }
+  if (e.UPSTREAM_PROFILE === 'bloq') {
+    problems.push(
+      'UPSTREAM_AUTH_METHOD: client_assertion_file is not possible with UPSTREAM_PROFILE=bloq (its body has no client assertion); use rfc6749 or json',
+    );
+  }
+  const path = e.UPSTREAM_CLIENT_ASSERTION_FILE;
+  if (!path) {
+    problems.push('UPSTREAM_CLIENT_ASSERTION_FILE: required with UPSTREAM_AUTH_METHOD=client_assertion_file');
+    return { problems };
+  }
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (error) {
+    problems.push(
+      `UPSTREAM_CLIENT_ASSERTION_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+    return { problems };
+  }
+  const assertion = parseFederatedAssertion(text);
+  if (typeof assertion === 'string') {
+    problems.push(`UPSTREAM_CLIENT_ASSERTION_FILE: ${path} ${assertion}`);
+    return { problems };
+  }
+  return { problems, file: { path, identity: assertion.identity } };
 }
 
 /** How the broker authenticates to the token endpoint: a client secret, or a private key (RFC 7523). */
@@ -216,6 +274,7 @@ const upstreamVars = [
   'UPSTREAM_CLIENT_ID',
   'UPSTREAM_CLIENT_SECRET',
   'UPSTREAM_CLIENT_KEY',
+  'UPSTREAM_CLIENT_ASSERTION_FILE',
   'UPSTREAM_API_URL',
 ] as const;
 
@@ -227,6 +286,7 @@ export function upstreamConfig(
   e: UpstreamEnv,
   production: boolean,
   problems: string[],
+  readFile: (path: string) => string,
 ): UpstreamConfig | undefined {
   const anyUpstream = upstreamVars.some((name) => e[name] !== undefined);
   if (!anyUpstream && !production) return undefined;
@@ -239,7 +299,9 @@ export function upstreamConfig(
     );
   }
   if (!e.UPSTREAM_CLIENT_ID) problems.push('UPSTREAM_CLIENT_ID: required when an upstream is configured');
-  problems.push(...clientAuthProblems(e));
+  const assertionFile =
+    e.UPSTREAM_AUTH_METHOD === 'client_assertion_file' ? assertionFileProblems(e, readFile) : undefined;
+  problems.push(...(assertionFile?.problems ?? clientAuthProblems(e)));
   return {
     issuer: e.UPSTREAM_ISSUER,
     tokenUrl: e.UPSTREAM_TOKEN_URL,
@@ -258,6 +320,8 @@ export function upstreamConfig(
     maxReplayBytes: e.PROXY_MAX_REPLAY_BYTES,
     clientKey: e.UPSTREAM_CLIENT_KEY,
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
+    clientAssertionFile: assertionFile?.file,
+    clientAssertionType: e.UPSTREAM_CLIENT_ASSERTION_TYPE,
     tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
     callQuota: e.UPSTREAM_CALL_QUOTA,
     allow: e.UPSTREAM_ALLOW,

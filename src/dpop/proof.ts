@@ -161,6 +161,12 @@ export function createDpopProofVerifier({
       const key = createHash('sha256').update(`${jkt}\n${claims.jti}`).digest('base64url');
       const seen = await replayCache.checkAndRemember(key, ttlMs, jkt);
       if (seen === 'replay') throw refuse('replay', 'the proof has been used before');
+      if (seen === 'forgotten') {
+        throw refuse(
+          'forgotten',
+          'the proof is older than the proofs this broker still remembers: make a new one',
+        );
+      }
       if (seen === 'owner_full') {
         // Not the client's fault in kind but in volume: it may retry with a new proof once this passes.
         throw new BrokerError('rate_limited', {

@@ -9,6 +9,7 @@ import type { OriginPolicy } from '../caller/origins.js';
 import type { CallerReader } from '../caller/requestCaller.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
+import type { ConfigStatus } from '../config/reloader.js';
 import type { UpstreamProbe } from '../config/startupChecks.js';
 import type { DpopProofVerifier } from '../dpop/proof.js';
 import type { WebSocketSessions } from '../proxy/websocketSessions.js';
@@ -54,7 +55,8 @@ export interface AppDeps {
   clientTokens: ClientTokens;
   /** Verifies DPoP proofs at `/api/client-token` and on the proxy (RFC 9449). */
   dpop: DpopProofVerifier;
-  publicJwks: JSONWebKeySet;
+  /** The public signing keys of the current configuration generation. */
+  publicJwks: () => JSONWebKeySet;
   /** The configured upstreams: their token caches and the proxies behind `/api/proxy/*`. */
   upstreams: Upstreams;
   revocations: RevocationList;
@@ -77,6 +79,8 @@ export interface AppDeps {
   demo?: boolean;
   /** The start-up probe of each upstream's token endpoint by name, for `/readyz`. */
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
+  /** The configuration generation serving and the last reload's outcome, for `/readyz`. */
+  configStatus?: () => ConfigStatus;
 }
 
 export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));

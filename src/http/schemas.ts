@@ -62,25 +62,59 @@ export const problemResponse = z.object({
 export const healthResponse = z.object({ status: z.literal('ok') });
 
 /** One upstream in `/readyz`: its token is held (or obtainable), or the refusal's code. */
+/** What `/readyz?verbose` adds to each upstream, so that an outage explains itself. */
+const readinessExplanation = {
+  breaker: z.enum(['closed', 'open', 'half_open']).optional(),
+  /** Seconds until the broker may ask the token endpoint again (backoff, `Retry-After`, open breaker). */
+  nextAttemptIn: z.number().int().nonnegative().optional(),
+  /** The last failed token request, cleared by a success: the upstream's error code and when. */
+  lastError: z.object({ error: z.string(), at: z.iso.datetime() }).optional(),
+  /** The latest proxied call that reached for the API: its status, or the code the client got instead. */
+  api: z
+    .object({
+      answered: z.boolean(),
+      status: z.number().int().optional(),
+      code: z.string().optional(),
+      at: z.iso.datetime(),
+    })
+    .optional(),
+};
+
 export const upstreamReadiness = z.union([
-  z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative() }),
+  z.object({ token: z.literal('held'), expiresIn: z.number().int().nonnegative(), ...readinessExplanation }),
   /** The upstream uses a static API key (`UPSTREAM_API_KEY`): nothing to obtain. */
-  z.object({ token: z.literal('api_key') }),
+  z.object({ token: z.literal('api_key'), ...readinessExplanation }),
   z.object({
     token: z.literal('unavailable'),
     code: z.string(),
     /** Why the start-up probe could not reach the token endpoint, when it could not. */
     unreachableAtStart: z.string().optional(),
+    ...readinessExplanation,
   }),
 ]);
 
 /**
  * `GET /readyz`: 200 when a token is held or obtainable for every upstream, 503 otherwise; `upstreams`
- * by name, and `upstream` as well when only one is configured.
+ * by name, and `upstream` as well when only one is configured. `/readyz?verbose` reports each upstream
+ * once, under `upstreams`, with the breaker, the next attempt, the last error and the API's last call.
  */
 export const readinessResponse = z.object({
   status: z.enum(['ready', 'not_ready']),
   redis: z.enum(['ok', 'degraded']).optional(),
+  /** The configuration generation serving, and what the last reload of the `*_FILE` settings did. */
+  config: z
+    .object({
+      generation: z.number().int().positive(),
+      lastReload: z
+        .object({
+          outcome: z.enum(['applied', 'unchanged', 'refused']),
+          trigger: z.string(),
+          at: z.string(),
+          settings: z.array(z.string()).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
   upstream: upstreamReadiness.optional(),
   upstreams: z.record(z.string(), upstreamReadiness),
 });

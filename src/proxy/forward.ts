@@ -92,7 +92,14 @@ export interface ProxyForwarder {
   forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void>;
   /** Closes the connection pool it created, after in-flight requests finish. */
   close(): Promise<void>;
+  /** How the API took the latest call that reached it, for `/readyz?verbose`; undefined before any. */
+  lastCall(): ApiCallStatus | undefined;
 }
+
+/** The API answered (with its status), or did not (with the problem code the client got); `at` in ms since epoch. */
+export type ApiCallStatus =
+  | { answered: true; status: number; at: number }
+  | { answered: false; code: string; at: number };
 
 // TRACE echoes the request, our bearer token included, back to the browser (RFC 9110 §9.3.8).
 const refusedMethods = new Set(['TRACE', 'TRACK', 'CONNECT']);
@@ -132,6 +139,11 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         bodyTimeout: limits.bodyMs,
       });
   const dispatcher: Dispatcher = options.dispatcher ?? (ownPool as Pool);
+  // Scalars, not an object per call: the start instant (performance.now()) each request already has.
+  let answeredAt = Number.NEGATIVE_INFINITY;
+  let answeredStatus = 0;
+  let failedAt = Number.NEGATIVE_INFINITY;
+  let failedCode = '';
 
   async function forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void> {
     const started = performance.now();
@@ -208,6 +220,8 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
           }
         }
       }
+      answeredAt = started;
+      answeredStatus = response.statusCode;
       res.statusCode = response.statusCode;
       const answerHeaders = downstreamResponseHeaders(response.headers);
       if (placement?.in === 'query') scrubResponseHeaders(answerHeaders, placement.param, token.accessToken);
@@ -247,7 +261,13 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         // that never reached the API is destroyed first (which unpipes it), or it would pause the upload again.
         if (body?.replayable === false) body.stream.destroy();
         if (!req.complete) req.resume();
-        throw failureBeforeHeaders(error, controller.signal);
+        const failure = failureBeforeHeaders(error, controller.signal);
+        // A BrokerError thrown as such came from the token cache or the body, before the API was asked.
+        if (!(error instanceof BrokerError) && failure instanceof BrokerError) {
+          failedAt = started;
+          failedCode = failure.code;
+        }
+        throw failure;
       }
       // Nobody to answer, or the status line is already gone: cutting the connection is the only signal left.
       res.destroy();
@@ -297,6 +317,14 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     forward,
     close: async () => {
       await ownPool?.close();
+    },
+    lastCall() {
+      const latest = Math.max(answeredAt, failedAt);
+      if (latest === Number.NEGATIVE_INFINITY) return undefined;
+      const at = Math.round(performance.timeOrigin + latest);
+      return answeredAt >= failedAt
+        ? { answered: true, status: answeredStatus, at }
+        : { answered: false, code: failedCode, at };
     },
   };
 }

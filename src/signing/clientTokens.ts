@@ -111,9 +111,16 @@ export function createClientTokens({
   revocations,
   verifiedTokensMax = 10_000,
 }: ClientTokensOptions): ClientTokens {
-  const { signer } = keys;
-  // The header never changes: encoded once, not per token.
-  const signToken = createCompactSigner(signer, { kid: signer.kid, typ: clientTokenType });
+  // The header is encoded once per signing key, not per token; a reload that changes the key makes a new one.
+  let signer = keys.signer;
+  let signToken = createCompactSigner(signer, { kid: signer.kid, typ: clientTokenType });
+  const currentSigner = () => {
+    if (keys.signer !== signer) {
+      signer = keys.signer;
+      signToken = createCompactSigner(signer, { kid: signer.kid, typ: clientTokenType });
+    }
+    return signToken;
+  };
   const tolerance = config.clockToleranceSeconds;
   const verified = createVerifiedTokens<ClientTokenClaims>({ clock, maxEntries: verifiedTokensMax });
 
@@ -153,7 +160,7 @@ export function createClientTokens({
       const iat = Math.floor(clock.now() / 1000);
       const exp = iat + config.ttlSeconds;
       const jti = randomBytes(16).toString('base64url');
-      const token = await signToken({
+      const token = await currentSigner()({
         iss: config.issuer,
         aud: config.audience,
         sub,

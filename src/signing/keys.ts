@@ -1,4 +1,5 @@
 import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from 'jose';
+import { type Clock, systemClock } from '../clock.js';
 import type { Logger } from '../telemetry/logger.js';
 
 /** The algorithms a client-token key may use: EdDSA by default, ES256, HS256 for Trefle-compatible setups. */
@@ -22,12 +23,14 @@ export interface PublicJwk {
 }
 
 export interface SigningKeys {
-  /** The first key of the set: it signs every new token. */
-  signer: UsableKey & { kid: string };
+  /** The first key of the set whose activation time (`nbf`) has passed: it signs every new token. */
+  readonly signer: UsableKey & { kid: string };
   /** The key that verifies tokens carrying this `kid`, or undefined: every key of the set verifies (rotation). */
   verificationKey(kid: string): UsableKey | undefined;
-  /** Public parts only; HS256 secrets are never published. */
-  publicJwks: { keys: PublicJwk[] };
+  /** Public parts only; HS256 secrets are never published. Keys not yet active are published too. */
+  readonly publicJwks: { keys: PublicJwk[] };
+  /** Every key's id and activation time (ms since the epoch; 0 without `nbf`), in the set's order. */
+  readonly activations: readonly { kid: string; activatesAt: number }[];
 }
 
 export interface LoadSigningKeysOptions {
@@ -35,10 +38,14 @@ export interface LoadSigningKeysOptions {
   jwks: { keys: Record<string, unknown>[] } | undefined;
   production: boolean;
   logger: Logger;
+  /** Decides which keys are active; the system clock by default. */
+  clock?: Clock;
 }
 
 interface LoadedKey {
   kid: string;
+  /** From the private JWK's `nbf` (seconds since the epoch), in ms; 0 without one. */
+  activatesAt: number;
   signing: UsableKey;
   verifying: UsableKey;
   publicJwk: PublicJwk | undefined;
@@ -48,14 +55,18 @@ interface LoadedKey {
 const minHmacBytes = 32;
 
 /**
- * Imports the configured JWK Set once. The first key signs; all keys verify, so a new key can be put
- * first while tokens signed by the old one are still alive.
+ * Imports the configured JWK Set once. All keys verify and are published at once; the first key whose
+ * activation time has passed signs. A key's activation time is the `nbf` member of its private JWK
+ * (seconds since the epoch, as in a JWT; `keys rotate --activate-in`): set later than every replica and
+ * every JWKS cache can have seen the key, it lets a fleet switch keys together without talking, since no
+ * replica signs with a key another replica or a verifier cannot check yet. Without `nbf` a key is active.
  * Throws an Error naming the offending key by index and kid (never its material) when the set is unusable.
  */
 export async function loadSigningKeys({
   jwks,
   production,
   logger,
+  clock = systemClock,
 }: LoadSigningKeysOptions): Promise<SigningKeys> {
   if (!jwks) {
     if (production) throw new Error('SIGNING_KEYS is required in production (a private JWK Set)');
@@ -64,7 +75,7 @@ export async function loadSigningKeys({
       { kid: loaded.kid },
       'no SIGNING_KEYS: signing with an ephemeral Ed25519 key; client tokens will not survive a restart and replicas will not agree on them',
     );
-    return assemble([loaded]);
+    return assemble([loaded], clock);
   }
   if (jwks.keys.length === 0) throw new Error('SIGNING_KEYS holds no keys');
   const loaded: LoadedKey[] = [];
@@ -81,17 +92,38 @@ export async function loadSigningKeys({
     }
     loaded.push(key);
   }
-  return assemble(loaded);
+  return assemble(loaded, clock);
 }
 
-function assemble(loaded: LoadedKey[]): SigningKeys {
-  const [first] = loaded;
-  if (!first) throw new Error('SIGNING_KEYS holds no keys');
+function assemble(loaded: LoadedKey[], clock: Clock): SigningKeys {
+  if (loaded.length === 0) throw new Error('SIGNING_KEYS holds no keys');
   const verifiers = new Map(loaded.map((key) => [key.kid, key.verifying]));
+  const signerAt = (now: number) => {
+    const key = loaded.find((candidate) => candidate.activatesAt <= now);
+    if (!key) throw new Error('SIGNING_KEYS has no active key yet (every "nbf" is in the future)');
+    return { kid: key.kid, ...key.signing };
+  };
+  /** When a key ahead of the signer becomes active; Infinity when none is waiting. */
+  const nextSwitch = (now: number) =>
+    Math.min(...loaded.filter((key) => key.activatesAt > now).map((key) => key.activatesAt));
+  let signer = signerAt(clock.now());
+  let switchAt = nextSwitch(clock.now());
   return {
-    signer: { kid: first.kid, ...first.signing },
+    // One comparison per token while a key is waiting, none otherwise; the signer object stays the same
+    // between switches, so its header is encoded once.
+    get signer() {
+      if (switchAt !== Number.POSITIVE_INFINITY) {
+        const now = clock.now();
+        if (now >= switchAt) {
+          signer = signerAt(now);
+          switchAt = nextSwitch(now);
+        }
+      }
+      return signer;
+    },
     verificationKey: (kid) => verifiers.get(kid),
     publicJwks: { keys: loaded.flatMap((key) => (key.publicJwk ? [key.publicJwk] : [])) },
+    activations: loaded.map(({ kid, activatesAt }) => ({ kid, activatesAt })),
   };
 }
 
@@ -102,6 +134,7 @@ async function ephemeralKey(): Promise<LoadedKey> {
   const kid = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x });
   return {
     kid,
+    activatesAt: 0,
     signing: { alg: 'EdDSA', key: privateKey },
     verifying: { alg: 'EdDSA', key: publicKey },
     publicJwk: { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' },
@@ -125,6 +158,10 @@ async function loadKey(jwk: Record<string, unknown>, index: number): Promise<Loa
   if (jwk.use !== undefined && jwk.use !== 'sig') fail('"use" must be "sig"');
   const alg = inferAlgorithm(jwk, fail);
   if (jwk.alg !== undefined && jwk.alg !== alg) fail(`"alg" must be ${alg} for this key type`);
+  if (jwk.nbf !== undefined && !(Number.isSafeInteger(jwk.nbf) && (jwk.nbf as number) >= 0)) {
+    fail('"nbf" must be the activation time in whole seconds since the epoch');
+  }
+  const activatesAt = typeof jwk.nbf === 'number' ? jwk.nbf * 1000 : 0;
 
   if (alg === 'HS256') {
     const k = stringMember(jwk, 'k') ?? fail('"k" is missing');
@@ -139,7 +176,7 @@ async function loadKey(jwk: Record<string, unknown>, index: number): Promise<Loa
       false,
       ['sign', 'verify'],
     );
-    return { kid, signing: { alg, key }, verifying: { alg, key }, publicJwk: undefined };
+    return { kid, activatesAt, signing: { alg, key }, verifying: { alg, key }, publicJwk: undefined };
   }
 
   const x = stringMember(jwk, 'x') ?? fail('"x" is missing');
@@ -165,7 +202,7 @@ async function loadKey(jwk: Record<string, unknown>, index: number): Promise<Loa
     alg === 'EdDSA'
       ? { kty: 'OKP', crv: 'Ed25519', x, kid, alg, use: 'sig' }
       : { kty: 'EC', crv: 'P-256', x, ...(y ? { y } : {}), kid, alg, use: 'sig' };
-  return { kid, signing: { alg, key: signing }, verifying: { alg, key: verifying }, publicJwk };
+  return { kid, activatesAt, signing: { alg, key: signing }, verifying: { alg, key: verifying }, publicJwk };
 }
 
 function inferAlgorithm(jwk: Record<string, unknown>, fail: (problem: string) => never): SigningAlgorithm {

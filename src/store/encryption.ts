@@ -15,6 +15,14 @@ export interface ValueCipher {
    * equal values can be compared inside Redis (compare-and-delete) without revealing anything.
    */
   tagPrefix(plaintext: string, context: string): string;
+  /** The same prefix under keys replaced by a reload that may still have written stored values, newest first. */
+  olderTagPrefixes(plaintext: string, context: string): string[];
+}
+
+/** A cipher whose key a reload replaces (`CACHE_ENCRYPTION_KEY_FILE`). */
+export interface RotatingCipher extends ValueCipher {
+  /** Encrypts under `masterKey` from now on; values written under the keys before it still decrypt. */
+  rotate(masterKey: Buffer): void;
 }
 
 const version = 'v1';
@@ -76,5 +84,41 @@ export function createValueCipher(masterKey: Buffer): ValueCipher {
       ]).toString('utf8');
     },
     tagPrefix: (plaintext, context) => `${version}.${tag(plaintext, context)}.`,
+    olderTagPrefixes: () => [],
+  };
+}
+
+/** Keys kept for reading after a rotation: stored tokens are rewritten under the new key as they renew. */
+const maxRetiredKeys = 3;
+
+/**
+ * Encrypts under the newest key and decrypts under any key it has held since start (the newest few), so a
+ * rotated `CACHE_ENCRYPTION_KEY` never makes the tokens the fleet stored unreadable: each is replaced,
+ * under the new key, at its next renewal.
+ */
+export function createRotatingCipher(masterKey: Buffer): RotatingCipher {
+  let keys = [{ masterKey, cipher: createValueCipher(masterKey) }];
+  const newest = () => (keys[0] as (typeof keys)[number]).cipher;
+  return {
+    encrypt: (plaintext, context) => newest().encrypt(plaintext, context),
+    decrypt(envelope, context) {
+      let failure: unknown;
+      for (const { cipher } of keys) {
+        try {
+          return cipher.decrypt(envelope, context);
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+      throw failure;
+    },
+    tagPrefix: (plaintext, context) => newest().tagPrefix(plaintext, context),
+    olderTagPrefixes: (plaintext, context) =>
+      keys.slice(1).map(({ cipher }) => cipher.tagPrefix(plaintext, context)),
+    rotate(next) {
+      if (keys[0]?.masterKey.equals(next)) return;
+      const retired = keys.filter((key) => !key.masterKey.equals(next)).slice(0, maxRetiredKeys);
+      keys = [{ masterKey: next, cipher: createValueCipher(next) }, ...retired];
+    },
   };
 }

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import type { RevocationList } from '../signing/revocations.js';
 import type { Logger } from '../telemetry/logger.js';
-import { createValueCipher } from './encryption.js';
+import { createRotatingCipher } from './encryption.js';
 import { createRedisConnections, type RedisConnections, type RedisStatus } from './redisConnection.js';
 import { createRedisLock } from './redisLock.js';
 import { createRedisRevocations, type FleetRevocationList } from './redisRevocations.js';
@@ -23,6 +23,11 @@ export interface RedisBackend {
   /** Wraps the local revocation mirror so it follows (and feeds) the fleet's revocations. */
   shareRevocations(local: RevocationList, clockToleranceSeconds: number): FleetRevocationList;
   status(): RedisStatus;
+  /**
+   * The secrets of a reloaded configuration: tokens are encrypted under the new cache key (the old ones
+   * still decrypt), and reconnections authenticate with the new passwords.
+   */
+  replaceSecrets(target: RedisTarget, settings: Config['redis']): void;
   close(): Promise<void>;
 }
 
@@ -53,7 +58,7 @@ export async function connectRedis({
   // A Cluster runs a script or a transaction only on keys of one hash slot: the token, its lock and its
   // fence are used together, so they share the hash tag `{<prefix>}` (the broker's few tokens fit one node).
   const slotPrefix = target.mode === 'cluster' ? `{${prefix}}` : prefix;
-  const cipher = createValueCipher(settings.encryptionKey);
+  const cipher = createRotatingCipher(settings.encryptionKey);
   return {
     connections,
     prefix,
@@ -68,6 +73,13 @@ export async function connectRedis({
     shareRevocations: (local, clockToleranceSeconds) =>
       createRedisRevocations({ redis: connections, prefix, local, clock, logger, clockToleranceSeconds }),
     status: connections.status,
+    replaceSecrets(next, nextSettings) {
+      if (nextSettings.encryptionKey) cipher.rotate(nextSettings.encryptionKey);
+      connections.setPasswords({
+        password: next.password,
+        sentinelPassword: next.mode === 'sentinel' ? next.sentinelPassword : undefined,
+      });
+    },
     close: connections.close,
   };
 }

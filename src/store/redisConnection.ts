@@ -16,6 +16,11 @@ export interface RedisConnections {
   status(): RedisStatus;
   /** Called on every ok/degraded transition (metrics); returns a function that unsubscribes. */
   onStatusChange(listener: (status: RedisStatus) => void): () => void;
+  /**
+   * The passwords of a reloaded configuration: the open connections stay as they are (authenticated
+   * once, they serve on), and every reconnection from now on authenticates with these.
+   */
+  setPasswords(passwords: { password: string | undefined; sentinelPassword: string | undefined }): void;
   /** Resolves once both connections are ready, or after `timeoutMs` (start-up then continues degraded). */
   ready(timeoutMs: number): Promise<RedisStatus>;
   close(): Promise<void>;
@@ -88,6 +93,7 @@ export function createRedisConnections({
     reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
   };
   const client = createRedisClient(target, { ...options, connectionName: 'token-broker' });
+  if (client instanceof Redis) reconnectOnTimeout(client);
   const subscriber = createRedisClient(target, { ...options, connectionName: 'token-broker-sub' });
   const listeners = new Set<(status: RedisStatus) => void>();
   // Where, and why not: what an operator needs to tell a wrong REDIS_URL from a Redis that is down.
@@ -140,6 +146,17 @@ export function createRedisConnections({
     client,
     subscriber,
     status: () => current,
+    setPasswords({ password, sentinelPassword }) {
+      for (const connection of [client, subscriber]) {
+        // ioredis reads its options again at every (re)connection; a Cluster hands `redisOptions` to each node.
+        const options = connection instanceof Cluster ? connection.options.redisOptions : connection.options;
+        // Unset: a password in REDIS_URL, parsed into the options, stays.
+        if (options && password !== undefined) options.password = password;
+        if (!(connection instanceof Cluster) && sentinelPassword !== undefined) {
+          connection.options.sentinelPassword = sentinelPassword;
+        }
+      }
+    },
     onStatusChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -177,5 +194,26 @@ export function createRedisConnections({
         ),
       );
     },
+  };
+}
+
+/**
+ * A command that timed out means a stalled server (a paused process, a black-holed host): the
+ * connection is dropped and reconnected at once, and until the server answers the reconnection's ready
+ * check every later command fails at once (`enableOfflineQueue: false`) instead of waiting out a timeout
+ * of its own. A request that meets a stall so waits one command timeout in all, not one per step (rate
+ * limit, token store, lock, write-back). A Cluster's node connections are its own, and keep one timeout
+ * per command.
+ */
+function reconnectOnTimeout(connection: Redis): void {
+  const send = connection.sendCommand.bind(connection);
+  connection.sendCommand = (command, stream) => {
+    const sent = send(command, stream);
+    command.promise.catch((error: unknown) => {
+      if (error instanceof Error && error.message === 'Command timed out' && connection.status === 'ready') {
+        connection.disconnect(true);
+      }
+    });
+    return sent;
   };
 }

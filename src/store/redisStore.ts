@@ -47,9 +47,14 @@ export function createRedisStore({ client, prefix, cipher }: RedisStoreOptions):
       await client.del(full(key));
     },
     async deleteIf(key, value) {
-      return (
-        Number(await client.eval(deleteIfScript, 1, full(key), cipher.tagPrefix(value, full(key)))) === 1
-      );
+      // The value may have been written under a key a reload has since replaced.
+      for (const prefix of [
+        cipher.tagPrefix(value, full(key)),
+        ...cipher.olderTagPrefixes(value, full(key)),
+      ]) {
+        if (Number(await client.eval(deleteIfScript, 1, full(key), prefix)) === 1) return true;
+      }
+      return false;
     },
     async setFenced(key, value, ttlMs, fence) {
       if (!(ttlMs > 0)) return false;

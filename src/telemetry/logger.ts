@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
@@ -48,8 +49,15 @@ function errorWithoutCommand(error: Error): Record<string, unknown> {
   return rest;
 }
 
+/** The active span's ids, so a traced request's lines can be found from its trace. */
+function traceIds(): Record<string, string> {
+  const context = trace.getActiveSpan()?.spanContext();
+  return context ? { trace_id: context.traceId, span_id: context.spanId } : {};
+}
+
 export function createLogger(
-  options: { level: string; name?: string },
+  /** `traceIds`: with tracing on, every line written inside a span carries `trace_id` and `span_id`. */
+  options: { level: string; name?: string; traceIds?: boolean },
   destination: DestinationStream = defaultDestination(),
 ): Logger {
   return pino(
@@ -58,6 +66,7 @@ export function createLogger(
       level: options.level,
       redact: { paths: redactPaths, censor: '[redacted]' },
       serializers: { err: errorWithoutCommand },
+      ...(options.traceIds ? { mixin: traceIds } : {}),
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

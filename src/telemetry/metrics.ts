@@ -5,6 +5,7 @@ import { type ErrorCode, UpstreamError } from '../errors.js';
 import type { BreakerState } from '../upstream/circuitBreaker.js';
 import type { QuotaStatus } from '../upstream/quota.js';
 import type { TokenCacheEvent, TokenCacheStatus, TokenClient } from '../upstream/types.js';
+import { packageVersion } from '../version.js';
 
 /** Which route minted a client token. */
 export type MintRoute = 'client-token' | 'claim';
@@ -46,8 +47,11 @@ export interface Metrics {
   cacheEvents: Counter<'upstream' | 'event'>;
   proxyRequests: Histogram<'upstream' | 'method' | 'status'>;
   redisDegraded: Gauge;
+  refusals: Counter<'code' | 'route'>;
   recordMint(route: MintRoute, outcome: MintOutcome): void;
   recordVerification(outcome: VerificationOutcome): void;
+  /** A 4xx problem answer: its `code`, and `route`, a name from a bounded set (never the raw path). */
+  recordRefusal(code: ErrorCode, route: string): void;
   /** One proof decision at `/api/client-token`; `reason` is a refusal's bounded reason, else empty. */
   recordAttestation(provider: string, outcome: AttestationOutcome, reason: string): void;
   /**
@@ -57,12 +61,18 @@ export interface Metrics {
   observeProxyRequest(request: { upstream: string; method: string; status: number; seconds: number }): void;
   /** `upstream` names the upstreams sharing the cache (`uitpas,entry`), as for every token metric. */
   recordCacheEvent(event: TokenCacheEvent, upstream: string): void;
+  /** A connection refused by `MAX_CONNECTIONS_PER_IP` (`per_network`) or `MAX_CONNECTIONS` (`total`). */
+  recordConnectionRefused(cap: 'per_network' | 'total'): void;
   /** For the Redis store: `true` while it has fallen back to memory (or otherwise cannot reach Redis). */
   setRedisDegraded(degraded: boolean): void;
   /** A cache whose `status()` the expiry and breaker gauges read at each scrape, under `upstream`. */
   observeCache(upstream: string, status: () => TokenCacheStatus): void;
   /** With `UPSTREAM_TOKEN_QUOTA`: the budget gauges, read from `status()` at each scrape. */
   observeQuota(upstream: string, status: () => QuotaStatus): void;
+  /** The configuration generation serving now, read at each scrape. */
+  observeConfigGeneration(generation: () => number): void;
+  /** One reload of the `*_FILE` settings: applied, unchanged or refused. */
+  recordConfigReload(outcome: 'applied' | 'unchanged' | 'refused'): void;
   /** A proxied call refused by `CLIENT_TOKEN_MAX_CALLS` or `UPSTREAM_[<NAME>_]CALL_QUOTA`. */
   recordCallRefusal(code: CallRefusalCode, upstream: string): void;
   /** With `UPSTREAM_[<NAME>_]CALL_QUOTA`: the quota gauges, read from `status()` at each scrape. */
@@ -113,6 +123,12 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     name: `${prefix}attestations_total`,
     help: 'Proofs asked before minting (CLIENT_TOKEN_ATTESTATION) by provider, outcome and refusal reason',
     labelNames: ['provider', 'outcome', 'reason'] as const,
+    registers,
+  });
+  const connectionsRefused = new Counter({
+    name: `${prefix}connections_refused_total`,
+    help: 'Connections refused by MAX_CONNECTIONS_PER_IP (per_network) or MAX_CONNECTIONS (total)',
+    labelNames: ['cap'] as const,
     registers,
   });
   const upstreamRequests = new Histogram({
@@ -171,7 +187,34 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     labelNames: ['upstream', 'code'] as const,
     registers,
   });
+  const refusals = new Counter({
+    name: `${prefix}refusals_total`,
+    help: 'Problem answers with a 4xx status by problem code and route (the route name, never the raw path)',
+    labelNames: ['code', 'route'] as const,
+    registers,
+  });
+  new Gauge({
+    name: `${prefix}build_info`,
+    help: 'Always 1; labelled with the broker version and the Node.js version running it',
+    labelNames: ['version', 'node'] as const,
+    registers,
+  }).set({ version: packageVersion, node: process.version }, 1);
   redisDegraded.set(0);
+  let configGeneration = () => 1;
+  new Gauge({
+    name: `${prefix}config_generation`,
+    help: 'The configuration generation serving: 1 at start, one more for each applied reload of the *_FILE settings',
+    registers,
+    collect() {
+      this.set(configGeneration());
+    },
+  });
+  const configReloads = new Counter({
+    name: `${prefix}config_reloads_total`,
+    help: 'Reloads of the *_FILE settings (file change or SIGHUP) by outcome: applied, unchanged, refused',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   // Children bound to their label values once: prom-client hashes a label object on every call otherwise.
   // Every key space is bounded (routes x error codes, outcomes, upstreams x methods x HTTP statuses).
   const mintCounters = boundChildren((labels: { route: MintRoute; outcome: MintOutcome }) =>
@@ -179,6 +222,9 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
   );
   const verificationCounters = boundChildren((labels: { outcome: VerificationOutcome }) =>
     verifications.labels(labels),
+  );
+  const refusalCounters = boundChildren((labels: { code: ErrorCode; route: string }) =>
+    refusals.labels(labels),
   );
   const attestationCounters = boundChildren(
     (labels: { provider: string; outcome: AttestationOutcome; reason: string }) =>
@@ -244,12 +290,19 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     cacheEvents,
     proxyRequests,
     redisDegraded,
+    refusals,
+    observeConfigGeneration(generation) {
+      configGeneration = generation;
+    },
+    recordConfigReload: (outcome) => configReloads.inc({ outcome }),
     recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),
     recordVerification: (outcome) => verificationCounters.get(outcome, () => ({ outcome })).inc(),
+    recordRefusal: (code, route) => refusalCounters.get(`${code} ${route}`, () => ({ code, route })).inc(),
     recordAttestation: (provider, outcome, reason) =>
       attestationCounters
         .get(`${provider} ${outcome} ${reason}`, () => ({ provider, outcome, reason }))
         .inc(),
+    recordConnectionRefused: (cap) => connectionsRefused.inc({ cap }),
     observeProxyRequest({ upstream, method, status, seconds }) {
       const label = knownMethods.has(method) ? method : 'other';
       proxyTimers
@@ -324,8 +377,10 @@ export function instrumentTokenClient(client: TokenClient, metrics: Metrics, ups
     }
   }
   return {
-    clientCredentials: () => timed('client_credentials', () => client.clientCredentials()),
-    refresh: (refreshToken) => timed('refresh_token', () => client.refresh(refreshToken)),
+    clientCredentials: (credentials) =>
+      timed('client_credentials', () => client.clientCredentials(credentials)),
+    refresh: (refreshToken, credentials) =>
+      timed('refresh_token', () => client.refresh(refreshToken, credentials)),
     tokenEndpoint: () => client.tokenEndpoint(),
   };
 }

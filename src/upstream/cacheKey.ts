@@ -18,6 +18,8 @@ export interface CacheKeyInput {
    * of the secret, so a rotated key likewise never gets a token obtained with the old one.
    */
   clientKeyThumbprint?: string | undefined;
+  /** With `client_assertion_file`: the workload's identity (`iss`, `sub`), stable across the platform's rotations. */
+  assertionIdentity?: string | undefined;
 }
 
 function sha256Hex(domain: string, input: string): string {
@@ -57,14 +59,26 @@ export function cacheKey(input: CacheKeyInput): string {
     normalizeScope(input.scope),
     input.audience ?? null,
     input.resource ?? null,
-    input.clientKeyThumbprint ? `jwk:${input.clientKeyThumbprint}` : secretFingerprint(input.secret),
+    input.clientKeyThumbprint
+      ? `jwk:${input.clientKeyThumbprint}`
+      : input.assertionIdentity
+        ? `jwt:${input.assertionIdentity}`
+        : secretFingerprint(input.secret),
   ]);
   return `upstream-token:${sha256Hex('cache-key/v1', tuple).slice(0, 32)}`;
 }
 
 type TokenRequestConfig = Pick<
   UpstreamConfig,
-  'clientId' | 'clientSecret' | 'clientKey' | 'profile' | 'authMethod' | 'audience' | 'scope' | 'resource'
+  | 'clientId'
+  | 'clientSecret'
+  | 'clientKey'
+  | 'clientAssertionFile'
+  | 'profile'
+  | 'authMethod'
+  | 'audience'
+  | 'scope'
+  | 'resource'
 >;
 
 /** The key input for a configuration once its token endpoint is known (configured or discovered). */
@@ -79,6 +93,7 @@ export function cacheKeyInput(config: TokenRequestConfig, tokenEndpoint: string)
     resource: config.resource,
     secret: config.clientSecret,
     clientKeyThumbprint: config.clientKey?.thumbprint,
+    assertionIdentity: config.clientAssertionFile?.identity,
   };
 }
 

@@ -95,13 +95,19 @@ export function createFailureStreak({
       failures += 1;
       rejected = upstream?.isConfigurationError ?? false;
       cause = error;
+      // Callers without a token wait on the next attempt: once as many failures as open the breaker came
+      // in a row, the upstream is probed at the refused configuration's steady pace, whatever the failure,
+      // rather than after a growing backoff and the breaker's pause, so a healed upstream serves a token
+      // within seconds. With a token held, nobody waits: the backoff and the breaker spare the upstream.
+      const steady = servingUntil === undefined && failures >= policy.breakerThreshold;
       // Read after the failed call: cockatiel has already opened the breaker if this failure tripped it.
-      const delay = Math.max(
-        rejected
-          ? rejectedProbeDelay(upstream?.retryAfter, policy, random)
-          : retryDelay(failures, upstream?.retryAfter, policy, random),
-        breaker.openForMs(),
-      );
+      const delay =
+        rejected || steady
+          ? Math.max(
+              rejectedProbeDelay(upstream?.retryAfter, policy, random),
+              rejected ? breaker.openForMs() : 0,
+            )
+          : Math.max(retryDelay(failures, upstream?.retryAfter, policy, random), breaker.openForMs());
       retryAt = now + delay;
       lastError = { error: upstream?.error ?? 'unexpected', at: now };
       const fields = {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { UpstreamConfig } from '../config/index.js';
+import { federatedAssertionTypes } from './assertionFile.js';
 import { clientAssertionType } from './clientAssertion.js';
 
 /** The grant a token request runs. */
@@ -22,7 +23,14 @@ export interface TokenAnswer {
 
 type Credentials = Pick<
   UpstreamConfig,
-  'profile' | 'authMethod' | 'clientId' | 'clientSecret' | 'audience' | 'scope' | 'resource'
+  | 'profile'
+  | 'authMethod'
+  | 'clientId'
+  | 'clientSecret'
+  | 'audience'
+  | 'scope'
+  | 'resource'
+  | 'clientAssertionType'
 >;
 
 /**
@@ -62,15 +70,20 @@ export function buildTokenRequest(config: Credentials, grant: Grant, clientAsser
   const isRefresh = grant.type === 'refresh_token';
   const refreshToken = isRefresh ? grant.refreshToken : undefined;
 
-  const privateKeyJwt = config.authMethod === 'private_key_jwt';
+  // Both authenticate with a JWT (RFC 7523 §2.2): one the broker signs, or one the platform issued.
+  const privateKeyJwt =
+    config.authMethod === 'private_key_jwt' || config.authMethod === 'client_assertion_file';
   if (privateKeyJwt && clientAssertion === undefined) {
-    throw new TypeError('buildTokenRequest: private_key_jwt needs a client assertion');
+    throw new TypeError(`buildTokenRequest: ${config.authMethod} needs a client assertion`);
   }
   // RFC 7521 §4.2: the assertion authenticates the client; client_id may accompany it and is sent,
   // as some servers look the client up by it before reading the assertion.
   const assertionFields = {
     client_id: config.clientId,
-    client_assertion_type: clientAssertionType,
+    client_assertion_type:
+      config.authMethod === 'client_assertion_file'
+        ? federatedAssertionTypes[config.clientAssertionType ?? 'jwt-bearer']
+        : clientAssertionType,
     client_assertion: clientAssertion,
   };
 

@@ -27,6 +27,17 @@ export function parseTokenQuota(text: string): TokenQuota | string {
 const fixedLengths = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 
 /**
+ * The pace of probes while the upstream is down (refusing the configuration, or failing without a token
+ * held), so that one replica's probes spend at most a tenth of the budget: a day of probes every 2 s is
+ * 43,200 requests, which a budget of 1,000 a day cannot carry. A budget of at least 5 per second of its
+ * period (432,000 a day) keeps the 2 s pace.
+ */
+export function quotaProbeMs(quota: TokenQuota): number {
+  const periodMs = quota.period === 'month' ? 30 * fixedLengths.day : fixedLengths[quota.period];
+  return Math.ceil((periodMs * 10) / quota.limit);
+}
+
+/**
  * The fixed window holding `now`: `[start, end)` in ms since the epoch. Fixed, not sliding, because that
  * is how token endpoints are metered (Auth0 counts machine-to-machine tokens per UTC calendar day and
  * month), so a window of ours never straddles two of the provider's.

@@ -11,12 +11,18 @@ import type { KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import { instrumentTokenClient, type Metrics } from '../telemetry/metrics.js';
 import { tokenIdentity } from './cacheKey.js';
-import { createMemoryQuotaCounter, createQuotaGovernor, createRedisQuotaCounter } from './quota.js';
+import {
+  createMemoryQuotaCounter,
+  createQuotaGovernor,
+  createRedisQuotaCounter,
+  quotaProbeMs,
+} from './quota.js';
 import type { RenewalPolicy } from './renewalPolicy.js';
+import { defaultRenewalPolicy } from './renewalPolicy.js';
 import { createStaticKey } from './staticKey.js';
 import { createTokenCache } from './tokenCache.js';
 import { createTokenClient } from './tokenClient.js';
-import type { CredentialSource, TokenCache } from './types.js';
+import type { CredentialSource, TokenCache, UpstreamCredentials } from './types.js';
 
 /** One configured upstream at run time: its token cache (perhaps shared) and its proxy. */
 export interface Upstream {
@@ -49,6 +55,16 @@ export interface Upstreams {
   close(): Promise<void>;
 }
 
+/** The upstreams as their builder holds them: with the one operation a configuration reload needs. */
+export interface UpstreamRegistry extends Upstreams {
+  /**
+   * Puts the credentials of a new configuration generation in place: the next token request of each
+   * cache authenticates with them, and the token held keeps serving until it is renewed. Throws, naming
+   * the setting and changing nothing, when upstreams that share a token would no longer agree on it.
+   */
+  replaceCredentials(next: readonly NamedUpstream[]): void;
+}
+
 export interface UpstreamsDeps {
   upstreams: readonly NamedUpstream[];
   named: boolean;
@@ -66,7 +82,7 @@ export interface UpstreamsDeps {
  * for the same token share its cache, single flight and (with Redis) fleet lock and stored copy, while any
  * difference in what is requested gives a cache of its own. Each name gets its own proxy.
  */
-export function createUpstreams(deps: UpstreamsDeps): Upstreams {
+export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
   const { logger, clock } = deps;
   const byIdentity = new Map<string, NamedUpstream[]>();
   for (const upstream of deps.upstreams) {
@@ -75,11 +91,18 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
     byIdentity.set(identity, [...(byIdentity.get(identity) ?? []), upstream]);
   }
   const caches = new Map<string, TokenCache>();
+  /** The credentials each shared cache authenticates with now, by the names sharing it. */
+  const credentials: { names: string[]; current: UpstreamCredentials }[] = [];
   for (const [identity, group] of byIdentity) {
     const [first] = group as [NamedUpstream, ...NamedUpstream[]];
     // Upstreams sharing a token are counted as one: the label names them all.
     const label = group.map((upstream) => upstream.name).join(',');
-    caches.set(identity, createSharedCache({ ...deps, config: first.config, label, identity }));
+    const held = { names: group.map((upstream) => upstream.name), current: credentialsOf(first.config) };
+    credentials.push(held);
+    caches.set(
+      identity,
+      createSharedCache({ ...deps, config: first.config, label, identity, credentials: () => held.current }),
+    );
   }
   const list: Upstream[] = deps.upstreams.map(({ name, config, allowedOrigins }) => {
     const log = deps.named ? logger.child({ upstream: name }) : logger;
@@ -133,11 +156,59 @@ export function createUpstreams(deps: UpstreamsDeps): Upstreams {
     get: (name) => byName.get(name),
     reachableFrom: (origin) =>
       list.filter((upstream) => upstream.origins?.isAllowed(origin) ?? true).map((upstream) => upstream.name),
+    replaceCredentials(next) {
+      const configs = new Map(next.map((upstream) => [upstream.name, upstream.config]));
+      const owners = new Set<string>();
+      const updates: [{ current: UpstreamCredentials }, UpstreamCredentials][] = [];
+      for (const held of credentials) {
+        const [first] = held.names as [string, ...string[]];
+        const config = configs.get(first);
+        if (!config) throw new Error(`UPSTREAMS: upstream "${first}" is gone; a reload cannot remove one`);
+        const identities = new Set(
+          held.names.map((name) => {
+            const own = configs.get(name);
+            return own ? tokenIdentity(own) : '';
+          }),
+        );
+        const [identity = ''] = identities;
+        // The caches were built for one partition of the names; merging or splitting them needs a restart.
+        if (identities.size !== 1 || owners.has(identity)) {
+          throw new Error(
+            `${upstreamPrefix(first)}${credentialSetting(config)}: upstreams sharing one token must keep sharing it, and others must not start to (rotate the files of "${held.names.join('", "')}" together)`,
+          );
+        }
+        owners.add(identity);
+        if (!sameCredentials(held.current, config)) updates.push([held, credentialsOf(config)]);
+      }
+      for (const [held, replacement] of updates) held.current = replacement;
+    },
     async close() {
       for (const cache of caches.values()) cache.close();
       await Promise.all(list.map((upstream) => upstream.proxy?.close()));
     },
   };
+}
+
+function credentialsOf(config: NamedUpstream['config']): UpstreamCredentials {
+  return {
+    clientSecret: config.clientSecret,
+    clientKey: config.clientKey,
+    clientAssertionFile: config.clientAssertionFile,
+  };
+}
+
+function sameCredentials(held: UpstreamCredentials, config: NamedUpstream['config']): boolean {
+  return (
+    held.clientSecret === config.clientSecret &&
+    held.clientKey?.thumbprint === config.clientKey?.thumbprint &&
+    held.clientAssertionFile?.identity === config.clientAssertionFile?.identity
+  );
+}
+
+/** The setting that holds an upstream's credential, for the line that refuses a reload. */
+function credentialSetting(config: NamedUpstream['config']): string {
+  if (config.authMethod === 'client_assertion_file') return 'CLIENT_ASSERTION_FILE';
+  return config.authMethod === 'private_key_jwt' ? 'CLIENT_KEY_FILE' : 'CLIENT_SECRET_FILE';
 }
 
 function createSharedCache({
@@ -152,7 +223,13 @@ function createSharedCache({
   redis,
   dispatcher,
   cachePolicy,
-}: UpstreamsDeps & { config: NamedUpstream['config']; label: string; identity: string }): TokenCache {
+  credentials,
+}: UpstreamsDeps & {
+  config: NamedUpstream['config'];
+  label: string;
+  identity: string;
+  credentials: () => UpstreamCredentials;
+}): TokenCache {
   const log = named ? logger.child({ upstream: label }) : logger;
   const client = instrumentTokenClient(
     createTokenClient({ config, clock, logger: log, ...(dispatcher ? { dispatcher } : {}) }),
@@ -180,9 +257,23 @@ function createSharedCache({
     store,
     clock,
     logger: log,
-    ...(cachePolicy ? { policy: cachePolicy } : {}),
+    // Probes while the upstream is down count against a quota: paced to spend at most a tenth of it.
+    ...(cachePolicy || config.tokenQuota
+      ? {
+          policy: {
+            ...cachePolicy,
+            ...(config.tokenQuota && {
+              rejectedProbeMs: Math.max(
+                cachePolicy?.rejectedProbeMs ?? defaultRenewalPolicy.rejectedProbeMs,
+                quotaProbeMs(config.tokenQuota),
+              ),
+            }),
+          },
+        }
+      : {}),
     ...(redis ? { lock: redis.lock, lockWaitMs: config.timeoutMs + redis.lockTtlMs } : {}),
     onEvent: (event) => metrics.recordCacheEvent(event, label),
+    credentials,
     ...(quota ? { quota } : {}),
   });
   metrics.observeCache(label, () => cache.status());

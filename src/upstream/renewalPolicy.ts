@@ -16,13 +16,17 @@ export interface RenewalPolicy {
   maxRetryAfterMs: number;
   /** Consecutive failures that open the circuit breaker. */
   breakerThreshold: number;
-  /** How long an open breaker refuses calls before one probe is let through. */
+  /**
+   * How long an open breaker refuses calls before one probe is let through, while a held token is served
+   * (without one, the upstream is down and probed every `rejectedProbeMs`).
+   */
   breakerOpenMs: number;
   /** A refused configuration (`invalid_client`...) is logged at error level at most once per interval. */
   rejectedLogIntervalMs: number;
   /**
-   * While the upstream refuses our configuration, it is asked again after this long plus up to half as
-   * much jitter: rarely enough not to hammer it, soon enough that a fix is picked up within seconds.
+   * While the upstream refuses our configuration, or no token is held and `breakerThreshold` attempts in
+   * a row failed, it is asked again after this long plus up to half as much jitter: rarely enough not to
+   * hammer it, soon enough that a fix or a recovery is picked up within seconds.
    */
   rejectedProbeMs: number;
 }
@@ -59,8 +63,8 @@ export function isFresh(token: UpstreamToken, now: number, policy: RenewalPolicy
 }
 
 /**
- * Delay before the next attempt while the upstream refuses our configuration: a fixed pace, not a growing
- * backoff, since the fix (a corrected secret or client registration upstream) can come at any moment.
+ * Delay before the next attempt while the upstream is down: a fixed pace, not a growing backoff, since
+ * the fix (a corrected secret, a restarted authorization server) can come at any moment.
  * Never shorter than the upstream's `Retry-After`.
  */
 export function rejectedProbeDelay(

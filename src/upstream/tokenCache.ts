@@ -17,7 +17,13 @@ import {
   renewalTime,
 } from './renewalPolicy.js';
 import { createTokenStore } from './tokenStore.js';
-import type { TokenCache, TokenCacheEvent, TokenClient, UpstreamToken } from './types.js';
+import type {
+  TokenCache,
+  TokenCacheEvent,
+  TokenClient,
+  UpstreamCredentials,
+  UpstreamToken,
+} from './types.js';
 
 /** Runs `callback` after `ms` without keeping the process alive; returns a function that cancels it. */
 export type Scheduler = (callback: () => void, ms: number) => () => void;
@@ -35,7 +41,15 @@ export interface TokenCacheOptions {
   client: TokenClient;
   config: Pick<
     UpstreamConfig,
-    'clientId' | 'clientSecret' | 'clientKey' | 'profile' | 'authMethod' | 'audience' | 'scope' | 'resource'
+    | 'clientId'
+    | 'clientSecret'
+    | 'clientKey'
+    | 'clientAssertionFile'
+    | 'profile'
+    | 'authMethod'
+    | 'audience'
+    | 'scope'
+    | 'resource'
   >;
   clock: Clock;
   logger: Logger;
@@ -53,6 +67,11 @@ export interface TokenCacheOptions {
   onEvent?: (event: TokenCacheEvent) => void;
   /** Asked before every upstream request (`UPSTREAM_TOKEN_QUOTA`); without it, requests are not budgeted. */
   quota?: QuotaGovernor;
+  /**
+   * The credentials of the current configuration generation, read at each renewal (the configured ones
+   * by default): a renewal after a reload authenticates with the new ones and stores under their key.
+   */
+  credentials?: () => UpstreamCredentials;
 }
 
 const defaultLockWaitMs = 15_000;
@@ -87,7 +106,10 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   let refreshToken: string | undefined;
   /** The last token the API refused, so a stale copy in the store is never adopted again. */
   let invalidated: string | undefined;
+  /** The store key of the credentials last used, and of the token held (fetched under its own credentials). */
   let key: string | undefined;
+  let keyCredentials: UpstreamCredentials | undefined;
+  let heldKey: string | undefined;
   let flight: Promise<UpstreamToken> | undefined;
   let cancelTimer: (() => void) | undefined;
   let closed = false;
@@ -95,33 +117,42 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const isValid = (token: UpstreamToken | undefined, now: number): token is UpstreamToken =>
     token !== undefined && now < token.expiresAt;
 
-  async function resolveKey(): Promise<string> {
-    key ??= cacheKey(cacheKeyInput(config, await client.tokenEndpoint()));
+  const currentCredentials = options.credentials ?? (() => config);
+
+  /** The key carries the credential's fingerprint: a token is never served for a credential it was not fetched with. */
+  async function resolveKey(credentials: UpstreamCredentials): Promise<string> {
+    if (key === undefined || credentials !== keyCredentials) {
+      const endpoint = await client.tokenEndpoint();
+      key = cacheKey(cacheKeyInput({ ...config, ...credentials }, endpoint));
+      keyCredentials = credentials;
+    }
     return key;
   }
 
   /** RFC 6749 §6 when a refresh token is held; §4.4 otherwise, or when the refresh token is refused. */
-  async function fetchFromUpstream(): Promise<UpstreamToken> {
+  async function fetchFromUpstream(credentials: UpstreamCredentials): Promise<UpstreamToken> {
     const held = refreshToken;
-    if (!held) return client.clientCredentials();
+    if (!held) return client.clientCredentials(credentials);
     try {
-      const token = await client.refresh(held);
+      const token = await client.refresh(held, credentials);
       // §6: the server MAY issue a new refresh token; without one, the old one stays usable.
       return token.refreshToken ? token : { ...token, refreshToken: held };
     } catch (error) {
       if (!(error instanceof UpstreamError && error.error === 'invalid_grant')) throw error;
       logger.info('refresh token refused (invalid_grant); falling back to client credentials');
       refreshToken = undefined;
-      return client.clientCredentials();
+      return client.clientCredentials(credentials);
     }
   }
 
   async function renew(): Promise<UpstreamToken> {
     let fetchedFence = 0;
     try {
-      const storeKey = await resolveKey();
+      // One snapshot for the whole renewal: the token fetched is stored under the key of the credential it used.
+      const credentials = currentCredentials();
+      const storeKey = await resolveKey(credentials);
       const stored = await tokenStore.load(storeKey);
-      if (usable(stored)) return adopt(stored, 'store');
+      if (usable(stored)) return adopt(stored, storeKey, 'store');
       // Past the shared store, before the upstream: with Redis, one replica asks and the others wait.
       const renewed = await renewAcrossFleet({
         lock: options.lock,
@@ -132,7 +163,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         },
         fetch: async (fence) => {
           await admit();
-          const token = await breaker.execute(fetchFromUpstream);
+          const token = await breaker.execute(() => fetchFromUpstream(credentials));
           await tokenStore.save(storeKey, token, fence);
           fetchedFence = fence ?? 0;
           return token;
@@ -142,7 +173,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         random,
         renewWithoutLock: () => !canAwaitLock(),
       });
-      return adopt(renewed.value, renewed.source, renewed.source === 'upstream' ? fetchedFence : 0);
+      return adopt(renewed.value, storeKey, renewed.source, renewed.source === 'upstream' ? fetchedFence : 0);
     } catch (error) {
       if (error instanceof QuotaRefusal) return quotaRefused(error);
       if (error instanceof LockUnreachable && isValid(current, clock.now())) return lockDeferred(current);
@@ -199,9 +230,15 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     );
   }
 
-  function adopt(token: UpstreamToken, source: 'store' | 'upstream', fence = 0): UpstreamToken {
+  function adopt(
+    token: UpstreamToken,
+    storeKey: string,
+    source: 'store' | 'upstream',
+    fence = 0,
+  ): UpstreamToken {
     streak.reset();
     current = Object.freeze({ ...token });
+    heldKey = storeKey;
     currentFence = fence;
     refreshToken = token.refreshToken;
     renewAt = renewalTime(token, policy, random);
@@ -272,23 +309,26 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         { fingerprint: tokenFingerprint(accessToken) },
         'upstream token invalidated: the API refused it',
       );
-      if (key) await tokenStore.removeIf(key, accessToken);
+      if (heldKey) await tokenStore.removeIf(heldKey, accessToken);
     },
     async shareHeld() {
       const held = current;
-      if (!key || !isValid(held, clock.now()) || (await tokenStore.load(key)) !== undefined) return;
+      const storeKey = heldKey;
+      if (!storeKey || !isValid(held, clock.now()) || (await tokenStore.load(storeKey)) !== undefined) return;
       // Fenced by the lease it was fetched under: a newer lease's token wins. This also covers a token
       // fetched just before an outage whose write to the store failed.
-      await tokenStore.save(key, held, currentFence);
+      await tokenStore.save(storeKey, held, currentFence);
     },
     status() {
       const now = clock.now();
       const valid = isValid(current, now);
+      const retryAt = streak.retryAt();
       return {
         hasToken: valid,
         expiresAt: valid ? current?.expiresAt : undefined,
         lastError: streak.lastError(),
         breaker: breaker.state(),
+        ...(retryAt > now ? { nextAttemptAt: retryAt } : {}),
       };
     },
     close() {

@@ -4,11 +4,12 @@ import type { Clock } from '../clock.js';
 import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import { createAssertionFileReader } from './assertionFile.js';
 import { createClientAssertionSigner } from './clientAssertion.js';
 import { createDiscovery } from './discovery.js';
 import { resolveExpiresAt } from './jwtExpiry.js';
 import { buildTokenRequest, type Grant, oauthErrorSchema, tokenAnswerSchema } from './profiles.js';
-import type { TokenClient, UpstreamToken } from './types.js';
+import type { TokenClient, UpstreamCredentials, UpstreamToken } from './types.js';
 
 /** Largest answer we read from an upstream; a token answer is a few KiB, anything bigger is hostile or broken. */
 export const maxAnswerBytes = 64 * 1024;
@@ -129,25 +130,34 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     return discovery ? discovery.tokenEndpoint() : Promise.resolve(tokenUrl as string);
   }
 
-  const { clientKey } = config;
-  if (config.authMethod === 'private_key_jwt' && !clientKey) {
+  if (config.authMethod === 'private_key_jwt' && !config.clientKey) {
     throw new TypeError('createTokenClient: private_key_jwt needs config.clientKey');
   }
   const assertionAudience = config.clientAssertionAudience === 'issuer' ? issuer : undefined;
   if (config.clientAssertionAudience === 'issuer' && !assertionAudience) {
     throw new TypeError('createTokenClient: an issuer audience for client assertions needs config.issuer');
   }
-  const signer =
-    config.authMethod === 'private_key_jwt' && clientKey
-      ? createClientAssertionSigner({ clientKey, clientId: config.clientId, clock })
-      : undefined;
+  const readAssertion = createAssertionFileReader({ clock });
+  // One signer per client key: a reloaded key gets its own, the header of each is built once.
+  const signers = new WeakMap<object, ReturnType<typeof createClientAssertionSigner>>();
 
   /**
    * A new assertion for every request, so a retry never replays a `jti` the server has already seen.
    * `aud` is the token endpoint (RFC 7523 §3 item 3) unless the server wants its issuer identifier.
    */
-  function clientAssertion(endpoint: string): Promise<string> | undefined {
-    if (!signer) return undefined;
+  function clientAssertion(
+    endpoint: string,
+    { clientKey, clientAssertionFile }: UpstreamCredentials,
+  ): Promise<string> | undefined {
+    if (config.authMethod === 'client_assertion_file' && clientAssertionFile) {
+      return readAssertion(clientAssertionFile.path);
+    }
+    if (config.authMethod !== 'private_key_jwt' || !clientKey) return undefined;
+    let signer = signers.get(clientKey);
+    if (!signer) {
+      signer = createClientAssertionSigner({ clientKey, clientId: config.clientId, clock });
+      signers.set(clientKey, signer);
+    }
     return signer.sign(assertionAudience ?? endpoint);
   }
 
@@ -205,9 +215,13 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     };
   }
 
-  async function run(grant: Grant): Promise<UpstreamToken> {
+  async function run(grant: Grant, credentials: UpstreamCredentials = config): Promise<UpstreamToken> {
     const endpoint = await tokenEndpoint();
-    const wire = buildTokenRequest(config, grant, await clientAssertion(endpoint));
+    const wire = buildTokenRequest(
+      credentials === config ? config : { ...config, clientSecret: credentials.clientSecret },
+      grant,
+      await clientAssertion(endpoint, credentials),
+    );
     const started = performance.now();
     let status: number | undefined;
     let outcome = 'ok';
@@ -235,8 +249,8 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
   }
 
   return {
-    clientCredentials: () => run({ type: 'client_credentials' }),
-    refresh: (refreshToken) => run({ type: 'refresh_token', refreshToken }),
+    clientCredentials: (credentials) => run({ type: 'client_credentials' }, credentials),
+    refresh: (refreshToken, credentials) => run({ type: 'refresh_token', refreshToken }, credentials),
     tokenEndpoint,
   };
 }

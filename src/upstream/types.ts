@@ -1,4 +1,8 @@
+import type { UpstreamConfig } from '../config/upstreamSettings.js';
 import type { BreakerState } from './circuitBreaker.js';
+
+/** What authenticates the broker at the token endpoint: the part of an upstream a reload may change. */
+export type UpstreamCredentials = Pick<UpstreamConfig, 'clientSecret' | 'clientKey' | 'clientAssertionFile'>;
 
 /** An access token obtained from the upstream authorization server. Never sent to a browser. */
 export interface UpstreamToken {
@@ -16,9 +20,13 @@ export interface UpstreamToken {
 /** Runs the grants against the authorization server. Throws `UpstreamError` on any failure. */
 export interface TokenClient {
   /** @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4 */
-  clientCredentials(): Promise<UpstreamToken>;
-  /** @see https://www.rfc-editor.org/rfc/rfc6749#section-6 */
-  refresh(refreshToken: string): Promise<UpstreamToken>;
+  clientCredentials(credentials?: UpstreamCredentials): Promise<UpstreamToken>;
+  /**
+   * `credentials` (the configured ones by default) authenticate the request, so a caller that keys what it
+   * gets by the credential knows which one was used.
+   * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
+   */
+  refresh(refreshToken: string, credentials?: UpstreamCredentials): Promise<UpstreamToken>;
   /** The token endpoint, configured or discovered (RFC 8414, then OpenID discovery). */
   tokenEndpoint(): Promise<string>;
 }
@@ -33,6 +41,11 @@ export interface TokenCacheStatus {
   lastError: { error: string; at: number } | undefined;
   /** The circuit breaker in front of the token endpoint; absent for a cache without one. */
   breaker?: BreakerState;
+  /**
+   * Ms since epoch before which the cache will not ask the token endpoint (backoff, `Retry-After`, open
+   * breaker); absent when nothing holds the next attempt back. `/readyz?verbose` reads it.
+   */
+  nextAttemptAt?: number;
 }
 
 /**

@@ -19,6 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { calculateJwkThumbprint, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.js';
+import { appOrigin, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 
 const cliPath = fileURLToPath(new URL('../../src/cli/index.ts', import.meta.url));
@@ -517,5 +518,43 @@ describe('token-broker claim', () => {
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`cannot reach the broker at http://127.0.0.1:${port} (ECONNREFUSED)`);
+  });
+});
+
+describe('token-broker claim --upstreams', () => {
+  it('when given --upstreams against a broker with named upstreams, then the token it prints opens only those', async () => {
+    const upstream = (name: string) => ({
+      [`UPSTREAM_${name}_TOKEN_URL`]: 'https://auth.example.com/token',
+      [`UPSTREAM_${name}_CLIENT_ID`]: 'broker',
+      [`UPSTREAM_${name}_CLIENT_SECRET`]: 'claim-upstreams-test-secret',
+    });
+    const broker = await startBroker({
+      upstream: 'fake',
+      env: {
+        UPSTREAMS: 'alpha,beta',
+        UPSTREAM_TOKEN_URL: '',
+        UPSTREAM_CLIENT_ID: '',
+        UPSTREAM_CLIENT_SECRET: '',
+        UPSTREAM_DEFAULT_TTL: '',
+        UPSTREAM_TIMEOUT_MS: '',
+        ...upstream('ALPHA'),
+        ...upstream('BETA'),
+      },
+    });
+    const claim = (names: string) =>
+      cli(['claim', '--url', broker.url, '--origin', appOrigin, '--upstreams', names], {
+        env: { BROKER_API_KEY: broker.apiKey },
+      });
+    const result = await claim('beta');
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const { token } = JSON.parse(result.stdout) as { token: string };
+    registerSecret('cli claim --upstreams token', token);
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    expect(claims.upstreams).toEqual(['beta']);
+
+    const unknown = await claim('gamma');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('invalid_request: upstreams: "gamma" is not configured');
   });
 });

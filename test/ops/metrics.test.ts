@@ -6,22 +6,10 @@ import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { type ApiServer, startFixedApi } from '../support/apiServers.js';
 import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
+import { sample } from '../support/metricsText.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
 
 const allowed = 'https://app.example.com';
-
-/** The value of one sample in a Prometheus text exposition; undefined when it is absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries(
-      [...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((pair) => [pair[1], pair[2]]),
-    );
-    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[3]);
-  }
-  return undefined;
-}
 
 async function scrape(url: string, apiKey?: string): Promise<string> {
   const req = request(url).get('/metrics');

@@ -23,6 +23,7 @@
  * - `env`: settings over the defaults; `envFor(url)`: settings that need the broker's own origin (the
  *   socket listens before the config is made).
  * - `clock`, `demo`, `cachePolicy`: passed to createBroker; `logLevel`: the captured logger's level.
+ * - `reload`: watch and re-read the `*_FILE` settings (`broker.reloader`), with these overrides.
  *
  * What it records (handle):
  * - `answers`: every answer the broker wrote on its own socket (method, url, origin, status, problem
@@ -46,9 +47,10 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
 import { onTestFinished, TestRunner } from 'vitest';
-import { type Broker, createBroker } from '../../src/broker.js';
+import { type Broker, type BrokerDeps, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
+import { limitServer } from '../../src/http/connectionCaps.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
@@ -101,6 +103,7 @@ export interface BrokerOptions {
   demo?: boolean;
   cachePolicy?: Partial<RenewalPolicy>;
   logLevel?: string;
+  reload?: Omit<NonNullable<BrokerDeps['reload']>, 'env'>;
   /** The fake upstream's first behaviour, given the `issued` list (default: `issueToken`). */
   behaviour?: (issued: string[]) => Behaviour;
 }
@@ -241,14 +244,15 @@ async function start(
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
-  const config = loadConfig({
+  const env = {
     NODE_ENV: 'test',
     ...upstreamEnv,
     ...(api ? { UPSTREAM_API_URL: `${api.origin}/` } : {}),
     BROKER_API_KEYS: apiKey,
     ...options.env,
     ...options.envFor?.(url),
-  });
+  };
+  const config = loadConfig(env);
   const logs = captureLogs(options.logLevel ?? (options.upstream === 'fake' ? 'debug' : 'info'));
   const broker = await createBroker({
     config,
@@ -256,9 +260,12 @@ async function start(
     clock: options.clock ?? systemClock,
     demo: options.demo ?? false,
     cachePolicy: options.cachePolicy ?? (options.upstream === 'fake' ? fastPolicy : undefined),
+    ...(options.reload ? { reload: { ...options.reload, env } } : {}),
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());
+  // The connection caps, as main.ts applies them.
+  limitServer(server, broker.connectionCaps);
   server.on('request', (req, res) => {
     // Read now: Express rewrites `req.url` under a mount point.
     const seen = { method: req.method ?? '', url: req.url ?? '', origin: req.headers.origin };

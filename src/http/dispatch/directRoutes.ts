@@ -2,7 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BrokerError } from '../../errors.js';
 import type { ErrorHandler } from '../problem.js';
 import type { BrokerRequest, BrokerResponse, Handler, RequestLocals } from './handler.js';
-import { directTargetFor, directTargets, type Route, routeFor } from './routeMatcher.js';
+import {
+  directTargetFor,
+  directTargets,
+  type Route,
+  routeFor,
+  splitTarget,
+  validAbsoluteTarget,
+} from './routeMatcher.js';
 import { sequence } from './sequence.js';
 
 /** A request listener, as `http.createServer` and supertest take it. */
@@ -40,22 +47,43 @@ export function directRoutes({ app, common, routes, onError }: DirectRoutesOptio
     const chain = route.match === 'mount' ? [...common, strip, ...route.chain] : [...common, ...route.chain];
     return { route, takes, run: sequence(chain) };
   });
+  // A target that is no URL still goes through the first steps (request id, access log, metrics, headers),
+  // with only its path left for them to read, and gets the broker's own 400.
+  const refuseTarget = sequence([
+    ...common,
+    () => {
+      throw new BrokerError('invalid_request', {
+        detail: 'the request target is not a valid URL: send a path such as /api/proxy/...',
+      });
+    },
+  ]);
   return (req, res) => {
     const url = req.url ?? '';
-    const target = directTargetFor(targets, url, req.method ?? '');
     const response = res as BrokerResponse;
     // Express keeps a `locals` it finds on the response.
     const locals = Object.create(null) as RequestLocals;
     response.locals = locals;
+    // `/` first: the origin form browsers send costs one comparison here.
+    if (url.charCodeAt(0) !== 0x2f && !validAbsoluteTarget(url)) {
+      req.url = splitTarget(url).path;
+      serve(refuseTarget, req, res, url);
+      return;
+    }
+    const target = directTargetFor(targets, url, req.method ?? '');
     if (target === undefined) {
       locals.route = routeFor(routes, req)?.name;
       app(req, res);
       return;
     }
     locals.route = target.route.name;
+    serve(target.run, req, res, url);
+  };
+
+  function serve(run: Handler, req: IncomingMessage, res: ServerResponse, url: string): void {
     const request: BrokerRequest = req;
     request.originalUrl = url;
-    target.run(request, response, (error) => {
+    const response = res as BrokerResponse;
+    run(request, response, (error) => {
       try {
         onError(error ?? new BrokerError('not_found'), request, response);
       } catch {
@@ -63,5 +91,5 @@ export function directRoutes({ app, common, routes, onError }: DirectRoutesOptio
         response.destroy();
       }
     });
-  };
+  }
 }

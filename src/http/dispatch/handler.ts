@@ -17,6 +17,8 @@ export interface RequestLocals {
   clientToken?: ClientTokenClaims;
   /** The problem code of an error answer, for the metrics. */
   problemCode?: ErrorCode;
+  /** A probe polled without end (`/healthz`, `/readyz`): its access line is written at `debug`. */
+  probe?: boolean;
 }
 
 /** A request as both lanes hand it on: `originalUrl` is the target as received, before a mount strips `url`. */

@@ -66,6 +66,17 @@ export function splitTarget(target: string): { authority?: string; path: string 
 }
 
 /**
+ * Whether an absolute-form target names a URL at all (`http://[::1/x`, `http://a:bad/x` do not). Such a
+ * target is refused before any router reads it: Node's legacy `url.parse`, under Express and parseurl,
+ * throws on some (answered by Express's own HTML 404) and reads others with a path the direct lane would
+ * not see (`/:bad/x`), printing a deprecation warning on stderr.
+ */
+export function validAbsoluteTarget(target: string): boolean {
+  const prefix = absoluteForm.exec(target)?.[0];
+  return prefix === undefined || URL.canParse(`${prefix}/`);
+}
+
+/**
  * The path as Express's router compares it with a route's: the pathname of either form, in lower case
  * (Express matches regardless of case), without the one trailing slash it tolerates.
  */

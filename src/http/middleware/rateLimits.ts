@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Store } from 'express-rate-limit';
+import { type ClientRateLimitInfo, ipKeyGenerator, type Store } from 'express-rate-limit';
 import { Cluster } from 'ioredis';
 import { type RedisReply, RedisStore } from 'rate-limit-redis';
 import type { CallerReader } from '../../caller/requestCaller.js';
+import type { Clock } from '../../clock.js';
 import type { Config, RateLimitRule } from '../../config/index.js';
 import { BrokerError } from '../../errors.js';
 import type { RedisClient, RedisStatus } from '../../store/redisConnection.js';
+import { createWindowCounters } from '../../store/windowCounters.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { BrokerResponse, Handler } from '../dispatch/handler.js';
 
@@ -32,7 +34,10 @@ export interface RateLimits {
 
 export interface RateLimitsOptions {
   rules: Config['rateLimits'];
+  /** Most addresses each limiter counts in process memory (`RATE_LIMIT_MAX_ADDRESSES`). */
+  maxAddresses: number;
   logger: Logger;
+  clock: Clock;
   /** Where the caller's address comes from (`TRUST_PROXY`). */
   caller: CallerReader;
   /** Counters shared by the fleet when set; in process memory otherwise. */
@@ -55,7 +60,9 @@ const pass: Handler = (_req, _res, next) => next();
  */
 export function createRateLimits({
   rules,
+  maxAddresses,
   logger: parentLogger,
+  clock,
   caller,
   redis,
 }: RateLimitsOptions): RateLimits {
@@ -69,7 +76,7 @@ export function createRateLimits({
   function storeFor(name: string, rule: RateLimitRule): Store {
     const store: Store = redis
       ? new RedisStore({ prefix: `${redis.prefix}rl:${name}:`, sendCommand: commandSender(redis.client) })
-      : new MemoryStore();
+      : createWindowCounters({ clock, windowMs: rule.windowMs, maxKeys: maxAddresses });
     void Promise.resolve(
       store.init?.({ windowMs: rule.windowMs } as Parameters<NonNullable<Store['init']>>[0]),
     ).catch((error: unknown) => storeError(error, 'rate limiter store initialisation failed'));

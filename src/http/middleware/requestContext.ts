@@ -1,10 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import parseurl from 'parseurl';
+import type { ErrorCode } from '../../errors.js';
 import type { Logger } from '../../telemetry/logger.js';
-import type { Handler } from '../dispatch/handler.js';
+import type { BrokerRequest, Handler } from '../dispatch/handler.js';
 
 /** A caller-supplied `x-request-id` is kept only if it cannot smuggle anything into logs or headers. */
 const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Refusals that name the page's origin as the reason: their line says which origin, so it can be found. */
+const originRefusals: ReadonlySet<string> = new Set<ErrorCode>([
+  'origin_not_allowed',
+  'origin_mismatch',
+  'upstream_not_allowed',
+]);
+/** Enough for any real origin; a client cannot make one line long. */
+const loggedOriginLength = 100;
 
 /**
  * Gives each request an id (honouring a safe `x-request-id`) and a child logger carrying it, and logs
@@ -48,9 +57,23 @@ export function requestContext(logger: Logger): Handler {
         status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       };
-      if (status >= 500) accessLog.warn(entry, 'request failed');
+      if (res.locals.probe) accessLog.debug(entry, 'request');
+      else if (status >= 500) accessLog.warn(entry, 'request failed');
+      else if (status >= 400) accessLog.info(refusal(entry, req, res.locals.problemCode), 'request');
       else accessLog.info(entry, 'request');
     });
     next();
   };
+}
+
+/**
+ * A refused request's access line also carries the problem `code` and, when the origin was the reason,
+ * the Origin header (never the Referer, whose path and query may hold credentials), truncated.
+ */
+function refusal<T extends object>(entry: T, req: BrokerRequest, code: ErrorCode | undefined) {
+  if (code === undefined) return entry;
+  const origin = req.headers.origin;
+  return originRefusals.has(code) && origin !== undefined
+    ? { ...entry, code, origin: origin.slice(0, loggedOriginLength) }
+    : { ...entry, code };
 }

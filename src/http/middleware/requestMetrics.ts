@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Metrics, MintRoute, VerificationOutcome } from '../../telemetry/metrics.js';
-import type { Handler } from '../dispatch/handler.js';
+import type { BrokerResponse, Handler } from '../dispatch/handler.js';
 import type { RouteName } from '../dispatch/routeMatcher.js';
 
 const verificationCodes: ReadonlySet<string> = new Set<VerificationOutcome>([
@@ -18,6 +18,12 @@ function mintRoute(method: string, route: RouteName | undefined): MintRoute | un
   return undefined;
 }
 
+/** Counts a 4xx problem answer under the matched route's name (`none` for a path no route has). */
+function countRefusal(metrics: Metrics, res: BrokerResponse): void {
+  const code = res.locals.problemCode;
+  if (code !== undefined && res.statusCode < 500) metrics.recordRefusal(code, res.locals.route ?? 'none');
+}
+
 /**
  * Counts what the token routes and the proxy answered, from the outside: the routes stay unaware of
  * metrics. The outcome is the problem `code` that `sendProblem` left in `res.locals`, or success; a
@@ -29,6 +35,9 @@ export function requestMetrics(metrics: Metrics): Handler {
     const route = mintRoute(req.method ?? '', res.locals.route);
     const proxied = res.locals.route === 'proxy';
     if (!route && !proxied) {
+      res.once('close', () => {
+        if (res.statusCode >= 400) countRefusal(metrics, res);
+      });
       next();
       return;
     }
@@ -36,6 +45,7 @@ export function requestMetrics(metrics: Metrics): Handler {
     // `close` also fires when the client goes away mid-stream, which `finish` would miss.
     res.once('close', () => {
       const code = res.locals.problemCode;
+      if (res.statusCode >= 400) countRefusal(metrics, res);
       if (route) {
         metrics.recordMint(route, res.statusCode < 400 ? 'issued' : (code ?? 'internal_error'));
         return;

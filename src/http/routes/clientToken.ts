@@ -18,7 +18,7 @@ import type { ClientTokenResponse } from '../schemas.js';
 import { sendToken } from '../tokenResponse.js';
 
 export interface ClientTokenRouteDeps {
-  config: Pick<Config, 'clientToken' | 'clientTokenBinding' | 'publicUrl'>;
+  config: Pick<Config, 'clientToken' | 'clientTokenBinding' | 'publicUrl' | 'production'>;
   upstreams: Upstreams;
   originPolicy: OriginPolicy;
   clientTokens: ClientTokens;
@@ -69,6 +69,15 @@ export function clientTokenHandler({
     const binding = bindingFor(config.clientToken.bindIp, ip, config.clientToken);
     // A proof binds the token to its key (RFC 9449 §5); with CLIENT_TOKEN_BINDING=dpop one is required.
     const proof = headerValue(req, 'dpop');
+    // Without PUBLIC_URL, `htu` would be checked against the client-written `Host`: in production no
+    // proof binds a token then (PUBLIC_URL is required outright with CLIENT_TOKEN_BINDING=dpop).
+    if (proof !== undefined && config.production && config.publicUrl === undefined) {
+      throw new BrokerError('invalid_dpop_proof', {
+        status: 400,
+        detail:
+          'this broker binds no token to a DPoP proof until its operator sets PUBLIC_URL; call without a DPoP header',
+      });
+    }
     const jkt =
       proof !== undefined || config.clientTokenBinding === 'dpop'
         ? (

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createCallerReader } from '../../../src/caller/requestCaller.js';
+import { systemClock } from '../../../src/clock.js';
 import { BrokerError } from '../../../src/errors.js';
 import type { Handler } from '../../../src/http/dispatch/handler.js';
 import { createRateLimits, type RateLimitsOptions } from '../../../src/http/middleware/rateLimits.js';
@@ -30,7 +31,17 @@ function limits(rules: Partial<RateLimitsOptions['rules']>, redis?: RateLimitsOp
     proxy: undefined,
     challenge: undefined,
   };
-  return { logs, ...createRateLimits({ rules: { ...all, ...rules }, logger: logs.logger, caller, redis }) };
+  return {
+    logs,
+    ...createRateLimits({
+      rules: { ...all, ...rules },
+      maxAddresses: 100_000,
+      logger: logs.logger,
+      clock: systemClock,
+      caller,
+      redis,
+    }),
+  };
 }
 
 describe('the per-request limiter', () => {
