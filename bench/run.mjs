@@ -6,12 +6,14 @@
  *
  * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
  * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
- * allow-list of 50 rules), d (cold-cache
- * callers), e (soak of the mint route), s (soak of the proxy).
+ * allow-list of 50 rules), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy),
+ * w (WebSockets: 1,000 sockets held through the proxy, and echo messages per second through it vs
+ * direct to the same API).
  *
  * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
- * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_ONLY (a comma
- * list of m,p,b,a,d,e,s; all by default), BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
+ * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_WS_HOLD (30 s
+ * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,d,e,s,w; all by default),
+ * BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
  */
 import { spawnSync } from 'node:child_process';
@@ -24,6 +26,7 @@ import { Redis } from 'ioredis';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { measure, soak } from './lib/load.mjs';
 import { rssBytes, startBroker, startScript, stop } from './lib/processes.mjs';
+import { closeSockets, echoRate, openSockets } from './lib/sockets.mjs';
 import {
   formatMarkdownTable,
   formatTable,
@@ -44,9 +47,10 @@ const settings = {
   durationSeconds: positiveInt('BENCH_DURATION', 5),
   connections: positiveInt('BENCH_CONNECTIONS', 32),
   soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 200_000),
+  socketHoldSeconds: positiveInt('BENCH_WS_HOLD', 30),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,d,e,s').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,d,e,s,w').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -523,6 +527,81 @@ async function scenarioE(upstream, kind) {
 
 const mib = (bytes) => Math.round((bytes / 1024 / 1024) * 10) / 10;
 
+async function scenarioW(upstream) {
+  const held = 1000;
+  log(
+    `W: ${held} WebSockets held ${settings.socketHoldSeconds} s through /api/proxy, echo messages/s vs direct`,
+  );
+  const echo = await launchScript('socketEcho', {});
+  const broker = await launchBroker('EdDSA', upstream, {
+    UPSTREAM_API_URL: echo.url,
+    PROXY_WEBSOCKETS_PER_TOKEN: String(held),
+    // Each held socket is a connection from 127.0.0.1, besides the echo rounds' own.
+    MAX_CONNECTIONS_PER_IP: String(held + 2 * settings.connections + 100),
+  });
+  try {
+    const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
+    const viaBroker = {
+      url: `${broker.url.replace('http', 'ws')}/api/proxy/echo`,
+      protocols: ['token-broker', `token-broker.bearer.${token}`],
+      headers: { origin },
+    };
+    const direct = { url: `${echo.url.replace('http', 'ws')}/echo`, protocols: [], headers: {} };
+
+    const pid = broker.child.pid;
+    const before = await rssBytes(pid);
+    const sockets = await openSockets(viaBroker.url, viaBroker.protocols, viaBroker.headers, held);
+    let closedEarly = 0;
+    for (const socket of sockets) socket.once('close', () => (closedEarly += 1));
+    const samples = [];
+    const sampler = setInterval(() => rssBytes(pid).then((rss) => samples.push(rss)), 1000);
+    await new Promise((resolve) => setTimeout(resolve, settings.socketHoldSeconds * 1000));
+    clearInterval(sampler);
+    const heldRss = median(samples);
+    const stillOpen = held - closedEarly;
+    const perSocketKiB = Math.round(((heldRss - before) / held / 1024) * 10) / 10;
+    log(
+      `  ${stillOpen}/${held} open after ${settings.socketHoldSeconds} s; RSS ${mib(before)} -> ${mib(heldRss)} MiB (${perSocketKiB} KiB per socket)`,
+    );
+    await closeSockets(sockets);
+
+    // Echo rounds alternate between the two paths, each on its own sockets, so drift hits both alike.
+    const pools = {
+      direct: await openSockets(direct.url, direct.protocols, direct.headers, settings.connections),
+      broker: await openSockets(viaBroker.url, viaBroker.protocols, viaBroker.headers, settings.connections),
+    };
+    const rates = { direct: [], broker: [] };
+    for (const name of ['direct', 'broker']) await echoRate(pools[name], { durationSeconds: 1 });
+    for (let round = 1; round <= settings.rounds; round += 1) {
+      for (const name of ['direct', 'broker']) {
+        const rate = await echoRate(pools[name], { durationSeconds: settings.durationSeconds });
+        rates[name].push(rate);
+        log(`  round ${round} ${name}: ${Math.round(rate)} echo messages/s`);
+      }
+    }
+    for (const pool of Object.values(pools)) await closeSockets(pool);
+    const directRate = Math.round(median(rates.direct));
+    const brokerRate = Math.round(median(rates.broker));
+    const echoRatio = Math.round((brokerRate / directRate) * 100) / 100;
+    return {
+      held,
+      holdSeconds: settings.socketHoldSeconds,
+      stillOpen,
+      rssMiB: { before: mib(before), held: mib(heldRss) },
+      rssPerSocketKiB: perSocketKiB,
+      echoMessagesPerSecond: { direct: directRate, broker: brokerRate },
+      echoRatio,
+      targets: [
+        target(`W sockets open after ${settings.socketHoldSeconds} s`, stillOpen, '==', held),
+        target('W echo messages/s broker/direct', echoRatio, '>=', 0.7),
+      ],
+    };
+  } finally {
+    await stop(broker.child);
+    await stop(echo.child);
+  }
+}
+
 async function main() {
   build();
   log(
@@ -538,6 +617,7 @@ async function main() {
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
   const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
   const soakProxy = settings.only.has('s') ? await scenarioE(upstream, 'proxy') : notSelected;
+  const w = settings.only.has('w') ? await scenarioW(upstream) : notSelected;
   await stop(upstream.child);
 
   const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows].map((row) => ({
@@ -559,6 +639,7 @@ async function main() {
     ...d.targets,
     ...e.targets,
     ...soakProxy.targets,
+    ...w.targets,
   ];
   process.stdout.write(`\n${formatTable(rows)}\n`);
   if (m.skipped) process.stdout.write(`M  SKIPPED: ${m.skipped}\n`);
@@ -580,6 +661,11 @@ async function main() {
         : `${label}  ${soaked.route} soak, ${soaked.requests.toLocaleString('en')} requests at ${soaked.requestsPerSecond} req/s: RSS start ${soaked.rssMiB.start} MiB, middle ${soaked.rssMiB.middle} MiB, end ${soaked.rssMiB.end} MiB (${soaked.growthMiddleToEndPercent} % middle->end)\n`,
     );
   }
+  process.stdout.write(
+    w.skipped
+      ? `W  SKIPPED: ${w.skipped}\n`
+      : `W  ${w.stillOpen}/${w.held} WebSockets open after ${w.holdSeconds} s, ${w.rssPerSocketKiB} KiB RSS per socket; echo ${w.echoMessagesPerSecond.broker} messages/s through the broker vs ${w.echoMessagesPerSecond.direct} direct (${w.echoRatio})\n`,
+  );
   process.stdout.write('\n');
   for (const item of targets) {
     process.stdout.write(
@@ -601,6 +687,7 @@ async function main() {
         d,
         e,
         s: soakProxy,
+        w,
         targets,
       },
       null,

@@ -16,10 +16,12 @@ import { createApp } from './http/app.js';
 import { type ConnectionCaps, createConnectionCaps, defaultMaxConnections } from './http/connectionCaps.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
 import type { Handler } from './http/dispatch/handler.js';
+import type { UpgradeListener } from './http/dispatch/upgrades.js';
 import { callBudget } from './http/middleware/callBudget.js';
 import { callQuota } from './http/middleware/callQuota.js';
 import { createRateLimits } from './http/middleware/rateLimits.js';
 import { createMetricsApp } from './http/routes/metrics.js';
+import { createWebSocketSessions, type WebSocketSessions } from './proxy/websocketSessions.js';
 import { createClientTokens } from './signing/clientTokens.js';
 import { createSigningKeyRing } from './signing/keyRing.js';
 import { loadSigningKeys, type SigningKeys } from './signing/keys.js';
@@ -54,6 +56,10 @@ export interface BrokerDeps {
 export interface Broker {
   /** Serves every route but the separate `/metrics` (`metricsApp`). */
   app: RequestListener;
+  /** The server's `upgrade` listener: WebSockets on the proxy (`server.on('upgrade', broker.upgrade)`). */
+  upgrade: UpgradeListener;
+  /** The proxied WebSockets open on this replica; `closeAll()` at shutdown, since they never drain. */
+  websockets: WebSocketSessions;
   upstreams: Upstreams;
   metrics: Metrics;
   /**
@@ -127,6 +133,17 @@ export async function createBroker({
     await fleetRevocations?.ready;
     const revocations = fleetRevocations ?? localRevocations;
     const clientTokens = createClientTokens({ keys, config: config.clientToken, clock, revocations });
+    const websockets = createWebSocketSessions({
+      clock,
+      revocations,
+      clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
+      maxPerToken: config.websocketsPerToken,
+    });
+    // Open sockets never drain: close() ends them, before the revocations they listen to.
+    opened.push(() => {
+      websockets.closeAll();
+      websockets.close();
+    });
     // DPoP proofs seen, fleet-wide with Redis, so a proof is accepted once by the whole fleet.
     const localReplays = createMemoryReplayCache({
       clock,
@@ -218,7 +235,7 @@ export async function createBroker({
       opened.push(() => reloader.close());
       metrics.observeConfigGeneration(() => reloader.status().generation);
     }
-    const app = createApp({
+    const { request: app, upgrade } = createApp({
       config,
       logger,
       clock,
@@ -231,6 +248,7 @@ export async function createBroker({
       publicJwks: () => keys.publicJwks,
       upstreams,
       revocations,
+      websockets,
       metrics,
       rateLimits,
       attestation:
@@ -253,6 +271,8 @@ export async function createBroker({
     });
     return {
       app,
+      upgrade,
+      websockets,
       upstreams,
       metrics,
       connectionCaps: createConnectionCaps({

@@ -25,6 +25,7 @@ export const errorCatalog = {
   token_budget_exhausted: { status: 429, title: 'The client token has made all the calls it may make' },
   call_quota_exhausted: { status: 429, title: "The upstream's call quota is spent for this window" },
   upstream_rejected: { status: 502, title: 'The upstream authorization server refused the broker' },
+  websocket_refused: { status: 502, title: 'The API refused the WebSocket handshake' },
   upstream_unavailable: { status: 503, title: 'The upstream is unavailable' },
   upstream_timeout: { status: 504, title: 'The upstream did not answer in time' },
   internal_error: { status: 500, title: 'Internal error' },

@@ -51,6 +51,8 @@ async function main(): Promise<void> {
   // SIGHUP re-reads every `*_FILE` setting, as the folder watches do on a change.
   process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
   const server = createServer(broker.app);
+  server.on('upgrade', broker.upgrade);
+  // Counts sockets, so an upgraded WebSocket holds its place until it closes.
   limitServer(server, broker.connectionCaps);
   // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
   server.keepAliveTimeout = 65_000;
@@ -89,6 +91,8 @@ async function main(): Promise<void> {
       server.closeAllConnections();
     }, config.shutdownTimeoutMs);
     force.unref();
+    // A WebSocket never drains by itself: it is told the broker is going away (1001), and reconnects elsewhere.
+    broker.websockets.closeAll();
     // A keep-alive socket that looks idle may already carry the client's next request, unread: closing it
     // at once would cut that request (RFC 9112 §9.3.1's race). So stop listening without touching open
     // sockets (http.Server#close would close idle ones at once), give busy clients a moment to send on

@@ -1,5 +1,6 @@
 import { createDpopSigner } from './dpop.js';
 import { createProxyFetch } from './proxyFetch.js';
+import { createProxySocket } from './proxySocket.js';
 import { createTokenHolder } from './tokenHolder.js';
 import { createTokenRequest, defaultRefreshMargin } from './tokenRequest.js';
 import type { BrokerClient, BrokerClientEvent, BrokerClientOptions } from './types.js';
@@ -29,6 +30,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     autoRefresh = true,
     onEvent,
     dpop = false,
+    WebSocket = globalThis.WebSocket,
     attestation,
   } = options;
   if (typeof fetch !== 'function') throw new TypeError('createBrokerClient needs a fetch implementation');
@@ -71,14 +73,23 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     signer,
     emit,
   });
+  const proxySocket = createProxySocket({
+    proxyRoot: root + proxyPath.replace(/\/+$/, ''),
+    tokens,
+    WebSocket,
+  });
   return {
     getToken: async () => (await tokens.usable('initial')).token,
     refresh: async () => (await tokens.obtain('refresh')).token,
     fetch: proxyFetch,
-    upstream: (name) => ({
-      fetch: (path, init) =>
-        proxyFetch(`${encodeURIComponent(name)}/${String(path).replace(/^\/+/, '')}`, init),
-    }),
+    websocket: proxySocket,
+    upstream: (name) => {
+      const under = (path: string) => `${encodeURIComponent(name)}/${String(path).replace(/^\/+/, '')}`;
+      return {
+        fetch: (path, init) => proxyFetch(under(path), init),
+        websocket: (path, protocols) => proxySocket(under(path), protocols),
+      };
+    },
     tokenInfo: () => tokens.current(),
     clear: () => tokens.clear(),
   };

@@ -26,4 +26,5 @@ export type {
   RenewableCode,
   TokenInfo,
   TokenReason,
+  WebSocketConstructor,
 } from './types.js';

@@ -44,6 +44,9 @@ export type BrokerClientEvent =
   /** A background renewal failed; the next call tries again. */
   | { readonly type: 'error'; readonly error: BrokerClientError };
 
+/** The `WebSocket` class the client opens sockets with. */
+export type WebSocketConstructor = new (url: string, protocols: string[]) => WebSocket;
+
 /** The `fetch` the client sends its requests with. */
 export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -61,6 +64,8 @@ export interface BrokerClientOptions {
   upstreams?: readonly string[];
   /** Default `globalThis.fetch`. */
   fetch?: FetchFunction;
+  /** Default `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
   /** Milliseconds since the epoch. Default `Date.now`. */
   now?: () => number;
   /**
@@ -125,10 +130,21 @@ export interface BrokerClient {
    */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /**
-   * The named upstream `name` (`UPSTREAMS`): its `fetch` is this client's `fetch` under
+   * A WebSocket to the API through the proxy (`ws:`/`wss:` for `baseUrl + proxyPath/path`), offering the
+   * token as the subprotocol `token-broker.bearer.<token>` next to `token-broker` and `protocols`. The
+   * broker closes it with `4401` when the token expires and `4403` when it is revoked: call `websocket`
+   * again for a socket with a fresh token. Rejects with {@link BrokerClientError} when no token can be
+   * had, or `invalid_dpop_proof` for a DPoP-bound token (a socket cannot carry a proof).
+   */
+  websocket(path: string, protocols?: string | string[]): Promise<WebSocket>;
+  /**
+   * The named upstream `name` (`UPSTREAMS`): its `fetch` and `websocket` are this client's under
    * `proxyPath/<name>/`, with the same token. One client calls several APIs with one token.
    */
-  upstream(name: string): { fetch(path: string, init?: RequestInit): Promise<Response> };
+  upstream(name: string): {
+    fetch(path: string, init?: RequestInit): Promise<Response>;
+    websocket(path: string, protocols?: string | string[]): Promise<WebSocket>;
+  };
   /** Drops the token, stops background renewal and ignores an answer still on its way. */
   clear(): void;
   /** The token in memory, or undefined. */

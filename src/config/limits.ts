@@ -60,7 +60,7 @@ export const limitsSchema = z.object({
   }),
   MAX_CONNECTIONS_PER_IP: int(0, 1_000_000, 512).meta({
     description:
-      'most open connections from one peer network: an IPv4 address or an IPv6 `/56`, as the rate limits group them (`0`: no limit); behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
+      'most open connections from one peer network: an IPv4 address or an IPv6 `/56`, as the rate limits group them (`0`: no limit), WebSockets included; behind a reverse proxy it caps the proxy, so size it for its pool; a refused connection gets `429 rate_limited`',
     example: '512',
   }),
   MAX_CONNECTIONS: optionalInt(0, 10_000_000).meta({
@@ -68,6 +68,11 @@ export const limitsSchema = z.object({
       "most open connections in all (`0`: no limit); past it a new connection gets `429 rate_limited`, logged and counted in `token_broker_connections_refused_total`. Empty: the process's open-file limit less a quarter (at least 128) for the API, token endpoint and Redis pools",
     example: '10000',
     default: 'three quarters of the open-file limit',
+  }),
+  PROXY_WEBSOCKETS_PER_TOKEN: int(1, 10_000, 8).meta({
+    description:
+      'most WebSockets one client token holds open through the proxy on one replica; a further handshake gets `429 rate_limited`',
+    example: '8',
   }),
 });
 
@@ -93,8 +98,10 @@ export interface LimitsConfig {
   maxBodyBytes: number;
   /** Longest silence inside a request body before `408 request_timeout`. */
   bodyIdleTimeoutMs: number;
-  /** Most open connections from one peer network (IPv4 address, IPv6 `/56`); 0: no limit. */
+  /** Most open connections from one peer network (IPv4 address, IPv6 `/56`), WebSockets included; 0: no limit. */
   maxConnectionsPerIp: number;
+  /** Most proxied WebSockets one client token holds open on one replica. */
+  websocketsPerToken: number;
   /** Most open connections in all; 0: no limit; undefined: derived from the open-file limit. */
   maxConnections: number | undefined;
 }
@@ -115,6 +122,7 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT_MS,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    websocketsPerToken: e.PROXY_WEBSOCKETS_PER_TOKEN,
     maxConnections: e.MAX_CONNECTIONS,
   };
 }

@@ -12,6 +12,7 @@ import type { Config } from '../config/index.js';
 import type { ConfigStatus } from '../config/reloader.js';
 import type { UpstreamProbe } from '../config/startupChecks.js';
 import type { DpopProofVerifier } from '../dpop/proof.js';
+import type { WebSocketSessions } from '../proxy/websocketSessions.js';
 import type { ClientTokens } from '../signing/clientTokens.js';
 import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
@@ -22,6 +23,7 @@ import { directRoutes, type RequestListener } from './dispatch/directRoutes.js';
 import type { Handler } from './dispatch/handler.js';
 import type { Route } from './dispatch/routeMatcher.js';
 import { sequence } from './dispatch/sequence.js';
+import { type UpgradeListener, upgradeRoutes } from './dispatch/upgrades.js';
 import { bodyIdleTimeout } from './middleware/bodyIdleTimeout.js';
 import { fixedHeaders } from './middleware/fixedHeaders.js';
 import { originHeaderLimit } from './middleware/originHeaderLimit.js';
@@ -31,7 +33,8 @@ import { requestMetrics } from './middleware/requestMetrics.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import type { ClaimRouteDeps } from './routes/claim.js';
 import type { ClientTokenRouteDeps } from './routes/clientToken.js';
-import type { ProxyRouteDeps } from './routes/proxy.js';
+import { type ProxyRouteDeps, websocketMounts } from './routes/proxy.js';
+import { websocketSteps } from './routes/websocket.js';
 import { routeTable } from './routeTable.js';
 
 /** The settings the app and its routes read: the app's own and each route factory's. */
@@ -57,6 +60,8 @@ export interface AppDeps {
   /** The configured upstreams: their token caches and the proxies behind `/api/proxy/*`. */
   upstreams: Upstreams;
   revocations: RevocationList;
+  /** The proxied WebSockets open on this replica (closed on expiry, revocation and shutdown). */
+  websockets: WebSocketSessions;
   metrics: Metrics;
   /** Per-IP limits on the token, API-key and proxy routes; none when absent. */
   rateLimits?: RateLimits;
@@ -82,12 +87,19 @@ export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url)
 /** The browser helper built by `scripts/buildClient.mjs`; the same folder from `src/http/` and `dist/http/`. */
 export const clientDir = fileURLToPath(new URL('../../dist/browser/', import.meta.url));
 
+/** What an `http.Server` serves: its `request` and `upgrade` listeners. */
+export interface AppListeners {
+  request: RequestListener;
+  upgrade: UpgradeListener;
+}
+
 /**
- * Builds the broker's request listener from the route table (routeTable.ts): the direct lane for the
- * hot routes' plain spellings, Express for the rest (directRoutes.ts). No side effects: nothing listens,
+ * Builds the broker's listeners: the request listener from the route table (routeTable.ts), the direct
+ * lane for the hot routes' plain spellings and Express for the rest (directRoutes.ts), and the `upgrade`
+ * listener for WebSocket handshakes on the proxy (upgrades.ts). No side effects: nothing listens,
  * nothing starts.
  */
-export function createApp(deps: AppDeps): RequestListener {
+export function createApp(deps: AppDeps): AppListeners {
   const { config, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -127,7 +139,13 @@ export function createApp(deps: AppDeps): RequestListener {
   const onError = errorHandler(logger);
   app.use(notFoundHandler);
   app.use(onError);
-  return directRoutes({ app, common, routes, onError });
+  const request = directRoutes({ app, common, routes, onError });
+  const upgrades = websocketMounts({
+    ...deps,
+    rateLimit: deps.rateLimits?.proxy,
+    websocket: websocketSteps({ sessions: deps.websockets, caller: deps.caller, logger }),
+  });
+  return { request, upgrade: upgradeRoutes({ app: request, common, mounts: upgrades, onError }) };
 }
 
 const verbs = { GET: 'get', POST: 'post' } as const;

@@ -267,7 +267,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
         ? 'Forwards to UPSTREAM_<NAME>_API_URL with that upstream’s access token'
         : 'Forwards to UPSTREAM_API_URL with the upstream access token',
       description:
-        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`; a method and path that no rule of `UPSTREAM_[<NAME>_]ALLOW` opens is `path_not_allowed`. With `Accept: text/event-stream` an event stream is relayed as it arrives.',
+        '`path` may span several segments. The body and the answer are streamed; a 401 from the API renews the upstream token and retries once. The API’s own answers pass through as they are. The client token must open the upstream (its `upstreams` claim), else `upstream_not_allowed`; a method and path that no rule of `UPSTREAM_[<NAME>_]ALLOW` opens is `path_not_allowed`. With `Accept: text/event-stream` an event stream is relayed as it arrives. A GET with `Upgrade: websocket` opens a WebSocket to the API, the client token offered as the subprotocol `token-broker.bearer.<token>` (docs/websockets.md); a refused handshake gets these problem answers, and `websocket_refused` when the API refuses it.',
       security: [{ [clientToken.name]: [] }, { [clientTokenHeader.name]: [] }, { [dpopToken.name]: [] }],
       request: {
         params: upstreams.named
@@ -297,6 +297,7 @@ export function createOpenApiDocument(upstreams: OpenApiUpstreams = singleDefaul
           'upstream_rejected',
           'upstream_unavailable',
           'upstream_timeout',
+          ...(method === 'get' ? (['websocket_refused'] as const) : []),
         ),
       },
     });

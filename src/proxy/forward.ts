@@ -16,7 +16,7 @@ import { relayBody } from './relayBody.js';
 import { createRenewalGate } from './renewalGate.js';
 import { ClientGoneError, type OutgoingBody, prepareBody } from './requestBody.js';
 import { acceptsStream, isStream, relayStream } from './streamRelay.js';
-import { parseApiUrl, type UpstreamTarget, upstreamTarget } from './targetUrl.js';
+import { clientQuery, parseApiUrl, upstreamTarget } from './targetUrl.js';
 import { DeadlineError, errorCode, failureBeforeHeaders } from './upstreamFailure.js';
 
 /** Bounds on every exchange with the API, so no request through the proxy can hang. */
@@ -330,12 +330,6 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
 }
 
 /** The client's query, raw and without its "?"; undefined when it sent none. */
-function clientQuery(target: UpstreamTarget): string | undefined {
-  return target.path.length > target.pathname.length
-    ? target.path.slice(target.pathname.length + 1)
-    : undefined;
-}
-
 function elapsed(started: number): number {
   return Math.round(performance.now() - started);
 }

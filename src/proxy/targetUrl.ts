@@ -30,6 +30,13 @@ export function parseApiUrl(apiUrl: string): ApiBase {
   return { origin: url.origin, basePath: url.pathname.replace(/\/+$/, '') };
 }
 
+/** The client's query as it sent it, without the `?`; undefined when it sent none. */
+export function clientQuery(target: UpstreamTarget): string | undefined {
+  return target.path.length > target.pathname.length
+    ? target.path.slice(target.pathname.length + 1)
+    : undefined;
+}
+
 /** Rounds of percent-decoding a segment is checked through: catches double and triple encoding. */
 const maxDecodeRounds = 4;
 

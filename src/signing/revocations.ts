@@ -16,6 +16,11 @@ export interface RevocationList {
   remember(jti: string, exp: number): void;
   /** Synchronous: a local lookup. */
   isRevoked(jti: string): boolean;
+  /**
+   * Calls `listener` with each `jti` newly revoked, here or (through `remember`) anywhere in the fleet,
+   * so that what holds a token open (a WebSocket) can drop it at once; answers the unsubscribe.
+   */
+  onRevoked(listener: (jti: string) => void): () => void;
   /** Revocations still held (after dropping expired ones). */
   size(): number;
   /** Every revocation still held, as `[jti, exp]`: what a replica writes back when the fleet's copy was lost. */
@@ -93,6 +98,8 @@ export function createRevocationList({
     }
   };
 
+  const listeners = new Set<(jti: string) => void>();
+
   const remember = (jti: string, exp: number) => {
     const until = exp * 1000 + clockToleranceSeconds * 1000;
     if (!Number.isFinite(until) || until <= clock.now()) return;
@@ -101,6 +108,7 @@ export function createRevocationList({
     revoked.set(jti, until);
     push({ jti, until });
     sweep();
+    if (current === undefined) for (const listener of listeners) listener(jti);
   };
 
   const timer = setInterval(sweep, sweepIntervalMs);
@@ -117,6 +125,10 @@ export function createRevocationList({
     isRevoked(jti) {
       const until = revoked.get(jti);
       return until !== undefined && until > clock.now();
+    },
+    onRevoked(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
     size() {
       sweep();

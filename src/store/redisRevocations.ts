@@ -155,6 +155,7 @@ export function createRedisRevocations({
     },
     remember: local.remember,
     isRevoked: local.isRevoked,
+    onRevoked: local.onRevoked,
     size: local.size,
     entries: local.entries,
     close() {

@@ -5,6 +5,7 @@ import type { NamedUpstream } from '../config/index.js';
 import { upstreamPrefix } from '../config/upstreamNames.js';
 import { type AllowList, compileAllowList } from '../proxy/allowList.js';
 import { createProxyForwarder, type ProxyForwarder } from '../proxy/forward.js';
+import { createWebSocketForwarder, type WebSocketForwarder } from '../proxy/websocketForward.js';
 import type { RedisBackend } from '../store/redisBackend.js';
 import type { KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -35,6 +36,8 @@ export interface Upstream {
   credentials: CredentialSource;
   /** Forwards to `UPSTREAM_<NAME>_API_URL`; undefined when none is set. */
   proxy: ProxyForwarder | undefined;
+  /** Opens WebSockets to the same API; undefined when no API URL is set. */
+  websocket: WebSocketForwarder | undefined;
   /** `UPSTREAM_<NAME>_ALLOWED_ORIGINS`; undefined: every origin the broker admits. */
   origins: OriginPolicy | undefined;
   /** `UPSTREAM_<NAME>_ALLOW`, compiled; undefined: every method and path. */
@@ -128,11 +131,20 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
           maxReplayBytes: config.maxReplayBytes,
         })
       : undefined;
+    const websocket = config.apiUrl
+      ? createWebSocketForwarder({
+          apiUrl: config.apiUrl,
+          credentials,
+          credentialIn: config.credentialIn,
+          handshakeTimeoutMs: config.timeoutMs,
+        })
+      : undefined;
     return {
       name,
       cache,
       credentials,
       proxy,
+      websocket,
       origins: allowedOrigins && createOriginPolicy(allowedOrigins),
       allow: config.allow && compileAllowList(config.allow),
     };

@@ -129,3 +129,24 @@ describe('revocation list', () => {
     expect(list.isRevoked(id)).toBe(false);
   });
 });
+
+describe('revocation listeners', () => {
+  it('when a jti is revoked here or remembered from the fleet, then each listener hears it once, and an unsubscribed one does not', async () => {
+    const { list, clock } = setup();
+    const exp = Math.floor(clock.now() / 1000) + 60;
+    const heard: string[] = [];
+    const gone: string[] = [];
+    list.onRevoked((id) => heard.push(id));
+    const unsubscribe = list.onRevoked((id) => gone.push(id));
+    unsubscribe();
+    const [local, remote] = [jti(), jti()];
+    await list.revoke(local, exp);
+    list.remember(remote, exp);
+    // Again, with a later deadline: not news.
+    list.remember(remote, exp + 10);
+    // Already expired: never revoked, so nobody is told.
+    list.remember(jti(), exp - 3600);
+    expect(heard).toEqual([local, remote]);
+    expect(gone).toEqual([]);
+  });
+});

@@ -44,6 +44,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
 import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, type BrokerDeps, createBroker } from '../../src/broker.js';
@@ -230,8 +231,15 @@ async function start(
   const answers: WireAnswer[] = [];
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  // Upgraded sockets (WebSockets) are no longer the server's to close: they are cut here.
+  const upgraded = new Set<Duplex>();
+  server.on('upgrade', (_req, socket: Duplex) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+  });
   cleanups.push(async () => {
     server.closeAllConnections();
+    for (const socket of upgraded) socket.destroy();
     await new Promise((resolve) => server.close(resolve));
   });
   const { port } = server.address() as AddressInfo;
@@ -269,6 +277,7 @@ async function start(
     });
     broker.app(req, res);
   });
+  server.on('upgrade', broker.upgrade);
 
   let pool: Pool | undefined;
   cleanups.push(async () => {

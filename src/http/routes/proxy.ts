@@ -14,6 +14,7 @@ import { allowListHandler, upstreamAllowListCheck } from '../middleware/allowLis
 import { verifyClientToken } from '../middleware/clientTokenAuth.js';
 import { allowedOriginsCors } from '../middleware/cors.js';
 import { upstreamAdmission } from '../middleware/upstreamAccess.js';
+import type { WebSocketSteps } from './websocket.js';
 
 export interface ProxyRouteDeps {
   upstreams: Upstreams;
@@ -93,6 +94,47 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
     });
   }
   return { mounts };
+}
+
+/**
+ * WebSocket handshakes under each proxy mount with an API, served by the `upgrade` listener
+ * (dispatch/upgrades.ts): the checks of a call (rate limit, client token, upstream, allow-list, call
+ * budget and quota; the handshake step lets only a GET through, so the allow-list checks `GET <path>`),
+ * but the token comes from the offered subprotocol (websocket.ts) and no CORS applies.
+ */
+export function websocketMounts(deps: ProxyRouteDeps & { websocket: WebSocketSteps }): ProxyMount[] {
+  const { websocket } = deps;
+  return deps.upstreams.list.flatMap((upstream) => {
+    if (!upstream.websocket) return [];
+    const admit = upstreamAdmission(upstream);
+    const name: Handler = (_req, res, next) => {
+      res.locals.upstream = upstream.name;
+      next();
+    };
+    const allowList = upstreamAllowListCheck(upstream, deps.upstreams.named);
+    const quota = deps.callQuotas?.get(upstream.name);
+    return [
+      {
+        mount: deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy',
+        chain: [
+          name,
+          ...(deps.rateLimit ? [deps.rateLimit] : []),
+          websocket.handshake,
+          verifyClientToken({
+            ...deps,
+            admit: (claims, req) => {
+              admit(claims, req);
+              websocket.admit(claims);
+            },
+          }),
+          ...(allowList ? [allowListHandler(allowList)] : []),
+          ...(deps.callBudget ? [deps.callBudget] : []),
+          ...(quota ? [quota] : []),
+          websocket.accept(upstream.websocket),
+        ],
+      },
+    ];
+  });
 }
 
 /**
