@@ -12,7 +12,7 @@
  *
  * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
  * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_WS_HOLD (30 s
- * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,d,e,s,w; all by default),
+ * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,c,d,e,s,w; all by default),
  * BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
  */
@@ -50,7 +50,7 @@ const settings = {
   socketHoldSeconds: positiveInt('BENCH_WS_HOLD', 30),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,d,e,s,w').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,c,d,e,s,w').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -602,6 +602,61 @@ async function scenarioW(upstream) {
   }
 }
 
+/** CPU of this process (all its threads: PBKDF2 runs in libuv's pool) per call of `work`, in µs. */
+async function cpuMicrosPerCall(count, work) {
+  for (let i = 0; i < Math.min(count, 50); i += 1) await work(i);
+  const started = process.cpuUsage();
+  for (let i = 0; i < count; i += 1) await work(i);
+  const { user, system } = process.cpuUsage(started);
+  return Math.round((user + system) / count);
+}
+
+async function scenarioC() {
+  log('C: pow attestation at its defaults: broker CPU per challenge issued and per solution verified');
+  const { loadConfig } = await import(`${root}dist/config/index.js`);
+  const { createPowProvider } = await import(`${root}dist/attestation/pow.js`);
+  const { systemClock } = await import(`${root}dist/clock.js`);
+  const { solveChallenge } = await import('altcha-lib');
+  const { deriveKey } = await import('altcha-lib/algorithms/pbkdf2');
+  const { pow } = loadConfig({ CLIENT_TOKEN_ATTESTATION: 'pow' }).attestation;
+  const secret = randomBytes(32);
+  const provider = createPowProvider({ settings: pow, secret, clock: systemClock });
+  const challengeMicros = await cpuMicrosPerCall(2000, () => provider.challenge(origin));
+  // A solution costs the broker one derivation at the default cost whatever the difficulty, so the
+  // solutions verified are found at difficulty 1, in a few attempts each.
+  const easy = createPowProvider({ settings: { ...pow, difficulty: 1 }, secret, clock: systemClock });
+  const proofs = [];
+  for (let i = 0; i < 50; i += 1) {
+    const challenge = await easy.challenge(origin);
+    const solution = await solveChallenge({ challenge, deriveKey });
+    proofs.push(Buffer.from(JSON.stringify({ challenge, solution })).toString('base64'));
+  }
+  const verifyMicros = await cpuMicrosPerCall(1000, async (i) => {
+    const outcome = await easy.verify({ proof: proofs[i % proofs.length], origin, ip: '127.0.0.1' });
+    if (!('once' in outcome)) throw new Error(`a valid solution was refused: ${outcome.code}`);
+  });
+  // What a script pays for one token at the default difficulty.
+  const scriptMillis = Math.round(
+    (await cpuMicrosPerCall(5, async () => {
+      await solveChallenge({ challenge: await provider.challenge(origin), deriveKey });
+    })) / 1000,
+  );
+  log(
+    `  challenge ${challengeMicros} µs, verify ${verifyMicros} µs, a script's solve ${scriptMillis} ms of CPU`,
+  );
+  return {
+    difficulty: pow.difficulty,
+    cost: pow.cost,
+    challengeMicros,
+    verifyMicros,
+    scriptMillisPerToken: scriptMillis,
+    targets: [
+      target('C pow challenge, broker CPU µs', challengeMicros, '<=', 200),
+      target('C pow verification, broker CPU µs', verifyMicros, '<=', 200),
+    ],
+  };
+}
+
 async function main() {
   build();
   log(
@@ -614,6 +669,7 @@ async function main() {
   const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
   const b = settings.only.has('b') ? await scenarioB(upstream) : notSelected;
   const a = settings.only.has('a') ? await scenarioA(upstream) : notSelected;
+  const c = settings.only.has('c') ? await scenarioC() : notSelected;
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
   const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
   const soakProxy = settings.only.has('s') ? await scenarioE(upstream, 'proxy') : notSelected;
@@ -636,6 +692,7 @@ async function main() {
     ...p.targets,
     ...b.targets,
     ...a.targets,
+    ...c.targets,
     ...d.targets,
     ...e.targets,
     ...soakProxy.targets,
@@ -646,6 +703,11 @@ async function main() {
   if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
   if (b.skipped) process.stdout.write(`B  SKIPPED: ${b.skipped}\n`);
   if (a.skipped) process.stdout.write(`A  SKIPPED: ${a.skipped}\n`);
+  process.stdout.write(
+    c.skipped
+      ? `C  SKIPPED: ${c.skipped}\n`
+      : `C  pow (difficulty ${c.difficulty}, cost ${c.cost}): broker CPU ${c.challengeMicros} µs per challenge, ${c.verifyMicros} µs per verification; a script spends ${c.scriptMillisPerToken} ms of CPU per token\n`,
+  );
   process.stdout.write(
     d.skipped
       ? `D  SKIPPED: ${d.skipped}\n`
@@ -684,6 +746,7 @@ async function main() {
         p,
         b,
         a,
+        c,
         d,
         e,
         s: soakProxy,
