@@ -1,5 +1,6 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import { type Challenge, type ChallengeParameters, createChallenge } from 'altcha-lib';
+import { createHmac, pbkdf2, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+import { type Challenge, createChallenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/pbkdf2';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
@@ -14,6 +15,7 @@ import {
 export const challengePath = '/api/client-token/challenge';
 
 const algorithm = 'PBKDF2/SHA-256';
+const pbkdf2Async = promisify(pbkdf2);
 const hex = /^(?:[0-9a-f]{2}){1,64}$/;
 
 /** The payload the ALTCHA widget and the browser helper send: base64 of `JSON.stringify({challenge, solution})`. */
@@ -112,12 +114,12 @@ export function createPowProvider({ settings, secret, clock }: PowOptions): PowP
       const password = Buffer.alloc(nonce.length + 4);
       nonce.copy(password);
       password.writeUInt32BE(solution.counter, nonce.length);
-      const { derivedKey } = await deriveKey(
-        parameters as ChallengeParameters,
-        Buffer.from(parameters.salt, 'hex'),
-        password,
-      );
-      const derived = Buffer.from(derivedKey).toString('hex');
+      // The derivation altcha-lib's PBKDF2/SHA-256 makes, through node:crypto: its WebCrypto path imports
+      // the password as a key first, which nearly doubled a verification's CPU (about 205 µs against 110).
+      const salt = Buffer.from(parameters.salt, 'hex');
+      const derived = (
+        await pbkdf2Async(password, salt, parameters.cost, parameters.keyLength, 'sha256')
+      ).toString('hex');
       if (derived !== solution.derivedKey || !derived.startsWith(parameters.keyPrefix)) {
         return failed('invalid_solution', `the solution does not solve the challenge: ${renew}`);
       }
