@@ -68,7 +68,8 @@ export function cacheKey(input: CacheKeyInput): string {
   return `upstream-token:${sha256Hex('cache-key/v1', tuple).slice(0, 32)}`;
 }
 
-type TokenRequestConfig = Pick<
+/** What a token request is made of: what the cache key is built from, and what the token cache reads. */
+export type TokenRequestConfig = Pick<
   UpstreamConfig,
   | 'clientId'
   | 'clientSecret'

@@ -1,10 +1,9 @@
 import type { Clock } from '../clock.js';
-import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
 import { createMemoryStore } from '../store/memoryStore.js';
 import type { FleetLock, KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
-import { cacheKey, cacheKeyInput, tokenFingerprint } from './cacheKey.js';
+import { cacheKey, cacheKeyInput, type TokenRequestConfig, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
 import { LockUnreachable, renewAcrossFleet } from './fleetRenewal.js';
@@ -39,18 +38,7 @@ const maxTimerMs = 2 ** 31 - 1;
 
 export interface TokenCacheOptions {
   client: TokenClient;
-  config: Pick<
-    UpstreamConfig,
-    | 'clientId'
-    | 'clientSecret'
-    | 'clientKey'
-    | 'clientAssertionFile'
-    | 'profile'
-    | 'authMethod'
-    | 'audience'
-    | 'scope'
-    | 'resource'
-  >;
+  config: TokenRequestConfig;
   clock: Clock;
   logger: Logger;
   /** Where tokens persist across restarts (and, with Redis, across replicas); in memory by default. */
