@@ -19,7 +19,7 @@ import {
 } from './quota.js';
 import type { RenewalPolicy } from './renewalPolicy.js';
 import { defaultRenewalPolicy } from './renewalPolicy.js';
-import { createStaticKey } from './staticKey.js';
+import { createStaticKey, type StaticKey } from './staticKey.js';
 import { createTokenCache } from './tokenCache.js';
 import { createTokenClient } from './tokenClient.js';
 import type { CredentialSource, TokenCache, UpstreamCredentials } from './types.js';
@@ -91,6 +91,8 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
     byIdentity.set(identity, [...(byIdentity.get(identity) ?? []), upstream]);
   }
   const caches = new Map<string, TokenCache>();
+  /** Each static-key upstream's key, and the value it holds now, by name. */
+  const staticKeys = new Map<string, { key: StaticKey; setting: string; current: string }>();
   /** The credentials each shared cache authenticates with now, by the names sharing it. */
   const credentials: { names: string[]; current: UpstreamCredentials }[] = [];
   for (const [identity, group] of byIdentity) {
@@ -107,13 +109,13 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
   const list: Upstream[] = deps.upstreams.map(({ name, config, allowedOrigins }) => {
     const log = deps.named ? logger.child({ upstream: name }) : logger;
     const cache = config.apiKey === undefined ? caches.get(tokenIdentity(config)) : undefined;
-    const credentials =
-      cache ??
-      createStaticKey({
-        key: config.apiKey as string,
-        setting: deps.named ? `${upstreamPrefix(name)}API_KEY` : 'UPSTREAM_API_KEY',
-        logger: log,
-      });
+    let credentials: CredentialSource | undefined = cache;
+    if (credentials === undefined) {
+      const setting = deps.named ? `${upstreamPrefix(name)}API_KEY` : 'UPSTREAM_API_KEY';
+      const key = createStaticKey({ key: config.apiKey as string, setting, logger: log });
+      staticKeys.set(name, { key, setting, current: config.apiKey as string });
+      credentials = key;
+    }
     const proxy = config.apiUrl
       ? createProxyForwarder({
           apiUrl: config.apiUrl,
@@ -180,7 +182,19 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
         owners.add(identity);
         if (!sameCredentials(held.current, config)) updates.push([held, credentialsOf(config)]);
       }
+      const keyUpdates: [{ key: StaticKey; current: string }, string][] = [];
+      for (const [name, held] of staticKeys) {
+        const apiKey = configs.get(name)?.apiKey;
+        if (apiKey === undefined) {
+          throw new Error(`${held.setting}: a reload cannot turn a static-key upstream into another kind`);
+        }
+        if (apiKey !== held.current) keyUpdates.push([held, apiKey]);
+      }
       for (const [held, replacement] of updates) held.current = replacement;
+      for (const [held, apiKey] of keyUpdates) {
+        held.key.replace(apiKey);
+        held.current = apiKey;
+      }
     },
     async close() {
       for (const cache of caches.values()) cache.close();

@@ -3,6 +3,7 @@ import { unlinkSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApiServer } from '../support/apiServers.js';
 import { appOrigin, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { decodeBasic } from '../support/oauthServers.js';
@@ -252,6 +253,49 @@ describe('a private_key_jwt client key reloaded from its file', () => {
     await broker.broker.upstreams.get('default')?.cache?.invalidate(broker.issued.at(-1) ?? '');
     expect(await proxied()).toBe(200);
     expect(signedBy()).toEqual(['key-1', 'key-2']);
+    volume.remove();
+  });
+});
+
+describe('a static API key reloaded from its file', () => {
+  it('when UPSTREAM_API_KEY_FILE is swapped, then the next proxied call carries the new key and the old one never again', async () => {
+    const keys = [
+      registerSecret('static key 1', `static-${randomBytes(12).toString('hex')}`),
+      registerSecret('static key 2', `static-${randomBytes(12).toString('hex')}`),
+    ];
+    const seen: (string | undefined)[] = [];
+    const api = await startApiServer((req, res) => {
+      seen.push(req.headers['x-api-key'] as string | undefined);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+    const volume = createSecretVolume({ 'api-key': keys[0] as string });
+    const broker = await startBroker({
+      upstream: 'fake',
+      api,
+      reload: { debounceMs: 50 },
+      env: {
+        UPSTREAM_TOKEN_URL: '',
+        UPSTREAM_CLIENT_ID: '',
+        UPSTREAM_CLIENT_SECRET: '',
+        UPSTREAM_API_KEY_FILE: volume.path('api-key'),
+        UPSTREAM_CREDENTIAL_IN: 'header:X-Api-Key',
+      },
+    });
+    const proxied = async () => {
+      const token = await broker.clientToken(appOrigin);
+      const answer = await broker.request({
+        path: '/api/proxy/things',
+        headers: { authorization: `Bearer ${token}`, origin: appOrigin },
+      });
+      return answer.status;
+    };
+    expect(await proxied()).toBe(200);
+    volume.swap({ 'api-key': keys[1] as string });
+    await waitFor(() => broker.broker.reloader?.status().generation === 2);
+    expect(await proxied()).toBe(200);
+    expect(seen).toEqual(keys);
+    await api.close();
     volume.remove();
   });
 });
