@@ -11,6 +11,7 @@ import type { CredentialPlacement } from '../proxy/credentialPlacement.js';
 import { describeRedisTarget } from '../store/redisTarget.js';
 import { CliFailure, type Command, parseUsage, redact, UsageError } from './context.js';
 import { checkSigningKeys, type JwkSet } from './jwks.js';
+import { probe } from './probe.js';
 
 /** A secret setting's value, and each key of the BROKER_API_KEYS list, so that each can be scrubbed. */
 function remember(secrets: Set<string>, name: string, value: string | undefined): void {
@@ -123,10 +124,12 @@ Secret values (client secret, API keys, signing keys) are never printed.
 
 Options:
   --dotenv <path>   read this file instead of ./.env (it must exist)
+  --probe           then contact what the settings name: ask each upstream's authorization server for a
+                    real token (dropped at once) and PING Redis, one line each; exits 1 if any fails
   -h, --help        show this help`,
   async run(args, ctx) {
     // Not "--env-file": Node 20 takes that flag for itself even after the script name.
-    const options = { dotenv: { type: 'string' } } as const;
+    const options = { dotenv: { type: 'string' }, probe: { type: 'boolean' } } as const;
     const { values, positionals } = parseUsage(
       () => parseArgs({ args, options, allowPositionals: true }),
       Object.keys(options),
@@ -183,6 +186,9 @@ Options:
         secrets,
       ),
     );
-    return 0;
+    if (!values.probe) return 0;
+    const results = await probe(config);
+    ctx.stdout(redact(results.map(({ line }) => `probe: ${line}\n`).join(''), secrets));
+    return results.every(({ ok }) => ok) ? 0 : 1;
   },
 };

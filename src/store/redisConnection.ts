@@ -23,6 +23,8 @@ export interface RedisConnections {
   setPasswords(passwords: { password: string | undefined; sentinelPassword: string | undefined }): void;
   /** Resolves once both connections are ready, or after `timeoutMs` (start-up then continues degraded). */
   ready(timeoutMs: number): Promise<RedisStatus>;
+  /** The last connection error's code and message (never a credential), for `check-config --probe`. */
+  cause(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -146,6 +148,7 @@ export function createRedisConnections({
     client,
     subscriber,
     status: () => current,
+    cause: () => cause,
     setPasswords({ password, sentinelPassword }) {
       for (const connection of [client, subscriber]) {
         // ioredis reads its options again at every (re)connection; a Cluster hands `redisOptions` to each node.

@@ -1,16 +1,21 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { checkConfigCommand } from '../../src/cli/checkConfig.js';
+import { freePort } from '../support/freePort.js';
+import { registerSecret } from '../support/logs.js';
+import { startTestAuthServer } from '../support/oidcProvider.js';
+import { missing } from '../support/requires.js';
 
 const emptyDir = mkdtempSync(join(tmpdir(), 'token-broker-check-'));
 afterAll(() => rmSync(emptyDir, { recursive: true, force: true }));
 
-async function checkConfig(env: Record<string, string>) {
+async function checkConfig(env: Record<string, string>, args: string[] = []) {
   let stdout = '';
   let stderr = '';
-  const code = await checkConfigCommand.run([], {
+  const code = await checkConfigCommand.run(args, {
     env,
     cwd: emptyDir,
     stdout: (text) => {
@@ -83,5 +88,60 @@ describe('token-broker check-config summary', () => {
     expect(await authMethod({ UPSTREAM_PROFILE: 'bloq' })).toBe(
       'clientId and clientSecret in the JSON body (bloq profile)',
     );
+  });
+});
+
+describe('token-broker check-config --probe', async () => {
+  const noRedis = await missing('redis');
+  const cacheKey = registerSecret('probe cache key', randomBytes(32).toString('base64'));
+
+  it.skipIf(noRedis)(
+    'when the settings are right, then it gets a real token from the upstream and a PONG from Redis, and exits 0',
+    async () => {
+      const auth = await startTestAuthServer();
+      onTestFinished(() => auth.close());
+      const result = await checkConfig(
+        {
+          UPSTREAM_TOKEN_URL: auth.tokenUrl,
+          UPSTREAM_CLIENT_ID: auth.clientId,
+          UPSTREAM_CLIENT_SECRET: auth.clientSecret,
+          UPSTREAM_RESOURCE: auth.resource,
+          UPSTREAM_SCOPE: auth.scope,
+          REDIS_URL: 'redis://127.0.0.1:6379',
+          CACHE_ENCRYPTION_KEY: cacheKey,
+        },
+        ['--probe'],
+      );
+      expect(result.stdout).toContain(
+        `probe: upstream default: token obtained from ${new URL(auth.tokenUrl).origin}${new URL(auth.tokenUrl).pathname}, valid `,
+      );
+      expect(result.stdout).toContain('probe: redis (one server at 127.0.0.1:6379): PONG');
+      expect(result.code).toBe(0);
+      expect(await auth.tokenRequests()).toBe(1);
+    },
+  );
+
+  it('when the secret is wrong and nothing listens at REDIS_URL, then each failure is one line with its cause, and it exits 1', async () => {
+    const auth = await startTestAuthServer();
+    onTestFinished(() => auth.close());
+    const wrong = registerSecret('probe wrong secret', 'probe-wrong-client-secret-9Kd2Lq');
+    const port = await freePort();
+    const result = await checkConfig(
+      {
+        UPSTREAM_TOKEN_URL: auth.tokenUrl,
+        UPSTREAM_CLIENT_ID: auth.clientId,
+        UPSTREAM_CLIENT_SECRET: wrong,
+        UPSTREAM_RESOURCE: auth.resource,
+        REDIS_URL: `redis://127.0.0.1:${port}`,
+        CACHE_ENCRYPTION_KEY: cacheKey,
+      },
+      ['--probe'],
+    );
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/probe: upstream default: no token: invalid_client \(HTTP 401\)/);
+    expect(result.stdout).toMatch(
+      new RegExp(`probe: redis \\(one server at 127\\.0\\.0\\.1:${port}\\): unreachable: .*ECONNREFUSED`),
+    );
+    expect(result.stdout + result.stderr).not.toContain(wrong);
   });
 });
