@@ -80,8 +80,11 @@ describe('/readyz?verbose through an upstream outage and its recovery', () => {
     expect(broker.upstream.requests.length).toBe(requestsWhileOpen);
 
     // Recovery: once the pause is over, the probe succeeds; the breaker closes and the last error clears.
+    // The pause is the cache's own: with no token held it probes every 2–3 s after five failures.
     broker.upstream.setBehaviour(issueToken(broker.issued));
-    clock.advance(300);
+    const nextAttemptAt =
+      broker.broker.upstreams.get('default')?.cache?.status().nextAttemptAt ?? clock.now();
+    clock.advance(Math.max(300, nextAttemptAt - clock.now() + 1));
     expect(await verbose()).toEqual({
       status: 200,
       body: {
