@@ -334,7 +334,6 @@ function callLimits({
           counter: counterFor('budget', config.budgetCacheSize),
           clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
           metrics,
-          logger,
         });
   const quotas = new Map<string, Handler>();
   // Each upstream has one live window at a time, and the last one while a lease of it drains.

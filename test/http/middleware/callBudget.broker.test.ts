@@ -73,13 +73,12 @@ describe('CLIENT_TOKEN_MAX_CALLS on one broker', () => {
 
     const metrics = await broker.request({ path: '/metrics', headers: {} });
     expect(refusalCount(metrics.body, 'token_budget_exhausted')).toBe(1);
-    // The refusal's own line, with its reason; the access line of the 429 carries the code too.
-    const lines = broker.logs
-      .lines()
-      .filter((line) => line.code === 'token_budget_exhausted' && line.msg === 'proxied call refused');
+    // One line per refusal: the 429's access line, with the code and the reason.
+    const lines = broker.logs.lines().filter((line) => line.code === 'token_budget_exhausted');
     expect(lines).toEqual([
       expect.objectContaining({
-        msg: 'proxied call refused',
+        msg: 'request',
+        status: 429,
         origin: appOrigin,
         upstream: 'default',
         reason: 'the token made its 3 calls',
