@@ -46,6 +46,11 @@ function check(part: Part): Promise<string | undefined> {
   return result;
 }
 
+/** Whether the machine has a part, without a word: for cleanup that only applies when the part was there. */
+export async function present(part: Part): Promise<boolean> {
+  return (await check(part)) === undefined;
+}
+
 /**
  * Checks that the machine has what a suite needs, for `describe.skipIf(await missing(...))`. Resolves
  * to a message naming every part that is absent, and prints it, since vitest shows a skipped suite

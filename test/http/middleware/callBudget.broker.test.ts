@@ -1,25 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type BrokerClientEvent, createBrokerClient } from '../../../src/browser/client.js';
 import { type Answer, appOrigin, startBroker } from '../../support/broker.js';
 import { registerSecret } from '../../support/logs.js';
 import { startRedisServer } from '../../support/redisServers.js';
 import { missing } from '../../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../../support/sharedRedis.js';
 import { signingKeySet } from '../../support/signingKeys.js';
 
 const noRedis = await missing('redis', 'redis-server');
 
-const prefix = `tb-test-budget-${randomBytes(6).toString('hex')}:`;
-const admin = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
-
-afterAll(async () => {
-  if (noRedis) return;
-  const keys = await admin.keys(`${prefix}*`);
-  if (keys.length > 0) await admin.del(...keys);
-  admin.disconnect();
-});
+const prefix = sharedRedisScratch('budget').prefix();
 
 type Proxying = { request: (options: { path: string; headers: Record<string, string> }) => Promise<Answer> };
 
@@ -30,7 +22,7 @@ const call = (broker: Proxying, token: string) =>
   });
 
 /** The settings two replicas share: one Redis (this file's prefix), one key set, one cache key. */
-async function fleetEnv(redisUrl = 'redis://127.0.0.1:6379'): Promise<Record<string, string>> {
+async function fleetEnv(redisUrl = sharedRedisUrl): Promise<Record<string, string>> {
   return {
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: prefix,

@@ -1,25 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createManualClock } from '../../../src/clock.js';
 import { loadConfig } from '../../../src/config/index.js';
 import { quotaWindow } from '../../../src/upstream/quota.js';
 import { type Answer, appOrigin, startBroker } from '../../support/broker.js';
 import { registerSecret } from '../../support/logs.js';
 import { missing } from '../../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../../support/sharedRedis.js';
 import { signingKeySet } from '../../support/signingKeys.js';
 
 const noRedis = await missing('redis');
 
-const prefix = `tb-test-quota-${randomBytes(6).toString('hex')}:`;
-const admin = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
-
-afterAll(async () => {
-  if (noRedis) return;
-  const keys = await admin.keys(`${prefix}*`);
-  if (keys.length > 0) await admin.del(...keys);
-  admin.disconnect();
-});
+const prefix = sharedRedisScratch('quota').prefix();
 
 type Proxying = { request: (options: { path: string; headers: Record<string, string> }) => Promise<Answer> };
 
@@ -115,7 +107,7 @@ describe('UPSTREAM_CALL_QUOTA on one broker', () => {
 describe.skipIf(noRedis)('UPSTREAM_CALL_QUOTA on two brokers sharing Redis', () => {
   it('when two tokens call two brokers in turns, then together they serve exactly the quota and every refusal says when it resets', async () => {
     const env = {
-      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_URL: sharedRedisUrl,
       REDIS_KEY_PREFIX: prefix,
       CACHE_ENCRYPTION_KEY: registerSecret('quota cache key', randomBytes(32).toString('base64')),
       SIGNING_KEYS: await signingKeySet(),
