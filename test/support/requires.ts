@@ -15,7 +15,8 @@ const parts = {
   },
   /** The shared Redis the store and fleet suites use (each with its own key prefix). */
   redis: async () => {
-    await waitForPing(6379, 1_000);
+    // A loaded machine can take a second to answer; only an absent Redis costs the whole wait.
+    await waitForPing(6379, 5_000);
   },
   /** The binaries the chaos suites run their private servers, sentinels and clusters with. */
   'redis-server': async () => {
