@@ -36,6 +36,7 @@
  *
  * On the handle: `request()` sends through a keep-alive undici pool and times the answer;
  * `clientToken(origin = appOrigin)` mints (and registers) a client token through `/api/client-token`.
+ * `proxy(token, path?)` sends a proxied GET with it from `appOrigin`.
  *
  * Cleanup: started inside a test, the broker closes itself when the test finishes (`onTestFinished`);
  * started in `beforeAll`, close it in `afterAll(() => broker.close())`. `close()` closes everything the
@@ -126,6 +127,8 @@ interface BrokerBase {
     body?: string | Buffer;
   }): Promise<Answer>;
   clientToken(origin?: string): Promise<string>;
+  /** A proxied GET with a client token, from `appOrigin`: `/api/proxy/things` unless `path` says otherwise. */
+  proxy(token: string, path?: string): Promise<Answer>;
   close(): Promise<void>;
 }
 
@@ -310,6 +313,8 @@ async function start(
       if (answer.status !== 200) throw new Error(`no client token: ${answer.status} ${answer.body}`);
       return registerSecret('client token', (JSON.parse(answer.body) as { token: string }).token);
     },
+    proxy: (token, path = '/api/proxy/things') =>
+      request({ path, headers: { origin: appOrigin, authorization: `Bearer ${token}` } }),
     close,
   };
   return { ...handle, ...parts, ...(api ? { api } : {}) };

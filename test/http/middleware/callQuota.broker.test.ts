@@ -13,14 +13,6 @@ const noRedis = await missing('redis');
 
 const prefix = sharedRedisScratch('quota').prefix();
 
-type Proxying = { request: (options: { path: string; headers: Record<string, string> }) => Promise<Answer> };
-
-const call = (broker: Proxying, token: string) =>
-  broker.request({
-    path: '/api/proxy/things',
-    headers: { origin: appOrigin, authorization: `Bearer ${token}` },
-  });
-
 function gauge(metrics: string, name: string): number | undefined {
   const line = metrics.split('\n').find((entry) => entry.startsWith(`${name}{upstream="default"} `));
   return line === undefined ? undefined : Number(line.split(' ')[1]);
@@ -39,10 +31,10 @@ describe('UPSTREAM_CALL_QUOTA on one broker', () => {
     });
     const token = await broker.clientToken();
     const statuses = [];
-    for (let i = 0; i < 3; i += 1) statuses.push((await call(broker, token)).status);
+    for (let i = 0; i < 3; i += 1) statuses.push((await broker.proxy(token)).status);
     expect(statuses).toEqual([200, 200, 200]);
 
-    const refused = await call(broker, token);
+    const refused = await broker.proxy(token);
     expect(refused.status).toBe(429);
     expect(refused.headers['retry-after']).toBe('600');
     const problem = JSON.parse(refused.body) as { code: string; detail: string };
@@ -72,7 +64,7 @@ describe('UPSTREAM_CALL_QUOTA on one broker', () => {
     );
 
     clock.set(end);
-    expect((await call(broker, token)).status).toBe(200);
+    expect((await broker.proxy(token)).status).toBe(200);
     expect(
       gauge(
         (await broker.request({ path: '/metrics', headers: {} })).body,
@@ -119,7 +111,7 @@ describe.skipIf(noRedis)('UPSTREAM_CALL_QUOTA on two brokers sharing Redis', () 
     const tokens = [await first.clientToken(), await second.clientToken()];
     const answers: Answer[] = [];
     for (let i = 0; i < 18; i += 1)
-      answers.push(await call(i % 2 === 0 ? first : second, tokens[i % 3 === 0 ? 0 : 1] as string));
+      answers.push(await (i % 2 === 0 ? first : second).proxy(tokens[i % 3 === 0 ? 0 : 1] as string));
     expect(answers.filter((answer) => answer.status === 200)).toHaveLength(12);
     expect(first.api.requests.length + second.api.requests.length).toBe(12);
     const refused = answers.filter((answer) => answer.status === 429);
