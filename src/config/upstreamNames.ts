@@ -129,6 +129,11 @@ export function unlistedSettings(env: Record<string, string | undefined>, names:
   const problems: string[] = [];
   for (const [variable, value] of Object.entries(env)) {
     if (!variable.startsWith('UPSTREAM_') || unprefixed.has(variable) || !isSet(value)) continue;
+    if (variable === 'UPSTREAM_ALLOWED_ORIGINS') {
+      // The one per-name setting without a shared form: the broker's own list is every upstream's default.
+      problems.push(`${variable}: not a setting; did you mean ALLOWED_ORIGINS (every upstream's default)?`);
+      continue;
+    }
     // `UPSTREAM_X_API_TIMEOUT_MS` ends in both TIMEOUT_MS and API_TIMEOUT_MS: any reading may be the listed one.
     const matching = namedSuffixes.filter(
       (candidate) => variable.endsWith(`_${candidate}`) && variable.length > `UPSTREAM__${candidate}`.length,

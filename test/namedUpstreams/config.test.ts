@@ -370,6 +370,18 @@ describe('named upstreams: shared defaults', () => {
     expect(configProblems({ ...sharedToken, ...value })).toEqual([line]);
   });
 
+  it('when UPSTREAM_ALLOWED_ORIGINS is set, then ALLOWED_ORIGINS is named, since it has no shared form', () => {
+    expect(
+      configProblems({
+        UPSTREAMS: 'uitpas',
+        ...sharedToken,
+        UPSTREAM_ALLOWED_ORIGINS: 'https://app.example.com',
+      }),
+    ).toEqual([
+      "UPSTREAM_ALLOWED_ORIGINS: not a setting; did you mean ALLOWED_ORIGINS (every upstream's default)?",
+    ]);
+  });
+
   it('when a shared setting is misspelt, then the one meant is named, in both modes', () => {
     const typo = { UPSTREAM_CLIENTID: 'broker', UPSTREAM_CLIENT_ID: '' };
     const meant = 'UPSTREAM_CLIENTID: not a setting; did you mean UPSTREAM_CLIENT_ID?';
