@@ -12,6 +12,7 @@ import { systemClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config/index.js';
 import { freePort } from '../support/freePort.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { missing } from '../support/requires.js';
 import { waitFor } from '../support/waiting.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -45,7 +46,7 @@ npx() {
 set -eo pipefail
 `;
 
-describe("the README's walk-through", () => {
+describe.skipIf(await missing('walk-through tools'))("the README's walk-through", () => {
   it('when pasted into a shell against token-broker dev-upstream, then every step answers as the README says', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'token-broker-walkthrough-'));
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
