@@ -18,6 +18,10 @@ const parts = {
     // A loaded machine can take a second to answer; only an absent Redis costs the whole wait.
     await waitForPing(6379, 5_000);
   },
+  /** What the README's walk-through runs besides Node: a shell and the two tools its blocks call. */
+  'walk-through tools': async () => {
+    await Promise.all([run('bash', ['--version']), run('curl', ['--version']), run('openssl', ['version'])]);
+  },
   /** The binaries the chaos suites run their private servers, sentinels and clusters with. */
   'redis-server': async () => {
     await Promise.all([run('redis-server', ['--version']), run('redis-cli', ['--version'])]);
@@ -30,6 +34,7 @@ const described: Record<Part, string> = {
   chromium: `Chromium at ${chromiumPath}`,
   redis: 'Redis at 127.0.0.1:6379',
   'redis-server': 'the redis-server and redis-cli binaries on PATH',
+  'walk-through tools': 'bash, curl and openssl on PATH',
 };
 
 const checked = new Map<Part, Promise<string | undefined>>();
