@@ -80,6 +80,7 @@ describe('the per-network connection cap', () => {
     const caps = createConnectionCaps({
       maxPerNetwork: 2,
       maxTotal: 0,
+      idleTimeoutMs: 10_000,
       logger: captureLogs().logger,
       clock: createManualClock(),
       onRefused: (cap) => refused.push(cap),

@@ -50,7 +50,7 @@ import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, type BrokerDeps, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
-import { limitServer } from '../../src/http/connectionCaps.js';
+import { limitServer, serverOptions } from '../../src/http/connectionCaps.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
@@ -229,7 +229,7 @@ async function start(
   if (api && api !== options.api) cleanups.push(() => api.close());
 
   const answers: WireAnswer[] = [];
-  const server = createServer();
+  const server = createServer(serverOptions);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   // Upgraded sockets (WebSockets) are no longer the server's to close: they are cut here.
   const upgraded = new Set<Duplex>();
@@ -264,7 +264,7 @@ async function start(
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());
-  // The connection caps, as main.ts applies them.
+  // The connection caps and idle timeout, as main.ts applies them.
   limitServer(server, broker.connectionCaps);
   server.on('request', (req, res) => {
     // Read now: Express rewrites `req.url` under a mount point.
