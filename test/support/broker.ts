@@ -22,6 +22,7 @@
  *   - `'fixed'`: 200 `{"ok":true}` to everything (an echo would hand the upstream token back).
  * - `env`: settings over the defaults; `envFor(url)`: settings that need the broker's own origin (the
  *   socket listens before the config is made).
+ * - `host`: the address to listen on (default `127.0.0.1`; `::1` for connections from IPv6 addresses).
  * - `clock`, `demo`, `cachePolicy`: passed to createBroker; `logLevel`: the captured logger's level.
  * - `reload`: watch and re-read the `*_FILE` settings (`broker.reloader`), with these overrides.
  *
@@ -99,6 +100,7 @@ export interface BrokerOptions {
   api?: ApiOption;
   env?: Record<string, string>;
   envFor?: (brokerUrl: string) => Record<string, string>;
+  host?: string;
   clock?: Clock;
   demo?: boolean;
   cachePolicy?: Partial<RenewalPolicy>;
@@ -109,7 +111,7 @@ export interface BrokerOptions {
 }
 
 interface BrokerBase {
-  /** `http://127.0.0.1:<port>`: the broker's own origin. */
+  /** `http://127.0.0.1:<port>` (or the `host` given): the broker's own origin. */
   url: string;
   port: number;
   broker: Broker;
@@ -230,7 +232,8 @@ async function start(
 
   const answers: WireAnswer[] = [];
   const server = createServer(serverOptions);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   // Upgraded sockets (WebSockets) are no longer the server's to close: they are cut here.
   const upgraded = new Set<Duplex>();
   server.on('upgrade', (_req, socket: Duplex) => {
@@ -243,7 +246,7 @@ async function start(
     await new Promise((resolve) => server.close(resolve));
   });
   const { port } = server.address() as AddressInfo;
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const env = {
     NODE_ENV: 'test',
     ...upstreamEnv,
