@@ -64,7 +64,8 @@ export interface Broker {
   metrics: Metrics;
   /**
    * `MAX_CONNECTIONS_PER_IP`, `MAX_CONNECTIONS` and `IDLE_SOCKET_TIMEOUT_MS`, for every socket the broker
-   * serves: `limitServer` applies them to an HTTP server (made with `serverOptions`), and a module that takes a socket over (an upgrade) keeps it counted.
+   * serves: `limitServer` applies them to an HTTP server (made with `serverOptions`), and a module that
+   * takes a socket over (an upgrade) keeps it counted.
    */
   connectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */

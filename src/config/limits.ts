@@ -109,7 +109,7 @@ export interface LimitsConfig {
   websocketsPerToken: number;
   /** Most open connections in all; 0: no limit; undefined: derived from the open-file limit. */
   maxConnections: number | undefined;
-  /** A connection without a request's complete headers this long after opening, or idle after an answer, is closed. */
+  /** Closes a connection this long without a request's complete headers, or idle after an answer. */
   idleSocketTimeoutMs: number;
 }
 

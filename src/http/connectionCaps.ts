@@ -124,7 +124,8 @@ export function createConnectionCaps({
 
 /**
  * For `createServer`: how often Node looks for connections past their headers timeout (30 s by default,
- * which let a silent connection live 60 to 90 s). Node reads it once, when the server starts listening.
+ * which let a silent connection live 60 to 90 s). Node reads it once, when the server starts listening,
+ * which the test harness does before it has a configuration: hence one value, not one per setting.
  */
 export const serverOptions = { connectionsCheckingInterval: 1_000 } as const;
 
@@ -135,7 +136,9 @@ export const serverOptions = { connectionsCheckingInterval: 1_000 } as const;
  * connection idle for as long after an answer is closed (plus Node's own second of grace, so a client
  * told `Keep-Alive: timeout` closes first). Node stops the headers clock once a request's headers are
  * in, so it never cuts an upload (`BODY_IDLE_TIMEOUT_MS` does) or a slow answer (`UPSTREAM_TIMEOUT_MS`,
- * `UPSTREAM_API_TIMEOUT_MS`).
+ * `UPSTREAM_API_TIMEOUT_MS`). Node checks from a timer, which runs before pending reads: an event-loop
+ * stall longer than the timeout can cut a connection whose headers wait unread, so keep it well above
+ * the longest stall (tests with short values see this on a loaded machine).
  */
 export function limitServer(server: Server, caps: ConnectionCaps): void {
   server.headersTimeout = caps.idleTimeoutMs;
