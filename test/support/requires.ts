@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { addLoopbackAddresses, testAddresses } from './loopbackAddresses.js';
 import { waitForPing } from './redisServers.js';
 
 /** Debian's Chromium, the one `chromium.ts` launches (never a downloaded browser). */
@@ -26,6 +27,11 @@ const parts = {
   'redis-server': async () => {
     await Promise.all([run('redis-server', ['--version']), run('redis-cli', ['--version'])]);
   },
+  /** Test IPv6 addresses to connect from: already on `lo` (`.ci/run` adds them), or added for the check. */
+  'ipv6-addresses': async () => {
+    const remove = await addLoopbackAddresses([testAddresses.otherNetwork]);
+    await remove();
+  },
 };
 
 export type Part = keyof typeof parts;
@@ -35,6 +41,8 @@ const described: Record<Part, string> = {
   redis: 'Redis at 127.0.0.1:6379',
   'redis-server': 'the redis-server and redis-cli binaries on PATH',
   'walk-through tools': 'bash, curl and openssl on PATH',
+  'ipv6-addresses':
+    'IPv6 test addresses on lo (fd7b:6b72:6f6b::/48): added by .ci/run, or addable here with `ip -6 addr add` as root',
 };
 
 const checked = new Map<Part, Promise<string | undefined>>();
