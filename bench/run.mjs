@@ -4,8 +4,9 @@
  * the machine hits both sides alike). Prints a table and PASS/FAIL per target, writes
  * bench/results.json, and exits non-zero when a target is missed.
  *
- * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
- * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
+ * Scenarios: m (mint vs bare Express, and vs the limit L-mint: a bare `node:http` server answering the same
+ * JSON), p (proxy vs a hand-written Express + http-proxy-middleware proxy, and vs the limit L-proxy: a bare
+ * `node:http` server forwarding through one keep-alive undici `Pool`), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
  * allow-list of 50 rules), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy),
  * w (WebSockets: 1,000 sockets held through the proxy, and echo messages per second through it vs
  * direct to the same API).
@@ -184,18 +185,22 @@ async function scenarioM(upstream) {
     // The baseline answers a body of the same size as a real EdDSA answer.
     const sample = await post(`${brokers.EdDSA.url}/api/client-token`, { origin });
     const baseline = await launchScript('baseline', { BENCH_BODY: sample });
+    const limit = await launchScript('bareMint', { BENCH_BODY: sample });
     const rows = await alternate([
       { name: 'M  bare Express, fixed JSON', load: clientTokenLoad(baseline) },
+      { name: 'L-mint bare node:http, fixed JSON', load: clientTokenLoad(limit) },
       ...Object.entries(brokers).map(([alg, broker]) => ({
         name: `M  client-token ${alg}`,
         load: clientTokenLoad(broker),
       })),
     ]);
     await stop(baseline.child);
-    const [bare, ...minted] = rows;
+    await stop(limit.child);
+    const [bare, bareNode, ...minted] = rows;
     for (const row of rows) {
       row.ratio = ratio(row, bare);
       row.loopRatio = loopRatio(row, bare);
+      row.limitRatio = ratio(row, bareNode);
     }
     const eddsa = minted.find((row) => row.name.endsWith('EdDSA'));
     return {
@@ -203,6 +208,7 @@ async function scenarioM(upstream) {
       bodyBytes: Buffer.byteLength(sample),
       targets: [
         target('M client-token(EdDSA)/bare Express req/s', eddsa.ratio, '>=', 0.8),
+        target('L-mint client-token(EdDSA)/bare node:http req/s', eddsa.limitRatio, '>=', 0.3),
         target('M errors', errorCount(rows), '==', 0),
       ],
     };
@@ -222,22 +228,24 @@ async function getOk(url, headers) {
 async function scenarioP(upstream) {
   log('P: /api/proxy vs Express + http-proxy-middleware (keep-alive agent, fixed token)');
   const broker = await launchBroker('EdDSA', upstream);
-  const baseline = await launchScript('proxyBaseline', {
-    BENCH_API_URL: `${upstream.url}/api`,
-    BENCH_ACCESS_TOKEN: upstream.accessToken,
-  });
+  const apiEnv = { BENCH_API_URL: `${upstream.url}/api`, BENCH_ACCESS_TOKEN: upstream.accessToken };
+  const baseline = await launchScript('proxyBaseline', apiEnv);
+  const limit = await launchScript('bareProxy', apiEnv);
   try {
     const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
     const proxyHeaders = { origin, authorization: `Bearer ${token}` };
     // Both sides must answer the same thing, or the comparison means nothing.
     const viaBroker = await getOk(`${broker.url}/api/proxy/items`, proxyHeaders);
-    const viaBaseline = await getOk(`${baseline.url}/api/proxy/items`, { origin });
-    if (viaBroker !== viaBaseline) throw new Error('the broker and the baseline proxy answered differently');
+    for (const other of [baseline, limit]) {
+      if (viaBroker !== (await getOk(`${other.url}/api/proxy/items`, { origin })))
+        throw new Error('the broker and a baseline proxy answered differently');
+    }
     const handWritten = {
       url: `${baseline.url}/api/proxy/items`,
       headers: { origin },
       pid: baseline.child.pid,
     };
+    const bareProxy = { url: `${limit.url}/api/proxy/items`, headers: { origin }, pid: limit.child.pid };
     const proxied = { url: `${broker.url}/api/proxy/items`, headers: proxyHeaders, pid: broker.child.pid };
     // Information only: what the API costs on its own.
     const direct = {
@@ -247,6 +255,7 @@ async function scenarioP(upstream) {
     };
     const loaded = await alternate([
       { name: 'P  hand-written proxy', load: { ...loadDefaults(), ...handWritten } },
+      { name: 'L-proxy bare node:http + undici Pool', load: { ...loadDefaults(), ...bareProxy } },
       { name: 'P  /api/proxy', load: { ...loadDefaults(), ...proxied } },
       { name: 'P  API direct (info)', load: { ...loadDefaults(), ...direct } },
     ]);
@@ -262,13 +271,16 @@ async function scenarioP(upstream) {
         row.loopRatio = loopRatio(row, pair[0]);
       }
     }
+    const [, bareRow, proxyRow] = loaded;
+    for (const row of loaded) row.limitRatio = ratio(row, bareRow);
     const addedMs = Math.round((single[1].p50Ms - single[0].p50Ms) * 100) / 100;
-    const measured = [...loaded.slice(0, 2), ...single];
+    const measured = [...loaded.slice(0, 3), ...single];
     return {
       rows: [...loaded, ...single],
       addedP50Ms: addedMs,
       targets: [
-        target('P /api/proxy/hand-written proxy req/s', loaded[1].ratio, '>=', 1),
+        target('P /api/proxy/hand-written proxy req/s', proxyRow.ratio, '>=', 1),
+        target('L-proxy /api/proxy/bare node:http + undici Pool req/s', proxyRow.limitRatio, '>=', 0.7),
         target('P p50 added (ms, 1 caller)', addedMs, '<=', 0.5),
         target('P errors', errorCount(measured), '==', 0),
       ],
@@ -276,6 +288,7 @@ async function scenarioP(upstream) {
   } finally {
     await stop(broker.child);
     await stop(baseline.child);
+    await stop(limit.child);
   }
 }
 
@@ -665,6 +678,7 @@ async function main() {
     'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
     ratio: row.ratio.toFixed(2),
     'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
+    'vs limit': row.limitRatio === undefined ? '' : row.limitRatio.toFixed(2),
     errors: row.errors,
   }));
   const targets = [
