@@ -7,7 +7,7 @@
  * Scenarios: m (mint vs bare Express, and vs the limit L-mint: a bare `node:http` server answering the same
  * JSON), p (proxy vs a hand-written Express + http-proxy-middleware proxy, and vs the limit L-proxy: a bare
  * `node:http` server forwarding through one keep-alive undici `Pool`), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
- * allow-list of 50 rules), t (the proxy with tracing at 1 % and 100 %), g (the proxy with 100,000 client
+ * allow-list of 50 rules), f (the mint route with pow attestation on), t (the proxy with tracing at 1 % and 100 %), g (the proxy with 100,000 client
  * tokens, 100,000 revoked, 20 upstreams), x (only with BENCH_COMPARE: this build against another
  * checkout's, mint and proxy), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy),
  * w (WebSockets: 1,000 sockets held through the proxy, and echo messages per second through it vs
@@ -16,7 +16,7 @@
  * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_ROUND_REQUESTS (rounds of
  * this many requests instead of BENCH_DURATION), BENCH_CONNECTIONS (32),
  * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_WS_HOLD (30 s
- * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,t,g,c,d,e,s,w; all by default),
+ * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,f,t,g,c,d,e,s,w; all by default),
  * BENCH_COMPARE (a checkout with a built dist/ to compare this build with, scenario x),
  * BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
@@ -57,7 +57,7 @@ const settings = {
   socketHoldSeconds: positiveInt('BENCH_WS_HOLD', 30),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,t,g,c,d,e,s,w').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,f,t,g,c,d,e,s,w').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -405,6 +405,36 @@ async function scenarioA(upstream) {
     };
   } finally {
     for (const { broker } of brokers) await stop(broker.child);
+  }
+}
+
+/**
+ * Attestation (issue 25): the mint route with `CLIENT_TOKEN_ATTESTATION=pow` and an allowance the load
+ * never exhausts (`CLIENT_TOKEN_ATTESTATION_AFTER`), so every token passes the gate and counts against
+ * the address, against the same route with attestation off. A token minted on a solved challenge costs
+ * the broker one verification more (scenario C gives its CPU).
+ */
+async function scenarioF(upstream) {
+  log('F: POST /api/client-token with pow attestation on (within its allowance) vs off');
+  const brokers = [
+    await launchBroker('EdDSA', upstream),
+    await launchBroker('EdDSA', upstream, {
+      CLIENT_TOKEN_ATTESTATION: 'pow',
+      CLIENT_TOKEN_ATTESTATION_AFTER: '999999999/second',
+    }),
+  ];
+  try {
+    const rows = await alternate([
+      { name: 'F  client-token EdDSA, attestation off', load: clientTokenLoad(brokers[0]) },
+      { name: 'F  client-token EdDSA, pow attestation (allowance)', load: clientTokenLoad(brokers[1]) },
+    ]);
+    for (const row of rows) {
+      row.ratio = ratio(row, rows[0]);
+      row.loopRatio = loopRatio(row, rows[0]);
+    }
+    return { rows, targets: [target('F errors', errorCount(rows), '==', 0)] };
+  } finally {
+    for (const broker of brokers) await stop(broker.child);
   }
 }
 
@@ -878,6 +908,7 @@ async function main() {
   const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
   const b = settings.only.has('b') ? await scenarioB(upstream) : notSelected;
   const a = settings.only.has('a') ? await scenarioA(upstream) : notSelected;
+  const f = settings.only.has('f') ? await scenarioF(upstream) : notSelected;
   const t = settings.only.has('t') ? await scenarioT(upstream) : notSelected;
   const g = settings.only.has('g') ? await scenarioG(upstream) : notSelected;
   const x = process.env.BENCH_COMPARE
@@ -890,23 +921,26 @@ async function main() {
   const w = settings.only.has('w') ? await scenarioW(upstream) : notSelected;
   await stop(upstream.child);
 
-  const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows, ...t.rows, ...g.rows, ...x.rows].map((row) => ({
-    scenario: row.name,
-    'req/s': row.requestsPerSecond,
-    'p50 ms': row.p50Ms,
-    'p99 ms': row.p99Ms,
-    'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
-    'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
-    ratio: row.ratio.toFixed(2),
-    'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
-    'vs limit': row.limitRatio === undefined ? '' : row.limitRatio.toFixed(2),
-    errors: row.errors,
-  }));
+  const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows, ...f.rows, ...t.rows, ...g.rows, ...x.rows].map(
+    (row) => ({
+      scenario: row.name,
+      'req/s': row.requestsPerSecond,
+      'p50 ms': row.p50Ms,
+      'p99 ms': row.p99Ms,
+      'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
+      'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
+      ratio: row.ratio.toFixed(2),
+      'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
+      'vs limit': row.limitRatio === undefined ? '' : row.limitRatio.toFixed(2),
+      errors: row.errors,
+    }),
+  );
   const targets = [
     ...m.targets,
     ...p.targets,
     ...b.targets,
     ...a.targets,
+    ...f.targets,
     ...t.targets,
     ...g.targets,
     ...x.targets,
@@ -921,6 +955,7 @@ async function main() {
   if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
   if (b.skipped) process.stdout.write(`B  SKIPPED: ${b.skipped}\n`);
   if (a.skipped) process.stdout.write(`A  SKIPPED: ${a.skipped}\n`);
+  if (f.skipped) process.stdout.write(`F  SKIPPED: ${f.skipped}\n`);
   if (t.skipped) process.stdout.write(`T  SKIPPED: ${t.skipped}\n`);
   if (g.skipped) process.stdout.write(`G  SKIPPED: ${g.skipped}\n`);
   else if (g.revokedVsNone !== undefined)
@@ -969,6 +1004,7 @@ async function main() {
         p,
         b,
         a,
+        f,
         t,
         g,
         x,
