@@ -45,6 +45,15 @@ export function relayBody(body: Readable, res: ServerResponse, signal: AbortSign
       res.off('drain', onDrain);
       signal.removeEventListener('abort', onAbort);
     }
+    // Events already gone would never come again: an answer read to its end, or destroyed, before the relay.
+    if (body.readableEnded) {
+      onEnd();
+      return;
+    }
+    if (body.destroyed) {
+      onClose();
+      return;
+    }
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onFailure);
