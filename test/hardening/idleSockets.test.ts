@@ -128,6 +128,6 @@ describe('main.ts', () => {
     const lived = (await idle.closed) - idle.openedAt;
     expect(lived).toBeGreaterThanOrEqual(idleMs - 50);
     expect(lived).toBeLessThan(idleMs + checkMs + slackMs);
-  }, // A process starts slowly on a loaded machine (its own start-up bound is 45 s).
-  60_000);
+    // A process starts slowly on a loaded machine (its own start-up bound is 45 s).
+  }, 60_000);
 });
