@@ -56,7 +56,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
   const mounts: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
+    // `traceparent` and `tracestate`: the helper sends the page's trace context (BrokerClientOptions.traceContext).
+    allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type', 'traceparent', 'tracestate'],
   });
   for (const upstream of deps.upstreams.list) {
     const mount = deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy';
