@@ -31,6 +31,7 @@ import { createMemoryStore } from './store/memoryStore.js';
 import { connectRedis, type RedisBackend } from './store/redisBackend.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import type { Tracer } from './telemetry/spans.js';
 import { createUpstreams, type Upstreams } from './upstream/registry.js';
 import type { RenewalPolicy } from './upstream/renewalPolicy.js';
 
@@ -51,6 +52,11 @@ export interface BrokerDeps {
    * configuration generations (config/reloader.ts). Without it the configuration is fixed.
    */
   reload?: Pick<ConfigReloaderDeps, 'env' | 'readFile' | 'watchFiles' | 'debounceMs'>;
+  /**
+   * With tracing on (main.ts, when `OTEL_*` asks for it): the broker's own spans (telemetry/spans.ts).
+   * Without one, no span is started and nothing of tracing runs on any path.
+   */
+  tracer?: Tracer | undefined;
 }
 
 export interface Broker {
@@ -86,6 +92,7 @@ export async function createBroker({
   cachePolicy,
   upstreamProbes,
   reload,
+  tracer,
 }: BrokerDeps): Promise<Broker> {
   if (config.upstreams.length === 0) throw new Error('no upstream configured');
   const keys = createSigningKeyRing(
@@ -119,6 +126,7 @@ export async function createBroker({
       redis,
       dispatcher,
       cachePolicy,
+      tracer,
     });
     opened.push(() => upstreams.close());
     const localRevocations = createRevocationList({
@@ -262,12 +270,14 @@ export async function createBroker({
           failOpen: attestation.provider !== 'app-check' && attestation.siteverify.failOpen,
           metrics,
           clock,
+          tracer,
         }),
       attestationChallenge: attestationProvider?.challenge?.bind(attestationProvider),
       ...(redis ? { redisStatus: redis.status } : {}),
       ...callLimits({ config, redis, clock, logger, metrics }),
       demo: demo ?? false,
       upstreamProbes,
+      tracer,
       ...(reloader ? { configStatus: reloader.status } : {}),
     });
     return {

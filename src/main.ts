@@ -1,5 +1,5 @@
 // First: with tracing on, the SDK must hook http, undici and ioredis before anything below loads them.
-import './telemetry/tracingPreload.js';
+
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -11,7 +11,7 @@ import { type Config, ConfigError, loadConfig } from './config/index.js';
 import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
 import { limitServer, serverOptions } from './http/connectionCaps.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-import { tracingRequested } from './telemetry/tracingSwitch.js';
+import { tracing } from './telemetry/tracingPreload.js';
 
 /**
  * The only module that reads `process.env`, listens, and handles signals. Everything else is built by
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   loadDotenv({ quiet: true });
   let env: Record<string, string | undefined> = process.env;
   let config = parseOrExit(env);
-  const logger = createLogger({ level: config.logLevel, traceIds: tracingRequested(process.env) });
+  const logger = createLogger({ level: config.logLevel, traceIds: tracing !== undefined });
 
   let closeDevUpstream: (() => Promise<void>) | undefined;
   if (config.upstreams.length === 0) {
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     demo: devUpstream,
     upstreamProbes,
     reload: { env },
+    tracer: tracing?.tracer,
   });
   // SIGHUP re-reads every `*_FILE` setting, as the folder watches do on a change.
   process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
@@ -112,6 +113,10 @@ async function main(): Promise<void> {
       clearInterval(sweep);
       await broker.close();
       await closeDevUpstream?.();
+      // Every request has ended, so has its span: the SDK exports what its batch still holds.
+      await tracing?.shutdown().catch((error: unknown) => {
+        logger.warn({ err: error }, 'exporting the last spans failed');
+      });
       logger.info('stopped');
       // The destination is asynchronous: exit only once the last lines are written.
       logger.flush(() => process.exit(0));

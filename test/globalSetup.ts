@@ -16,8 +16,9 @@ declare module 'vitest' {
  * The suites serve and load the built browser helper (`dist/browser/`), so it is built first when a
  * source is newer than it.
  *
- * Every suite's logs and every secret the suites used land in one folder; when the whole run is
- * over, no log line may contain any of those secrets in any encoding (plain, base64, URL-encoded).
+ * Every suite's logs, the spans its brokers exported, and every secret the suites used land in one
+ * folder; when the whole run is over, no log line or span may contain any of those secrets in any
+ * encoding (plain, base64, URL-encoded).
  */
 export default function setup(project: TestProject) {
   execFileSync(
@@ -35,7 +36,7 @@ export default function setup(project: TestProject) {
       if (leaks.length > 0) {
         // vitest reports an error thrown here but still exits 0; the exit code is what CI reads.
         process.exitCode = 1;
-        throw new Error(`secrets leaked into the logs of this test run:\n${leaks.join('\n')}`);
+        throw new Error(`secrets leaked into the logs or spans of this test run:\n${leaks.join('\n')}`);
       }
       const logged = readFileSync(join(dir, 'logs.ndjson'), { encoding: 'utf8', flag: 'a+' });
       if (process.env.LEAK_CHECK_VERBOSE)

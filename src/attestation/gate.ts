@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { ReplayCache } from '../dpop/replayCache.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { inSpan, spanAttributes, spanNames, type Tracer } from '../telemetry/spans.js';
 import { type AttestationProvider, AttestationRefusal, failed } from './provider.js';
 
 /** Asks for, checks and spends the proof a client token needs (`CLIENT_TOKEN_ATTESTATION`). */
@@ -35,7 +36,12 @@ export interface AttestationGateOptions {
   failOpen?: boolean;
   metrics: Metrics;
   clock: Clock;
+  /** With tracing on: a span per check, with the provider and the outcome (never the proof). */
+  tracer?: Tracer | undefined;
 }
+
+/** Why a request may have its token: a proof checked, the address's allowance, or the provider failing open. */
+type Admission = 'passed' | 'allowance' | 'failed_open';
 
 export function createAttestationGate({
   provider,
@@ -44,6 +50,7 @@ export function createAttestationGate({
   failOpen = false,
   metrics,
   clock,
+  tracer,
 }: AttestationGateOptions): AttestationGate {
   const refuse = (refusal: AttestationRefusal, origin: string): never => {
     metrics.recordAttestation(provider.name, 'refused', refusal.reason);
@@ -53,36 +60,62 @@ export function createAttestationGate({
       origin,
     });
   };
-  return {
-    async check({ req, proof, origin, ip, log }) {
-      if (proof === undefined || proof === '') {
-        if (allowance && (await allowance(req))) {
-          metrics.recordAttestation(provider.name, 'allowance', '');
-          return;
-        }
-        refuse(
-          new AttestationRefusal('attestation_required', 'missing', `send a proof: ${provider.howToProve}`),
-          origin,
+  async function admit({
+    req,
+    proof,
+    origin,
+    ip,
+    log,
+  }: Parameters<AttestationGate['check']>[0]): Promise<Admission> {
+    if (proof === undefined || proof === '') {
+      if (allowance && (await allowance(req))) {
+        metrics.recordAttestation(provider.name, 'allowance', '');
+        return 'allowance';
+      }
+      refuse(
+        new AttestationRefusal('attestation_required', 'missing', `send a proof: ${provider.howToProve}`),
+        origin,
+      );
+    }
+    const verdict = await provider.verify({ proof: proof as string, origin, ip });
+    if (verdict instanceof AttestationRefusal) {
+      if (failOpen && verdict.reason === 'provider_unavailable') {
+        metrics.recordAttestation(provider.name, 'failed_open', verdict.reason);
+        log().warn(
+          { origin, provider: provider.name, reason: verdict.reason },
+          'attestation provider unavailable: minting without a checked proof (CLIENT_TOKEN_ATTESTATION_FAIL_OPEN)',
         );
+        return 'failed_open';
       }
-      const verdict = await provider.verify({ proof: proof as string, origin, ip });
-      if (verdict instanceof AttestationRefusal) {
-        if (failOpen && verdict.reason === 'provider_unavailable') {
-          metrics.recordAttestation(provider.name, 'failed_open', verdict.reason);
-          log().warn(
-            { origin, provider: provider.name, reason: verdict.reason },
-            'attestation provider unavailable: minting without a checked proof (CLIENT_TOKEN_ATTESTATION_FAIL_OPEN)',
-          );
-          return;
+      refuse(verdict, origin);
+    } else {
+      // Hashed: the replay store names a proof without holding it.
+      const key = createHash('sha256').update(`${provider.name}\n${verdict.once}`).digest('base64url');
+      const seen = await replays.checkAndRemember(key, Math.max(verdict.expiresAt - clock.now(), 1000));
+      if (seen !== 'new') refuse(failed('replayed', 'this proof was already used: get a new one'), origin);
+      metrics.recordAttestation(provider.name, 'passed', '');
+    }
+    return 'passed';
+  }
+
+  return {
+    async check(request) {
+      if (!tracer) {
+        await admit(request);
+        return;
+      }
+      const attributes = { [spanAttributes.attestationProvider]: provider.name };
+      await inSpan(tracer, spanNames.attestation, attributes, async (span) => {
+        try {
+          span.setAttribute(spanAttributes.attestationOutcome, await admit(request));
+        } catch (error) {
+          if (error instanceof AttestationRefusal) {
+            span.setAttribute(spanAttributes.attestationOutcome, 'refused');
+            span.setAttribute(spanAttributes.attestationReason, error.reason);
+          }
+          throw error;
         }
-        refuse(verdict, origin);
-      } else {
-        // Hashed: the replay store names a proof without holding it.
-        const key = createHash('sha256').update(`${provider.name}\n${verdict.once}`).digest('base64url');
-        const seen = await replays.checkAndRemember(key, Math.max(verdict.expiresAt - clock.now(), 1000));
-        if (seen !== 'new') refuse(failed('replayed', 'this proof was already used: get a new one'), origin);
-        metrics.recordAttestation(provider.name, 'passed', '');
-      }
+      });
     },
   };
 }

@@ -32,6 +32,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     dpop = false,
     WebSocket = globalThis.WebSocket,
     attestation,
+    traceContext,
   } = options;
   if (typeof fetch !== 'function') throw new TypeError('createBrokerClient needs a fetch implementation');
   const signer = dpop ? createDpopSigner({ now }) : undefined;
@@ -72,6 +73,7 @@ export function createBrokerClient(options: BrokerClientOptions = {}): BrokerCli
     tokens,
     signer,
     emit,
+    traceContext,
   });
   const proxySocket = createProxySocket({
     proxyRoot: root + proxyPath.replace(/\/+$/, ''),

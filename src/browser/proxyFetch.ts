@@ -1,6 +1,13 @@
 import { PROOF_REFUSED, retryableRefusal } from './problem.js';
 import type { TokenHolder } from './tokenHolder.js';
-import type { BrokerClientEvent, DpopSigner, FetchFunction, RenewableCode, TokenInfo } from './types.js';
+import type {
+  BrokerClientEvent,
+  BrokerClientOptions,
+  DpopSigner,
+  FetchFunction,
+  RenewableCode,
+  TokenInfo,
+} from './types.js';
 
 /** fetch upper-cases these methods only (Fetch standard, "normalize a method"); a proof must name what is sent. */
 const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
@@ -12,17 +19,21 @@ export interface ProxyFetchOptions {
   tokens: TokenHolder;
   signer: DpopSigner | undefined;
   emit: (event: BrokerClientEvent) => void;
+  traceContext: BrokerClientOptions['traceContext'];
 }
 
 /** `fetch` through the broker's proxy with the client's token; see {@link BrokerClient.fetch}. */
 export function createProxyFetch(
   options: ProxyFetchOptions,
 ): (path: string, init?: RequestInit) => Promise<Response> {
-  const { proxyRoot, fetch, tokens, signer, emit } = options;
+  const { proxyRoot, fetch, tokens, signer, emit, traceContext } = options;
 
   /** `Authorization` for the token, plus a proof for this very call when the token is DPoP-bound. */
   async function authorize(init: RequestInit, info: TokenInfo, url: string): Promise<RequestInit> {
     const headers = new Headers(init.headers);
+    if (traceContext && !headers.has('traceparent')) {
+      for (const [name, value] of Object.entries(traceContext() ?? {})) if (value) headers.set(name, value);
+    }
     if (info.tokenType === 'DPoP' && signer) {
       const method = String(init.method ?? 'GET');
       const upper = method.toUpperCase();

@@ -96,6 +96,13 @@ export interface BrokerClientOptions {
    * answered `attestation_required` once; from then on each token request carries a fresh proof.
    */
   attestation?: () => Promise<string>;
+  /**
+   * The page's W3C Trace Context for a call through the proxy, read at each attempt: its `traceparent`
+   * (and `tracestate`) are sent with it, so the broker's spans and the API's join the page's trace. With
+   * OpenTelemetry on the page: `() => { const c = {}; propagation.inject(context.active(), c); return c; }`.
+   * A `traceparent` in the call's own headers wins. Default: none sent.
+   */
+  traceContext?: () => { traceparent?: string; tracestate?: string } | undefined;
 }
 
 /** Signs DPoP proofs (RFC 9449 §4.2) with a key that cannot leave WebCrypto. */

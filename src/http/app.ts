@@ -18,6 +18,7 @@ import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { Tracer } from '../telemetry/spans.js';
 import type { Upstreams } from '../upstream/registry.js';
 import { directRoutes, type RequestListener } from './dispatch/directRoutes.js';
 import type { Handler } from './dispatch/handler.js';
@@ -81,6 +82,8 @@ export interface AppDeps {
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
   /** The configuration generation serving and the last reload's outcome, for `/readyz`. */
   configStatus?: () => ConfigStatus;
+  /** With tracing on: spans for the client-token mint and the proxied call (telemetry/spans.ts). */
+  tracer?: Tracer | undefined;
 }
 
 export const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { trace } from '@opentelemetry/api';
 import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import { spanAttributes } from '../telemetry/spans.js';
 import type { CredentialSource } from '../upstream/types.js';
 import {
   type CredentialPlacement,
@@ -214,6 +216,8 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
             await response.body.dump();
             response = await send(token.accessToken, body);
             retried = true;
+            // The proxied call's span, when tracing is on (routes/proxy.ts); off, there is none.
+            trace.getActiveSpan()?.setAttribute(spanAttributes.retried, true);
             if (response.statusCode === 401) {
               // Not invalidated again: an API that refuses every token must not make us renew on each request.
               request.log.warn({ upstreamPath: target.pathname }, 'the API refused a freshly renewed token');

@@ -1,30 +1,24 @@
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import type { Span } from '@opentelemetry/api';
+import { type Span, type Tracer, trace } from '@opentelemetry/api';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { BrokerResponse } from '../http/dispatch/handler.js';
-
-/** Span attributes that may hold a request's query string, where the claim route accepts a key. */
-const queryAttributes = ['url.query', 'url.full', 'http.target', 'http.url'];
+import { packageVersion } from '../version.js';
+import { redisStatement, scrubSpanUrls } from './spanScrubbing.js';
 
 /**
  * Names a server span after its route (`GET proxy`, `POST claim`), never the raw path, and keeps the
- * query string out of it: the claim route accepts credentials there.
+ * query's values out of it: the claim route accepts credentials there.
  */
 function describeServerSpan(span: Span, request: IncomingMessage, response: BrokerResponse): void {
   // Set by the listener (directRoutes.ts) in both lanes; `none` for a path no route has.
   const route = response.locals?.route ?? 'none';
   span.updateName(`${request.method ?? 'GET'} ${route}`);
   span.setAttribute('http.route', route);
-  const attributes = (span as Span & { attributes?: Record<string, unknown> }).attributes ?? {};
-  for (const name of queryAttributes) {
-    const value = attributes[name];
-    if (typeof value === 'string' && value.includes('?')) span.setAttribute(name, value.split('?')[0] ?? '');
-    else if (name === 'url.query' && value !== undefined) span.setAttribute(name, '[redacted]');
-  }
+  scrubSpanUrls(span);
 }
 
 /** Context headers the instrumentation writes itself. */
@@ -51,12 +45,18 @@ function dropForwardedContext(request: { headers: unknown }): void {
   }
 }
 
+/** Tracing once started: the broker's tracer, and the SDK's shutdown, which exports what is still buffered. */
+export interface Tracing {
+  tracer: Tracer;
+  shutdown(): Promise<void>;
+}
+
 /**
  * Starts the OpenTelemetry Node SDK, configured by the standard `OTEL_*` variables alone (exporter,
  * endpoint, protocol, service name, sampler, propagators). Loaded only when tracing is asked for
  * (tracingPreload.ts), before the broker's modules, so the instrumentations see them load.
  */
-export function startTracing(): NodeSDK {
+export function startTracing(): Tracing {
   const sdk = new NodeSDK({
     instrumentations: [
       new HttpInstrumentation({
@@ -65,8 +65,13 @@ export function startTracing(): NodeSDK {
             describeServerSpan(span, request as IncomingMessage, response as BrokerResponse);
         },
       }),
-      new UndiciInstrumentation({ requestHook: (_span, request) => dropForwardedContext(request) }),
-      new IORedisInstrumentation(),
+      new UndiciInstrumentation({
+        requestHook: (span, request) => {
+          dropForwardedContext(request);
+          scrubSpanUrls(span);
+        },
+      }),
+      new IORedisInstrumentation({ dbStatementSerializer: redisStatement }),
     ],
   });
   sdk.start();
@@ -77,5 +82,5 @@ export function startTracing(): NodeSDK {
   const require = createRequire(import.meta.url);
   require('node:http');
   require('ioredis');
-  return sdk;
+  return { tracer: trace.getTracer('token-broker', packageVersion), shutdown: () => sdk.shutdown() };
 }

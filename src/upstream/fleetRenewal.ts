@@ -1,6 +1,7 @@
 import { UpstreamError } from '../errors.js';
 import type { FleetLock } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
+import { inSpan, spanAttributes, spanNames, type Tracer } from '../telemetry/spans.js';
 
 export interface FleetRenewalOptions<T> {
   /** Absent for a single instance: then this is a plain `fetch`. */
@@ -23,7 +24,16 @@ export interface FleetRenewalOptions<T> {
   pollMs?: number;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
+  /** With tracing on: one span per renewal through the lock, saying how it ended and under which fence. */
+  tracer?: Tracer | undefined;
 }
+
+/**
+ * How a renewal through the lock ended: this replica took the lease and asked the upstream
+ * (`acquired`), found the token stored by another (`stored_by_other`), renewed without the unreachable
+ * lock (`unreachable`), or deferred to a later try (`deferred`).
+ */
+type LeaseOutcome = 'acquired' | 'stored_by_other' | 'unreachable' | 'deferred';
 
 /** The lock could not be reached and the caller chose to wait for it rather than renew alone. */
 export class LockUnreachable extends Error {
@@ -49,8 +59,23 @@ const realSleep = (ms: number) =>
 export async function renewAcrossFleet<T>(
   options: FleetRenewalOptions<T>,
 ): Promise<{ value: T; source: 'store' | 'upstream' }> {
+  const { lock, tracer } = options;
+  if (!lock) return { value: await options.fetch(undefined), source: 'upstream' };
+  if (!tracer) return renewUnderLock(lock, options, () => undefined);
+  return inSpan(tracer, spanNames.lease, {}, (span) =>
+    renewUnderLock(lock, options, (outcome, fence) => {
+      span.setAttribute(spanAttributes.leaseOutcome, outcome);
+      if (fence !== undefined) span.setAttribute(spanAttributes.fence, fence);
+    }),
+  );
+}
+
+async function renewUnderLock<T>(
+  lock: FleetLock,
+  options: FleetRenewalOptions<T>,
+  report: (outcome: LeaseOutcome, fence?: number) => void,
+): Promise<{ value: T; source: 'store' | 'upstream' }> {
   const {
-    lock,
     name,
     reload,
     fetch,
@@ -61,7 +86,6 @@ export async function renewAcrossFleet<T>(
     sleep = realSleep,
     renewWithoutLock = () => true,
   } = options;
-  if (!lock) return { value: await fetch(undefined), source: 'upstream' };
   // Counted in pauses, not read from a clock: bounded even under a clock that tests hold still.
   let waited = 0;
   for (;;) {
@@ -69,8 +93,12 @@ export async function renewAcrossFleet<T>(
     try {
       lease = await lock.tryAcquire(name);
     } catch (error) {
-      if (!renewWithoutLock()) throw new LockUnreachable({ cause: error });
+      if (!renewWithoutLock()) {
+        report('deferred');
+        throw new LockUnreachable({ cause: error });
+      }
       logger.debug({ err: error }, 'renewal lock unreachable; renewing without it');
+      report('unreachable');
       return { value: await fetch(undefined), source: 'upstream' };
     }
     if (lease) {
@@ -78,7 +106,11 @@ export async function renewAcrossFleet<T>(
       try {
         // Another replica may have renewed between our look at the store and our lease.
         const renewed = await reload();
-        if (renewed !== undefined) return { value: renewed, source: 'store' };
+        if (renewed !== undefined) {
+          report('stored_by_other', lease.fence);
+          return { value: renewed, source: 'store' };
+        }
+        report('acquired', lease.fence);
         return { value: await fetch(lease.fence), source: 'upstream' };
       } finally {
         await lease.release();
@@ -93,6 +125,9 @@ export async function renewAcrossFleet<T>(
     await sleep(pause);
     waited += pause;
     const renewed = await reload();
-    if (renewed !== undefined) return { value: renewed, source: 'store' };
+    if (renewed !== undefined) {
+      report('stored_by_other');
+      return { value: renewed, source: 'store' };
+    }
   }
 }

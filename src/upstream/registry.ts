@@ -10,6 +10,8 @@ import type { RedisBackend } from '../store/redisBackend.js';
 import type { KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import { instrumentTokenClient, type Metrics } from '../telemetry/metrics.js';
+import type { Tracer } from '../telemetry/spans.js';
+import { traceTokenClient } from '../telemetry/tokenClientSpans.js';
 import { tokenIdentity } from './cacheKey.js';
 import {
   createMemoryQuotaCounter,
@@ -75,6 +77,8 @@ export interface UpstreamsDeps {
   redis: RedisBackend | undefined;
   dispatcher?: Dispatcher | undefined;
   cachePolicy?: Partial<RenewalPolicy> | undefined;
+  /** With tracing on: spans for token lookups, token requests and the fleet lease (telemetry/spans.ts). */
+  tracer?: Tracer | undefined;
 }
 
 /**
@@ -238,6 +242,7 @@ function createSharedCache({
   dispatcher,
   cachePolicy,
   credentials,
+  tracer,
 }: UpstreamsDeps & {
   config: NamedUpstream['config'];
   label: string;
@@ -245,11 +250,12 @@ function createSharedCache({
   credentials: () => UpstreamCredentials;
 }): TokenCache {
   const log = named ? logger.child({ upstream: label }) : logger;
-  const client = instrumentTokenClient(
+  const measured = instrumentTokenClient(
     createTokenClient({ config, clock, logger: log, ...(dispatcher ? { dispatcher } : {}) }),
     metrics,
     label,
   );
+  const client = tracer ? traceTokenClient(measured, tracer) : measured;
   // With Redis the budget is counted fleet-wide, as the upstream meters it; each token counts its own.
   const quota = config.tokenQuota
     ? createQuotaGovernor({
@@ -288,6 +294,7 @@ function createSharedCache({
     ...(redis ? { lock: redis.lock, lockWaitMs: config.timeoutMs + redis.lockTtlMs } : {}),
     onEvent: (event) => metrics.recordCacheEvent(event, label),
     credentials,
+    tracer,
     ...(quota ? { quota } : {}),
   });
   metrics.observeCache(label, () => cache.status());

@@ -3,6 +3,7 @@ import { UpstreamError } from '../errors.js';
 import { createMemoryStore } from '../store/memoryStore.js';
 import type { FleetLock, KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
+import { inSpan, spanAttributes, spanNames, type Tracer } from '../telemetry/spans.js';
 import { cacheKey, cacheKeyInput, type TokenRequestConfig, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
@@ -60,6 +61,8 @@ export interface TokenCacheOptions {
    * by default): a renewal after a reload authenticates with the new ones and stores under their key.
    */
   credentials?: () => UpstreamCredentials;
+  /** With tracing on: a span per `get()` (hit, miss, or waited on another caller's request), and the fleet lease's. */
+  tracer?: Tracer | undefined;
 }
 
 const defaultLockWaitMs = 15_000;
@@ -74,12 +77,12 @@ const iso = (ms: number) => new Date(ms).toISOString();
  * breaker against a failing upstream. While a valid token is held, `get()` answers from memory at once.
  */
 export function createTokenCache(options: TokenCacheOptions): TokenCache {
-  const { client, config, clock, random = Math.random, schedule = unrefScheduler } = options;
+  const { client, config, clock, random = Math.random, schedule = unrefScheduler, tracer } = options;
   const onEvent = options.onEvent ?? (() => undefined);
   const policy: RenewalPolicy = { ...defaultRenewalPolicy, ...options.policy };
   const logger = options.logger.child({ component: 'tokenCache' });
   const store = options.store ?? createMemoryStore({ clock });
-  const tokenStore = createTokenStore({ store, clock, logger });
+  const tokenStore = createTokenStore({ store, clock, logger, tracer });
   const breaker = createUpstreamBreaker({
     clock,
     threshold: policy.breakerThreshold,
@@ -160,6 +163,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         waitMs: options.lockWaitMs ?? defaultLockWaitMs,
         random,
         renewWithoutLock: () => !canAwaitLock(),
+        tracer,
       });
       return adopt(renewed.value, storeKey, renewed.source, renewed.source === 'upstream' ? fetchedFence : 0);
     } catch (error) {
@@ -274,18 +278,31 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     else renewInBackground();
   }
 
+  /** Without a valid token: joins the request in flight, or starts one unless the backoff forbids it. */
+  function lookUp(now: number): Promise<UpstreamToken> {
+    if (flight) return flight;
+    if (now < streak.retryAt()) return Promise.reject(streak.refusal());
+    return startFlight();
+  }
+
   return {
     get() {
       const now = clock.now();
       if (isValid(current, now)) {
         onEvent('hit');
         if (now >= renewAt) renewInBackground();
+        tracer
+          ?.startSpan(spanNames.tokenLookup, { attributes: { [spanAttributes.cacheResult]: 'hit' } })
+          .end();
         return Promise.resolve(current);
       }
       onEvent('miss');
-      if (flight) return flight;
-      if (now < streak.retryAt()) return Promise.reject(streak.refusal());
-      return startFlight();
+      if (!tracer) return lookUp(now);
+      // Started inside the span, so the request it makes (lease, grant, undici) nests under it.
+      const result = flight ? 'waited' : 'miss';
+      return inSpan(tracer, spanNames.tokenLookup, { [spanAttributes.cacheResult]: result }, () =>
+        lookUp(now),
+      );
     },
     async invalidate(accessToken) {
       if (current?.accessToken !== accessToken) return;

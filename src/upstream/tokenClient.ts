@@ -1,9 +1,11 @@
 import { performance } from 'node:perf_hooks';
+import { trace } from '@opentelemetry/api';
 import { type Dispatcher, request } from 'undici';
 import type { Clock } from '../clock.js';
 import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import { spanAttributes } from '../telemetry/spans.js';
 import { createAssertionFileReader } from './assertionFile.js';
 import { createClientAssertionSigner } from './clientAssertion.js';
 import { createDiscovery } from './discovery.js';
@@ -228,6 +230,8 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     try {
       const answer = await exchange(endpoint, { method: 'POST', headers: wire.headers, body: wire.body });
       status = answer.status;
+      // With tracing on, the active span is this request's (tokenClientSpans.ts); without, there is none.
+      trace.getActiveSpan()?.setAttribute(spanAttributes.status, status);
       return interpret(answer, grant, endpoint);
     } catch (error) {
       outcome = error instanceof UpstreamError ? error.error : 'error';

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
+import { inSpan, spanAttributes, spanNames, type Tracer } from '../telemetry/spans.js';
 import type { UpstreamToken } from './types.js';
 
 const storedTokenSchema = z.object({
@@ -33,10 +34,13 @@ export function createTokenStore({
   store,
   clock,
   logger,
+  tracer,
 }: {
   store: KeyValueStore;
   clock: Clock;
   logger: Logger;
+  /** With tracing on: a span per fenced write, with its fence and whether the store took it. */
+  tracer?: Tracer | undefined;
 }): TokenStore {
   async function load(key: string): Promise<UpstreamToken | undefined> {
     let raw: string | undefined;
@@ -65,6 +69,23 @@ export function createTokenStore({
     return result.data;
   }
 
+  /** A write the store refuses when a lease newer than `fence` was granted (redisStore.ts). */
+  function writeFenced(
+    setFenced: NonNullable<KeyValueStore['setFenced']>,
+    key: string,
+    token: UpstreamToken,
+    ttlMs: number,
+    fence: number,
+  ): Promise<boolean> {
+    const write = () => setFenced(key, JSON.stringify(token), ttlMs, fence);
+    if (!tracer) return write();
+    return inSpan(tracer, spanNames.fencedWrite, { [spanAttributes.fence]: fence }, async (span) => {
+      const accepted = await write();
+      span.setAttribute(spanAttributes.fenceAccepted, accepted);
+      return accepted;
+    });
+  }
+
   return {
     load,
     async save(key, token, fence) {
@@ -73,7 +94,7 @@ export function createTokenStore({
       try {
         if (fence === undefined || !store.setFenced) {
           await store.set(key, JSON.stringify(token), ttlMs);
-        } else if (!(await store.setFenced(key, JSON.stringify(token), ttlMs, fence))) {
+        } else if (!(await writeFenced(store.setFenced.bind(store), key, token, ttlMs, fence))) {
           logger.warn(
             { fence },
             'a newer renewal lease exists; its token is kept in the store, not this one',

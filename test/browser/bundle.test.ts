@@ -7,11 +7,15 @@ import { clientDir } from '../../src/http/app.js';
 
 /**
  * About 20 % above the 3.2 KiB measured when the helper was first built from TypeScript (3,840 bytes),
- * raised by 150 when websocket() joined the pow solver's loader: together they gzip to 3,977 bytes.
+ * raised by 150 when websocket() joined the pow solver's loader (together 3,977 bytes), and by 60 for
+ * `traceContext` (4,039 bytes).
  */
-const GZIP_BUDGET_BYTES = 3990;
-/** 8 KiB until websocket() and the pow solver's loader came together (8,791 bytes minified). */
-const MINIFIED_BUDGET_BYTES = 8800;
+const GZIP_BUDGET_BYTES = 4050;
+/**
+ * 8 KiB until websocket() and the pow solver's loader came together (8,791 bytes minified); 8,917 with
+ * `traceContext`.
+ */
+const MINIFIED_BUDGET_BYTES = 8930;
 
 const code = readFileSync(join(clientDir, 'client.js'));
 const declarations = readFileSync(join(clientDir, 'client.d.ts'), 'utf8');

@@ -367,6 +367,38 @@ describe('fetch through the proxy', () => {
     c.clear();
   });
 
+  it('when the page gives a trace context, then each call carries its traceparent and tracestate unless the call set its own', async () => {
+    const broker = fakeBroker();
+    const contexts = [
+      { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'vendor=1' },
+      { traceparent: '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01' },
+    ];
+    let calls = 0;
+    const { client: c } = client(broker, { autoRefresh: false, traceContext: () => contexts[calls++] });
+
+    await c.fetch('/a');
+    await c.fetch('/b');
+    await c.fetch('/c', {
+      headers: { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' },
+    });
+    await c.fetch('/d');
+
+    const sent = broker.proxyCalls.map((call) => [
+      call.headers.get('traceparent'),
+      call.headers.get('tracestate'),
+    ]);
+    expect(sent).toEqual([
+      [contexts[0]?.traceparent, 'vendor=1'],
+      [contexts[1]?.traceparent, null],
+      ['00-11111111111111111111111111111111-2222222222222222-01', null],
+      [null, null],
+    ]);
+    // Without the option nothing is added.
+    const plain = fakeBroker();
+    await client(plain, { autoRefresh: false }).client.fetch('/e');
+    expect(plain.proxyCalls[0]?.headers.has('traceparent')).toBe(false);
+  });
+
   it('when headers come as a plain object, then they are kept next to the token', async () => {
     const broker = fakeBroker();
     const { client: c } = client(broker, { autoRefresh: false });

@@ -562,13 +562,21 @@ describe('what reaches the API and what comes back', () => {
       headers: {
         origin: appOrigin,
         'access-control-request-method': 'POST',
-        'access-control-request-headers': 'authorization, content-type',
+        'access-control-request-headers': 'authorization, content-type, traceparent, tracestate',
       },
     });
     expect(answer.status).toBe(204);
     expect(answer.headers['access-control-allow-origin']).toBe(appOrigin);
     const allowed = String(answer.headers['access-control-allow-headers']).split(',');
-    expect(allowed).toEqual(expect.arrayContaining(['authorization', 'x-client-token', 'content-type']));
+    expect(allowed).toEqual(
+      expect.arrayContaining([
+        'authorization',
+        'x-client-token',
+        'content-type',
+        'traceparent',
+        'tracestate',
+      ]),
+    );
     expect(answer.headers['access-control-allow-methods']).toContain('POST');
     expect(answer.headers.vary).toContain('Origin');
     expect(api.requests).toHaveLength(0);

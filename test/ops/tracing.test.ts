@@ -1,50 +1,69 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spanAttributes, spanNames } from '../../src/telemetry/spans.js';
 import { tracingRequested } from '../../src/telemetry/tracingSwitch.js';
-import { type ApiServer, startFixedApi } from '../support/apiServers.js';
+import { startFixedApi } from '../support/apiServers.js';
 import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
 import { expectNoSecrets, registerSecret } from '../support/logs.js';
-import { type FakeTokenServer, issueToken, startFakeTokenServer } from '../support/oauthServers.js';
+import { issueToken, startFakeTokenServer } from '../support/oauthServers.js';
+import { attribute, type OtlpReceiver, startOtlpReceiver } from '../support/otlpReceiver.js';
 import { waitFor } from '../support/waiting.js';
 
-interface ExportedSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes: { key: string; value: Record<string, unknown> }[];
+const origin = 'https://app.example.com';
+
+/** A broker process exporting its spans to `receiver`, against a token endpoint and an API of its own. */
+async function startTracedBroker(receiver: OtlpReceiver, env: Record<string, string> = {}) {
+  const issued: string[] = [];
+  const upstream = await startFakeTokenServer(issueToken(issued));
+  const api = await startFixedApi();
+  const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
+  const broker = await startBrokerProcess({
+    LOG_LEVEL: 'debug',
+    ALLOWED_ORIGINS: origin,
+    BROKER_API_KEYS: apiKey,
+    UPSTREAM_TOKEN_URL: upstream.tokenUrl,
+    UPSTREAM_CLIENT_ID: 'tracing-test',
+    UPSTREAM_CLIENT_SECRET: registerSecret(
+      'upstream client secret',
+      `cs-${randomBytes(24).toString('base64url')}`,
+    ),
+    UPSTREAM_API_URL: api.origin,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_SERVICE_NAME: 'token-broker-test',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    ...env,
+  });
+  return {
+    broker,
+    upstream,
+    api,
+    apiKey,
+    issued,
+    close: async () => {
+      await broker.stop();
+      await api.close();
+      await upstream.close();
+    },
+  };
 }
 
-/** An OTLP/HTTP receiver (JSON encoding): every span of every export request it was sent. */
-async function startReceiver(): Promise<{
-  url: string;
-  spans: ExportedSpan[];
-  bodies: string[];
-  server: Server;
-}> {
-  const spans: ExportedSpan[] = [];
-  const bodies: string[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      bodies.push(text);
-      const body = JSON.parse(text) as {
-        resourceSpans?: { scopeSpans?: { spans?: ExportedSpan[] }[] }[];
-      };
-      for (const resource of body.resourceSpans ?? []) {
-        for (const scope of resource.scopeSpans ?? []) spans.push(...(scope.spans ?? []));
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
-    });
+type TracedBroker = Awaited<ReturnType<typeof startTracedBroker>>;
+
+/** A page's W3C trace context: a new trace, with the page's own span as the parent. */
+function pageContext() {
+  const traceId = randomBytes(16).toString('hex');
+  const spanId = randomBytes(8).toString('hex');
+  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-01` };
+}
+
+async function mint(broker: BrokerProcess, traceparent?: string): Promise<string> {
+  const minted = await fetch(`${broker.url}/api/client-token`, {
+    method: 'POST',
+    headers: { origin, ...(traceparent ? { traceparent } : {}) },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, bodies, server };
+  expect(minted.status).toBe(200);
+  return registerSecret('client token', ((await minted.json()) as { token: string }).token);
 }
 
 describe('tracing switch', () => {
@@ -63,79 +82,127 @@ describe('tracing switch', () => {
 });
 
 describe('traces over OTLP/HTTP from a broker process', () => {
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
-  let upstream: FakeTokenServer;
-  let api: ApiServer;
-  let broker: BrokerProcess;
-  const issued: string[] = [];
-  const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
-  const origin = 'https://app.example.com';
+  let receiver: OtlpReceiver;
+  let traced: TracedBroker;
 
   beforeAll(async () => {
-    receiver = await startReceiver();
-    upstream = await startFakeTokenServer(issueToken(issued));
-    api = await startFixedApi();
-    broker = await startBrokerProcess({
-      LOG_LEVEL: 'debug',
-      ALLOWED_ORIGINS: origin,
-      BROKER_API_KEYS: apiKey,
-      UPSTREAM_TOKEN_URL: upstream.tokenUrl,
-      UPSTREAM_CLIENT_ID: 'tracing-test',
-      UPSTREAM_CLIENT_SECRET: registerSecret(
-        'upstream client secret',
-        `cs-${randomBytes(24).toString('base64url')}`,
-      ),
-      UPSTREAM_API_URL: api.origin,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_SERVICE_NAME: 'token-broker-test',
-      OTEL_BSP_SCHEDULE_DELAY: '100',
-    });
-    await broker.waitForLine((line) => line.msg === 'token-broker listening');
+    receiver = await startOtlpReceiver();
+    traced = await startTracedBroker(receiver);
   });
   afterAll(async () => {
-    await broker?.stop();
-    await api?.close();
-    await upstream?.close();
-    await new Promise((resolve) => receiver?.server.close(resolve));
+    await traced?.close();
+    await receiver?.close();
   });
 
-  it("when a page's traceparent reaches the proxy on a cold cache, then one trace holds the server span, the token request and the API call", async () => {
-    const minted = await fetch(`${broker.url}/api/client-token`, { method: 'POST', headers: { origin } });
-    expect(minted.status).toBe(200);
-    const clientToken = registerSecret('client token', ((await minted.json()) as { token: string }).token);
+  it("when a page's traceparent reaches the proxy on a cold cache, then one trace runs from the page through the broker's spans to the token endpoint and the API", async () => {
+    const { broker, upstream, api, apiKey, issued } = traced;
+    const minting = pageContext();
+    const clientToken = await mint(broker, minting.traceparent);
 
-    const traceId = randomBytes(16).toString('hex');
-    const pageSpanId = randomBytes(8).toString('hex');
+    const page = pageContext();
     const proxied = await fetch(`${broker.url}/api/proxy/things?x=1`, {
-      headers: {
-        origin,
-        authorization: `Bearer ${clientToken}`,
-        traceparent: `00-${traceId}-${pageSpanId}-01`,
-      },
+      headers: { origin, authorization: `Bearer ${clientToken}`, traceparent: page.traceparent },
     });
     expect(proxied.status).toBe(200);
     registerSecret('upstream token', issued.at(-1) ?? '');
 
-    const inTrace = () => receiver.spans.filter((span) => span.traceId === traceId);
-    await waitFor(() => inTrace().length >= 3, 10_000);
-    const spans = inTrace();
-    const server = spans.find((span) => span.parentSpanId === pageSpanId);
+    const inTrace = (traceId: string) => receiver.spans.filter((span) => span.traceId === traceId);
+    const named = (traceId: string, name: string) => inTrace(traceId).filter((span) => span.name === name);
+    const childOf = (parent: { spanId: string } | undefined, name: string) =>
+      inTrace(page.traceId).find((span) => span.parentSpanId === parent?.spanId && span.name === name);
+    await waitFor(
+      () => inTrace(page.traceId).length >= 6 && named(minting.traceId, spanNames.mint).length > 0,
+      10_000,
+    );
+
+    // The page's span → the broker's server span, named after the route.
+    const server = inTrace(page.traceId).find((span) => span.parentSpanId === page.spanId);
     expect(server?.name).toBe('GET proxy');
-    // The page's query string stays out of the broker's own span (the claim route accepts a key there).
+    // The page's query values stay out of the broker's spans (the claim route accepts a key there).
     expect(JSON.stringify(server?.attributes)).not.toContain('x=1');
-    // Client spans (kind 3) under the server span: the token endpoint, then the API.
-    const clients = spans.filter((span) => span.kind === 3);
-    const urls = clients.map((span) => span.attributes.find((a) => a.key === 'url.full')?.value.stringValue);
-    expect(urls).toEqual(expect.arrayContaining([upstream.tokenUrl, `${api.origin}/things?x=1`]));
-    const apiSaw = api.requests.at(-1)?.headers.traceparent;
-    expect(apiSaw).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
-    expect(upstream.requests.at(-1)?.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-`));
+    // → the proxied call → the token lookup (a miss on a cold cache) → the token request → its HTTP call.
+    const call = childOf(server, spanNames.proxy);
+    expect(attribute(call, spanAttributes.upstream)).toBe('default');
+    expect(attribute(call, spanAttributes.method)).toBe('GET');
+    expect(attribute(call, spanAttributes.status)).toBe(200);
+    expect(attribute(call, spanAttributes.retried)).toBe(false);
+    const lookup = childOf(call, spanNames.tokenLookup);
+    expect(attribute(lookup, spanAttributes.cacheResult)).toBe('miss');
+    const request = childOf(lookup, spanNames.tokenRequest);
+    expect(attribute(request, spanAttributes.grant)).toBe('client_credentials');
+    expect(attribute(request, spanAttributes.attempt)).toBe(1);
+    expect(attribute(request, spanAttributes.status)).toBe(200);
+    const tokenCall = inTrace(page.traceId).find((span) => span.parentSpanId === request?.spanId);
+    expect(tokenCall?.kind).toBe(3);
+    expect(attribute(tokenCall, 'url.full')).toBe(upstream.tokenUrl);
+    expect(upstream.requests.at(-1)?.headers.traceparent).toBe(`00-${page.traceId}-${tokenCall?.spanId}-01`);
+    // → the API call, under the proxied call; the API sees the same trace, with that span as its parent.
+    const apiCall = inTrace(page.traceId).find(
+      (span) => span.parentSpanId === call?.spanId && span.kind === 3,
+    );
+    expect(attribute(apiCall, 'url.full')).toBe(`${api.origin}/things?x=REDACTED`);
+    expect(api.requests.at(-1)?.headers.traceparent).toBe(`00-${page.traceId}-${apiCall?.spanId}-01`);
+
+    // The mint, in the page's other trace, under its server span: origin, upstreams, binding.
+    const minted = named(minting.traceId, spanNames.mint)[0];
+    const mintServer = inTrace(minting.traceId).find((span) => span.spanId === minted?.parentSpanId);
+    expect(mintServer?.name).toBe('POST clientToken');
+    expect(attribute(minted, spanAttributes.origin)).toBe(origin);
+    expect(attribute(minted, spanAttributes.upstreams)).toEqual(['default']);
+    expect(attribute(minted, spanAttributes.binding)).toBe('ip');
 
     // The request's log lines carry the trace, the access line among them.
-    const access = await broker.waitForLine((line) => line.msg === 'request' && line.trace_id === traceId);
+    const access = await broker.waitForLine(
+      (line) => line.msg === 'request' && line.trace_id === page.traceId,
+    );
     expect(access).toMatchObject({ path: '/api/proxy/things', status: 200, span_id: expect.any(String) });
     // Nothing the broker holds secret went out in a span.
     expectNoSecrets(receiver.bodies.join('\n'), [apiKey, clientToken, ...issued], 'exported spans');
+  });
+
+  it('when the token is held, then the next call is a cache hit and asks the token endpoint nothing', async () => {
+    const { broker, upstream } = traced;
+    const clientToken = await mint(broker);
+    const before = upstream.requests.length;
+    const page = pageContext();
+    const proxied = await fetch(`${broker.url}/api/proxy/again`, {
+      headers: { origin, authorization: `Bearer ${clientToken}`, traceparent: page.traceparent },
+    });
+    expect(proxied.status).toBe(200);
+    const lookups = () =>
+      receiver.spans.filter((span) => span.traceId === page.traceId && span.name === spanNames.tokenLookup);
+    await waitFor(() => lookups().length > 0, 10_000);
+    expect(attribute(lookups()[0], spanAttributes.cacheResult)).toBe('hit');
+    expect(upstream.requests.length).toBe(before);
+    expect(
+      receiver.spans.some((span) => span.traceId === page.traceId && span.name === spanNames.tokenRequest),
+    ).toBe(false);
+  });
+});
+
+describe('spans at shutdown', () => {
+  it("when SIGTERM follows a request, then the request's spans are exported before the process exits", async () => {
+    const receiver = await startOtlpReceiver();
+    // Ten minutes between scheduled exports: only the flush at shutdown can send the spans in time.
+    const traced = await startTracedBroker(receiver, { OTEL_BSP_SCHEDULE_DELAY: '600000' });
+    try {
+      const clientToken = await mint(traced.broker);
+      registerSecret('upstream token', traced.issued.at(-1) ?? '');
+      const page = pageContext();
+      const proxied = await fetch(`${traced.broker.url}/api/proxy/last`, {
+        headers: { origin, authorization: `Bearer ${clientToken}`, traceparent: page.traceparent },
+      });
+      expect(proxied.status).toBe(200);
+      await proxied.arrayBuffer();
+      expect(receiver.spans.filter((span) => span.traceId === page.traceId)).toEqual([]);
+
+      await traced.broker.stop();
+      const names = receiver.spans.filter((span) => span.traceId === page.traceId).map((span) => span.name);
+      expect(names).toEqual(expect.arrayContaining(['GET proxy', spanNames.proxy, spanNames.tokenLookup]));
+      expect(traced.broker.lines().some((line) => line.msg === 'stopped')).toBe(true);
+    } finally {
+      await traced.close();
+      await receiver.close();
+    }
   });
 });

@@ -18,6 +18,25 @@ describe('leak scanner', () => {
     }
   });
 
+  it('when an exported span holds a secret, then it is reported with the file it was found in', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'leak-scan-'));
+    const secret = 'an-upstream-access-token-value';
+    writeFileSync(
+      join(dir, 'secrets.ndjson'),
+      `${JSON.stringify({ label: 'upstream token', value: secret })}\n`,
+    );
+    writeFileSync(join(dir, 'logs.ndjson'), '{"msg":"ok"}\n');
+    const span = {
+      key: 'url.full',
+      value: { stringValue: `http://api/x?key=${encodeURIComponent(secret)}` },
+    };
+    writeFileSync(
+      join(dir, 'spans.ndjson'),
+      `${JSON.stringify({ resourceSpans: [{ attributes: [span] }] })}\n`,
+    );
+    expect(findLeaks(dir)).toEqual([expect.stringMatching(/^upstream token in spans\.ndjson: /)]);
+  });
+
   it('when no log line holds a secret, then nothing is reported', () => {
     const dir = mkdtempSync(join(tmpdir(), 'leak-scan-'));
     writeFileSync(

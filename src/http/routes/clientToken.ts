@@ -10,6 +10,7 @@ import type { DpopProofVerifier } from '../../dpop/proof.js';
 import { BrokerError } from '../../errors.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
+import { inSpan, spanAttributes, spanNames, type Tracer } from '../../telemetry/spans.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import { type Handler, headerValue } from '../dispatch/handler.js';
 import { grantedUpstreams, requestedUpstreams } from '../middleware/upstreamAccess.js';
@@ -27,6 +28,8 @@ export interface ClientTokenRouteDeps {
   logger: Logger;
   /** With `CLIENT_TOKEN_ATTESTATION` other than `none`: the proof a token needs first. */
   attestation?: AttestationGate | undefined;
+  /** With tracing on: a span around the mint, naming the origin, upstreams and binding (never the token). */
+  tracer?: Tracer | undefined;
 }
 
 /** The origin of the page calling (`Origin`, else `Referer`), which must be allowed. */
@@ -54,6 +57,7 @@ export function clientTokenHandler({
   caller,
   logger,
   attestation,
+  tracer,
 }: ClientTokenRouteDeps): Handler {
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'POST') {
@@ -99,7 +103,20 @@ export function clientTokenHandler({
         log: () => res.locals.log ?? logger,
       });
     }
-    const minted = await clientTokens.mint({ sub: origin, origin, ...binding, jkt, upstreams: opened });
+    const claims = { sub: origin, origin, ...binding, jkt, upstreams: opened };
+    const minted = tracer
+      ? await inSpan(
+          tracer,
+          spanNames.mint,
+          {
+            [spanAttributes.origin]: origin,
+            // A token without the claim opens `default` only.
+            [spanAttributes.upstreams]: opened ?? ['default'],
+            [spanAttributes.binding]: bindingName(binding, jkt),
+          },
+          () => clientTokens.mint(claims),
+        )
+      : await clientTokens.mint(claims);
     const body: ClientTokenResponse = {
       token: minted.token,
       tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
@@ -108,4 +125,14 @@ export function clientTokenHandler({
     };
     sendToken(res, body);
   };
+}
+
+/**
+ * What binds the token besides its origin: its caller's address (`ip`, or `ip_prefix` for a network)
+ * and a DPoP key (`dpop`), joined by `+`; `none` when nothing does.
+ */
+function bindingName(binding: ReturnType<typeof bindingFor>, jkt: string | undefined): string {
+  const address = binding === undefined ? undefined : binding.ipPrefix === undefined ? 'ip' : 'ip_prefix';
+  if (jkt === undefined) return address ?? 'none';
+  return address === undefined ? 'dpop' : `${address}+dpop`;
 }

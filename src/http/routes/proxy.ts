@@ -7,6 +7,7 @@ import { BrokerError } from '../../errors.js';
 import type { ProxyForwarder } from '../../proxy/forward.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
+import { failSpan, spanAttributes, spanNames, type Tracer } from '../../telemetry/spans.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
 import { splitTarget } from '../dispatch/routeMatcher.js';
@@ -30,6 +31,8 @@ export interface ProxyRouteDeps {
   callBudget?: Handler | undefined;
   /** The call quota of each upstream that has one (callQuota.ts). */
   callQuotas?: ReadonlyMap<string, Handler> | undefined;
+  /** With tracing on: a span per proxied call (telemetry/spans.ts). */
+  tracer?: Tracer | undefined;
 }
 
 /** One upstream's proxy: the path it is mounted at, and what serves a request under it. */
@@ -53,7 +56,8 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
   const mounts: ProxyMount[] = [];
   const cors = allowedOriginsCors(deps.originPolicy, {
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type'],
+    // `traceparent` and `tracestate`: the helper sends the page's trace context (BrokerClientOptions.traceContext).
+    allowedHeaders: ['authorization', 'x-client-token', 'dpop', 'content-type', 'traceparent', 'tracestate'],
   });
   for (const upstream of deps.upstreams.list) {
     const mount = deps.upstreams.named ? `/api/proxy/${upstream.name}` : '/api/proxy';
@@ -89,7 +93,9 @@ export function proxyRoutes(deps: ProxyRouteDeps): ProxyRoutes {
         ...(allowList ? [allowListHandler(allowList)] : []),
         ...(deps.callBudget ? [deps.callBudget] : []),
         ...(quota ? [quota] : []),
-        forwardTo(upstream.proxy, deps.caller, deps.logger),
+        deps.tracer
+          ? traced(deps.tracer, upstream.name, forwardTo(upstream.proxy, deps.caller, deps.logger))
+          : forwardTo(upstream.proxy, deps.caller, deps.logger),
       ],
     });
   }
@@ -156,4 +162,34 @@ function forwardTo(proxy: ProxyForwarder, caller: CallerReader, logger: Logger):
       },
     });
   };
+}
+
+/**
+ * The proxied call as a span, chosen when the chain is built so that without tracing the chain is what it
+ * was: the upstream, the method and the API's status, and `retried` when a 401 made the forwarder renew
+ * the token and send the call again (forward.ts sets it). The token lookup and the API call nest under it.
+ */
+function traced(tracer: Tracer, upstream: string, forward: Handler): Handler {
+  return (req, res, next) =>
+    tracer.startActiveSpan(
+      spanNames.proxy,
+      {
+        attributes: {
+          [spanAttributes.upstream]: upstream,
+          [spanAttributes.method]: req.method ?? 'GET',
+          [spanAttributes.retried]: false,
+        },
+      },
+      async (span) => {
+        try {
+          await forward(req, res, next);
+          span.setAttribute(spanAttributes.status, res.statusCode);
+        } catch (error) {
+          failSpan(span, error);
+          throw error;
+        } finally {
+          span.end();
+        }
+      },
+    );
 }
