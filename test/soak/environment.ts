@@ -70,7 +70,7 @@ export interface ChaosEnvironment {
   rotateFiles(next: Partial<Secrets>): Promise<void>;
   /** A short-lived admin connection to Redis with the current password. */
   withRedis<T>(use: (redis: Redis) => Promise<T>): Promise<T>;
-  /** Takes a replica out of service, stops it (SIGTERM: it drains), starts it on its port, puts it back. */
+  /** Takes a replica out of service, stops it (SIGTERM: it drains), starts a new one, puts it in service. */
   restart(name: ReplicaName): Promise<void>;
   stop(): Promise<void>;
 }
@@ -214,8 +214,8 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
     Object.assign(env.secrets, next);
     volume.swap({ ...env.secrets });
     await Promise.all(
-      Object.values(env.replicas).map((replica) =>
-        logAfter(replica, 'configuration generation', since, 20_000),
+      [...env.inService].map((name) =>
+        logAfter(env.replicas[name], 'configuration generation', since, 20_000),
       ),
     );
   };
@@ -234,10 +234,11 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
     }
   };
   env.restart = async (name) => {
-    const replica = env.replicas[name];
     env.inService.delete(name);
-    await replica.stop();
-    env.replicas[name] = await fleet.start({ PORT: String(replica.port) });
+    await env.replicas[name].stop();
+    // On a port of its own, as a new pod gets an address of its own: the old port may have been taken
+    // meanwhile by one of the machine's outgoing connections.
+    env.replicas[name] = await fleet.start();
     env.inService.add(name);
   };
   env.stop = async () => {

@@ -103,6 +103,8 @@ export interface SoakFigures {
   maxLagMs: { replica: ReplicaName; pid: number; ms: number }[];
   /** Whether the memory target applies (runs of 5 minutes and more). */
   memoryChecked: boolean;
+  /** The replicas in service at the end. */
+  serving: ReplicaName[];
 }
 
 export interface Target {
@@ -117,6 +119,11 @@ export function targets(figures: SoakFigures): Target[] {
   const growth = figures.memory.map((figure) => `${figure.replica} ${figure.growthPercent} %`).join(', ');
   const failedEvents = figures.events.filter((event) => event.error !== undefined);
   return [
+    {
+      name: 'replicas serving at the end',
+      value: figures.serving.join(', '),
+      met: figures.serving.length === 2,
+    },
     {
       name: 'events that could not be carried out',
       value: failedEvents.map((event) => `${event.kind}: ${event.error}`).join('; ') || '0',
