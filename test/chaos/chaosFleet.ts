@@ -60,7 +60,7 @@ export interface Fleet {
   env: Record<string, string>;
   apiKey: string;
   brokers: BrokerProcess[];
-  start(overrides?: Record<string, string>): Promise<BrokerProcess>;
+  start(overrides?: Record<string, string>, startTimeoutMs?: number): Promise<BrokerProcess>;
   upstreamToken(broker: BrokerProcess): Promise<Answer>;
   /** A client token minted by `broker` for the test origin. */
   clientToken(broker: BrokerProcess): Promise<string>;
@@ -100,8 +100,8 @@ export async function createFleet(
     env,
     apiKey,
     brokers,
-    async start(overrides = {}) {
-      const broker = await startBrokerProcess({ ...env, ...overrides });
+    async start(overrides = {}, startTimeoutMs?: number) {
+      const broker = await startBrokerProcess({ ...env, ...overrides }, startTimeoutMs);
       brokers.push(broker);
       return broker;
     },

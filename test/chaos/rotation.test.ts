@@ -94,12 +94,9 @@ describe.skipIf(noRedisServer)('secrets rotated on a two-replica fleet under tra
       // Six reloads: the API keys rotate in two steps.
       expect(ready).toMatchObject({ redis: 'ok', config: { generation: 1 + rotationKinds.length + 1 } });
     }
-    // Revocations made across the rotations (the Redis password's among them) hold on both replicas.
-    expect(traffic.tally.revoked.length).toBeGreaterThan(0);
-    for (const token of traffic.tally.revoked) {
-      for (const replica of replicas) {
-        expect((await traffic.proxyOn(replica, token, 'Bearer')).code).toBe('token_revoked');
-      }
-    }
+    // Revocations made across the rotations (the Redis password's among them) reach both replicas.
+    await traffic.settleRevocations(40_000);
+    expect(traffic.tally.revocations.made).toBeGreaterThan(0);
+    expect(traffic.tally.revocations.lost).toBe(0);
   }, 180_000);
 });

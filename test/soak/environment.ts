@@ -13,7 +13,7 @@ import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvide
 import { type RedisServer, startRedisServer } from '../support/redisServers.js';
 import { createSecretVolume, type SecretVolume } from '../support/secretVolume.js';
 import { privateJwk } from '../support/signingKeys.js';
-import { sleep } from '../support/waiting.js';
+import { sleep, waitFor } from '../support/waiting.js';
 
 /**
  * The chaos environment: two broker processes sharing a private `redis-server` (password-protected, on
@@ -60,6 +60,8 @@ export interface ChaosEnvironment {
   replicas: Record<ReplicaName, BrokerProcess>;
   /** Replicas a load balancer sends traffic to (a restarting one is taken out first). */
   inService: Set<ReplicaName>;
+  /** Requests sent to each replica and not yet answered. */
+  inFlight: Record<ReplicaName, number>;
   /** Client secrets the token endpoint accepts (two while one rotates). */
   acceptedSecrets: Set<string>;
   /** How many token requests authenticated with each secret, by its SHA-256. */
@@ -78,7 +80,7 @@ export interface ChaosEnvironment {
 export interface ChaosSettings {
   /** `expires_in` of the provider's tokens, seconds. */
   upstreamTokenTtl: number;
-  /** `CLIENT_TOKEN_TTL`: revoked tokens must outlive the run to prove the revocation held. */
+  /** `CLIENT_TOKEN_TTL`: a revoked token must live until its last check (about 40 s after the revocation). */
   clientTokenTtl: number;
   /** `UPSTREAM_TIMEOUT_MS`. */
   upstreamTimeoutMs: number;
@@ -196,6 +198,7 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
     apiKeyInFlight: new Map(),
     replicas: { a: a as BrokerProcess, b: b as BrokerProcess },
     inService: new Set<ReplicaName>(['a', 'b']),
+    inFlight: { a: 0, b: 0 },
     acceptedSecrets: new Set([secrets['client-secret']]),
     secretsSeen: new Map(),
     tokenEndpointMode: 'ok',
@@ -226,7 +229,9 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
       maxRetriesPerRequest: 1,
     });
     connection.on('error', () => undefined);
-    await connection.connect();
+    await connection.connect().catch((error: Error) => {
+      throw new Error(`the admin connection to the soak's Redis failed: ${error.message}`);
+    });
     try {
       return await use(connection);
     } finally {
@@ -235,10 +240,14 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
   };
   env.restart = async (name) => {
     env.inService.delete(name);
+    // What a preStop pause gives a pod: the requests the balancer sent before taking it out arrive first
+    // (a connection attempted after SIGTERM closed the listener would be refused, by the kernel).
+    await waitFor(() => env.inFlight[name] === 0, 10_000).catch(() => undefined);
     await env.replicas[name].stop();
     // On a port of its own, as a new pod gets an address of its own: the old port may have been taken
     // meanwhile by one of the machine's outgoing connections.
-    env.replicas[name] = await fleet.start();
+    // A loaded machine (the soak shares it) can take longer than the suites' 45 s to start a process.
+    env.replicas[name] = await fleet.start({}, 120_000);
     env.inService.add(name);
   };
   env.stop = async () => {

@@ -61,9 +61,24 @@ export interface Tally {
   duringRotation: number;
   /** The first failures in full, for the report. */
   examples: string[];
-  /** Revoked tokens, to be checked on every replica at the end. */
-  revoked: string[];
+  /** Revoked tokens whose check on every replica is still to come or still failing. */
+  pendingRevocations: PendingRevocation[];
+  /** Revocations made, refused late (not at their first check on every replica), and lost. */
+  revocations: { made: number; late: number; lost: number };
 }
+
+export interface PendingRevocation {
+  token: string;
+  revokedAt: number;
+  /** When a replica first still accepted it. */
+  lateSince?: number;
+}
+
+/** A revocation reaches every replica at once (pub/sub); this long after it, every replica must refuse it. */
+const revocationCheckAfterMs = 2_000;
+/** A replica that missed the message resyncs from Redis every 30 s: past this, a revocation is lost. */
+const revocationLostAfterMs = 31_000;
+const redisFaults = new Set(['redis-kill', 'redis-stall']);
 
 export function createTally(): Tally {
   return {
@@ -75,7 +90,8 @@ export function createTally(): Tally {
     failedDuringRotation: 0,
     duringRotation: 0,
     examples: [],
-    revoked: [],
+    pendingRevocations: [],
+    revocations: { made: 0, late: 0, lost: 0 },
   };
 }
 
@@ -98,10 +114,8 @@ export interface Traffic {
   /** Runs `users` clients until `stop()`; resolves when they have all finished. */
   run(users: number): Promise<void>;
   stop(): void;
-  /** One proxied call with a token on a given replica (the end-of-run revocation check). */
-  proxyOn(replica: ReplicaName, token: string, scheme: 'Bearer' | 'DPoP', key?: ProofKey): Promise<Answer>;
-  /** Judges one answer; exported for the revocation check. */
-  judge(kind: RequestKind, start: number, answer: Answer, expectRevoked?: boolean): boolean;
+  /** After `stop()`: checks the revocations still pending until none is, or `withinMs` passes (then lost). */
+  settleRevocations(withinMs: number): Promise<void>;
 }
 
 export function createTraffic(env: ChaosEnvironment): Traffic {
@@ -120,6 +134,9 @@ export function createTraffic(env: ChaosEnvironment): Traffic {
     path: string,
     options: { method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string } = {},
   ): Promise<Answer> {
+    // The balancer's choice stands only while the replica is in service (a DPoP proof takes a moment).
+    if (!env.inService.has(replica)) replica = pick();
+    env.inFlight[replica] += 1;
     try {
       const answer = await call(`${env.replicas[replica].url}${path}`, options);
       let code: unknown;
@@ -131,6 +148,8 @@ export function createTraffic(env: ChaosEnvironment): Traffic {
       return { status: answer.status, code: typeof code === 'string' ? code : undefined, body: answer.text };
     } catch (error) {
       return { status: 'error', body: (error as Error).message };
+    } finally {
+      env.inFlight[replica] -= 1;
     }
   }
 
@@ -146,13 +165,19 @@ export function createTraffic(env: ChaosEnvironment): Traffic {
         : typeof answer.status === 'number' && answer.status < 300
     )
       return true;
-    const fault = overlapping(faults, start, end, faultGraceMs)[0];
+    const during = overlapping(faults, start, end, faultGraceMs).map((window) => window.kind);
     const status = answer.status;
-    if (fault && typeof status === 'number' && status >= 500) {
+    if (during.length > 0 && typeof status === 'number' && status >= 500) {
       const ours = answer.code !== undefined && plannedCodes.has(answer.code);
-      const theApis = answer.code === undefined && answer.body.includes(apiFaultMarker);
+      // The failing API's own answer, relayed: only while the API was made to fail.
+      const apiFaults = during.filter((kind) => kind.startsWith('api-'));
+      const theApis =
+        answer.code === undefined && answer.body.includes(apiFaultMarker) && apiFaults.length > 0;
       if (ours || theApis) {
-        bump(tally.planned, `${fault.kind} ${status} ${answer.code ?? 'relayed'}`);
+        bump(
+          tally.planned,
+          `${(theApis ? apiFaults : during).join('+')} ${status} ${answer.code ?? 'relayed'}`,
+        );
         return false;
       }
     }
@@ -290,8 +315,10 @@ export function createTraffic(env: ChaosEnvironment): Traffic {
           }),
         );
         if (!revoked) return;
-        tally.revoked.push(token);
+        tally.revocations.made += 1;
+        tally.pendingRevocations.push({ token, revokedAt: Date.now() });
         // The replica that took the revocation refuses the token at once, Redis or not.
+        if (!env.inService.has(where)) return;
         await exchange(
           'revoked',
           where,
@@ -329,18 +356,72 @@ export function createTraffic(env: ChaosEnvironment): Traffic {
     }
   }
 
+  const everyReplicaRefuses = async (token: string) => {
+    const answers = await Promise.all([...env.inService].map((replica) => proxyOn(replica, token, 'Bearer')));
+    return answers.every((answer) => answer.code === 'token_revoked');
+  };
+
+  /**
+   * Every revoked token, once `revocationCheckAfterMs` has passed, must be refused by every replica in
+   * service. While Redis is out, and just after, the others cannot have heard yet (documented): no check
+   * then. A token still accepted is late; still accepted `revocationLostAfterMs` later, it is lost.
+   * These checks are not counted as traffic.
+   */
+  async function checkRevocations(): Promise<void> {
+    const now = Date.now();
+    const redisOut = faults.some(
+      (window) =>
+        redisFaults.has(window.kind) &&
+        (window.end === undefined || window.end + revocationCheckAfterMs > now),
+    );
+    if (redisOut) return;
+    const batch = tally.pendingRevocations.splice(0);
+    const still: PendingRevocation[] = [];
+    for (const pending of batch) {
+      if (now - pending.revokedAt < revocationCheckAfterMs || !(await everyReplicaRefuses(pending.token))) {
+        if (now - pending.revokedAt >= revocationCheckAfterMs && pending.lateSince === undefined) {
+          pending.lateSince = now;
+          tally.revocations.late += 1;
+        }
+        if (pending.lateSince !== undefined && now - pending.lateSince > revocationLostAfterMs) {
+          tally.revocations.lost += 1;
+          if (tally.examples.length < 20)
+            tally.examples.push(
+              `${new Date(pending.revokedAt).toISOString()} revocation lost: still accepted`,
+            );
+          continue;
+        }
+        still.push(pending);
+      }
+    }
+    tally.pendingRevocations.push(...still);
+  }
+
+  async function revocationChecker() {
+    while (running) {
+      await checkRevocations();
+      await sleep(1_000);
+    }
+  }
+
   return {
     tally,
     faults,
     rotations,
     async run(users) {
       running = true;
-      await Promise.all(Array.from({ length: users }, user));
+      await Promise.all([revocationChecker(), ...Array.from({ length: users }, user)]);
     },
     stop() {
       running = false;
     },
-    proxyOn,
-    judge,
+    async settleRevocations(withinMs) {
+      const until = Date.now() + withinMs;
+      while (tally.pendingRevocations.length > 0 && Date.now() < until) {
+        await checkRevocations();
+        if (tally.pendingRevocations.length > 0) await sleep(1_000);
+      }
+      tally.revocations.lost += tally.pendingRevocations.splice(0).length;
+    },
   };
 }
