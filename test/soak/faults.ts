@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { sleep } from '../support/waiting.js';
-import type { ChaosEnvironment } from './environment.js';
+import type { ApiMode, ChaosEnvironment } from './environment.js';
 import { type RotationKind, rotationKinds, rotations } from './rotations.js';
 import type { Traffic, Window } from './traffic.js';
 
@@ -24,6 +24,13 @@ export type EventKind = FaultKind | `rotate ${RotationKind}`;
 
 const between = (lowMs: number, highMs: number) => lowMs + randomInt(highMs - lowMs + 1);
 
+/** The API slow, late or failing for 3–10 s. */
+const apiFault = (mode: ApiMode) => async (env: ChaosEnvironment) => {
+  env.apiMode = mode;
+  await sleep(between(3_000, 10_000));
+  env.apiMode = 'ok';
+};
+
 const faults: Record<FaultKind, (env: ChaosEnvironment) => Promise<void>> = {
   /** SIGKILL; it comes back empty (no persistence), with the password of the moment. */
   async 'redis-kill'(env) {
@@ -42,21 +49,9 @@ const faults: Record<FaultKind, (env: ChaosEnvironment) => Promise<void>> = {
     await sleep(between(5_000, 20_000));
     env.tokenEndpointMode = 'ok';
   },
-  async 'api-slow'(env) {
-    env.apiMode = 'slow';
-    await sleep(between(3_000, 10_000));
-    env.apiMode = 'ok';
-  },
-  async 'api-timeout'(env) {
-    env.apiMode = 'timeout';
-    await sleep(between(3_000, 10_000));
-    env.apiMode = 'ok';
-  },
-  async 'api-fail'(env) {
-    env.apiMode = 'fail';
-    await sleep(between(3_000, 10_000));
-    env.apiMode = 'ok';
-  },
+  'api-slow': apiFault('slow'),
+  'api-timeout': apiFault('timeout'),
+  'api-fail': apiFault('fail'),
   /** A rolling restart of replica b: out of service, SIGTERM (it drains), started again, back in. */
   async 'replica-restart'(env) {
     await env.restart('b');
