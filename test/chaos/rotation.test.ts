@@ -34,7 +34,7 @@ describe.skipIf(noRedisServer)('secrets rotated on a two-replica fleet under tra
       clientTokenTtl: 900,
       upstreamTimeoutMs: 5_000,
     });
-  }, 90_000);
+  }, 150_000);
   afterAll(async () => {
     await env?.stop();
   });

@@ -86,6 +86,8 @@ export interface ChaosSettings {
   upstreamTimeoutMs: number;
 }
 
+const startTimeoutMs = 120_000;
+
 export const fingerprint = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 const randomSecret = (label: string, prefix: string, bytes = 24) =>
@@ -183,7 +185,20 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
     RATE_LIMIT_PROXY: '100000/minute',
     RATE_LIMIT_CLAIM: '100000/minute',
   });
-  const [a, b] = await Promise.all([fleet.start(), fleet.start()]);
+  // A loaded machine (the soak and the chaos suite share it) can take longer than the suites' 45 s to
+  // start a process; a replica that does not start leaves nothing of the environment running.
+  const started = await Promise.allSettled([
+    fleet.start({}, startTimeoutMs),
+    fleet.start({}, startTimeoutMs),
+  ]);
+  const [a, b] = started.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : undefined));
+  if (!a || !b) {
+    await fleet.stop();
+    await Promise.all([redis.stop(), auth.close(), tokenEndpoint.close(), api.close()]);
+    volume.remove();
+    rmSync(workDir, { recursive: true, force: true });
+    throw (started.find((outcome) => outcome.status === 'rejected') as PromiseRejectedResult).reason;
+  }
 
   Object.assign(env, {
     redis,
@@ -196,7 +211,7 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
     secrets,
     apiKey: secrets['api-keys'],
     apiKeyInFlight: new Map(),
-    replicas: { a: a as BrokerProcess, b: b as BrokerProcess },
+    replicas: { a, b },
     inService: new Set<ReplicaName>(['a', 'b']),
     inFlight: { a: 0, b: 0 },
     acceptedSecrets: new Set([secrets['client-secret']]),
@@ -246,8 +261,7 @@ export async function startChaosEnvironment(settings: ChaosSettings): Promise<Ch
     await env.replicas[name].stop();
     // On a port of its own, as a new pod gets an address of its own: the old port may have been taken
     // meanwhile by one of the machine's outgoing connections.
-    // A loaded machine (the soak shares it) can take longer than the suites' 45 s to start a process.
-    env.replicas[name] = await fleet.start({}, 120_000);
+    env.replicas[name] = await fleet.start({}, startTimeoutMs);
     env.inService.add(name);
   };
   env.stop = async () => {
