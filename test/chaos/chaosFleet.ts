@@ -18,6 +18,7 @@ export interface Answer {
   status: number;
   /** How long the answer took, in ms. */
   ms: number;
+  text: string;
   json(): Record<string, unknown>;
 }
 
@@ -32,7 +33,7 @@ export async function call(
   const started = Date.now();
   const answer = await request(url, { method, headers, body, dispatcher });
   const text = await answer.body.text();
-  return { status: answer.statusCode, ms: Date.now() - started, json: () => JSON.parse(text) };
+  return { status: answer.statusCode, ms: Date.now() - started, text, json: () => JSON.parse(text) };
 }
 
 export interface UpstreamLog {
@@ -59,7 +60,7 @@ export interface Fleet {
   env: Record<string, string>;
   apiKey: string;
   brokers: BrokerProcess[];
-  start(overrides?: Record<string, string>): Promise<BrokerProcess>;
+  start(overrides?: Record<string, string>, startTimeoutMs?: number): Promise<BrokerProcess>;
   upstreamToken(broker: BrokerProcess): Promise<Answer>;
   /** A client token minted by `broker` for the test origin. */
   clientToken(broker: BrokerProcess): Promise<string>;
@@ -68,10 +69,13 @@ export interface Fleet {
   stop(): Promise<void>;
 }
 
-/** The environment every replica of one fleet shares, on the given Redis settings. */
+/**
+ * The environment every replica of one fleet shares, on the given Redis settings; `settings` may also
+ * replace any other default of the fleet (an empty value unsets it, as for the broker).
+ */
 export async function createFleet(
   upstreamTokenUrl: string,
-  redisSettings: Record<string, string>,
+  settings: Record<string, string>,
 ): Promise<Fleet> {
   const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
   const jwk = await exportJWK(privateKey);
@@ -88,7 +92,7 @@ export async function createFleet(
     UPSTREAM_CLIENT_ID: 'chaos-client',
     UPSTREAM_CLIENT_SECRET: registerSecret('chaos secret', `secret-${randomBytes(24).toString('base64url')}`),
     RATE_LIMIT_CLIENT_TOKEN: '100000/minute',
-    ...redisSettings,
+    ...settings,
   };
   const brokers: BrokerProcess[] = [];
   const backend = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/x-www-form-urlencoded' };
@@ -96,8 +100,8 @@ export async function createFleet(
     env,
     apiKey,
     brokers,
-    async start(overrides = {}) {
-      const broker = await startBrokerProcess({ ...env, ...overrides });
+    async start(overrides = {}, startTimeoutMs?: number) {
+      const broker = await startBrokerProcess({ ...env, ...overrides }, startTimeoutMs);
       brokers.push(broker);
       return broker;
     },

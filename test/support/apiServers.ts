@@ -134,11 +134,21 @@ export function startFixedApi(): Promise<ApiServer> {
   });
 }
 
-/** A protected API: 200 only with a JWT access token of `auth` for its resource, else 401. */
-export function startVerifyingApi(auth: AuthServer): Promise<ApiServer> {
+/**
+ * Answers a request in place of the API (slowly, with an error, or not at all) and resolves true, or
+ * resolves false to let the API answer.
+ */
+export type ApiFault = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+
+/**
+ * A protected API: 200 only with a JWT access token of `auth` for its resource, else 401. `fault`, when
+ * given, runs first on every request (the chaos soak makes the API slow or failing with it).
+ */
+export function startVerifyingApi(auth: AuthServer, fault?: ApiFault): Promise<ApiServer> {
   const keys = createRemoteJWKSet(new URL(auth.jwksUri));
   return startApiServer((req, res, _record, body) => {
     void body.then(async () => {
+      if (fault && (await fault(req, res))) return;
       const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
       try {
         await jwtVerify(token, keys, { issuer: auth.issuer, audience: auth.resource, typ: 'at+jwt' });

@@ -35,8 +35,11 @@ export interface RedisServer {
   pause(): void;
   /** SIGCONT. */
   resume(): void;
-  /** Starts it again on the same port: empty, since nothing is persisted. */
-  start(): Promise<void>;
+  /**
+   * Starts it again on the same port: empty, since nothing is persisted. `onceArgs` apply to this start
+   * only (a password that has rotated since the server was made).
+   */
+  start(onceArgs?: string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,7 +56,7 @@ function spawnRedis(args: string[]): ChildProcess {
   return child;
 }
 
-/** Resolves once `PING` on the port gets `+PONG`, or rejects after `timeoutMs`. */
+/** Resolves once `PING` on the port gets `+PONG` (or `-NOAUTH`), or rejects after `timeoutMs`. */
 export async function waitForPing(port: number, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -69,7 +72,8 @@ export async function waitForPing(port: number, timeoutMs = 5_000): Promise<void
         reply += chunk.toString();
         if (!reply.includes('\r\n')) return;
         socket.destroy();
-        resolve(reply.startsWith('+PONG'));
+        // A server with a password answers NOAUTH: it is up all the same.
+        resolve(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
       });
       socket.on('error', () => resolve(false));
     });
@@ -104,7 +108,7 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
     },
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
-    async start() {
+    async start(onceArgs = []) {
       child = spawnRedis([
         '--port',
         String(port),
@@ -117,6 +121,7 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
         '--dir',
         dir,
         ...extraArgs,
+        ...onceArgs,
       ]);
       await waitForPing(port);
     },
