@@ -21,6 +21,10 @@ const parts = {
   'redis-server': async () => {
     await Promise.all([run('redis-server', ['--version']), run('redis-cli', ['--version'])]);
   },
+  /** The CLI the mutual-TLS suites issue their certificates with (certificates.ts). */
+  openssl: async () => {
+    await run('openssl', ['version']);
+  },
 };
 
 export type Part = keyof typeof parts;
@@ -29,6 +33,7 @@ const described: Record<Part, string> = {
   chromium: `Chromium at ${chromiumPath}`,
   redis: 'Redis at 127.0.0.1:6379',
   'redis-server': 'the redis-server and redis-cli binaries on PATH',
+  openssl: 'the openssl binary on PATH',
 };
 
 const checked = new Map<Part, Promise<string | undefined>>();
