@@ -183,11 +183,21 @@ describe.skipIf(await missing('openssl'))(
       const first = thumbprintOf(certs.caIssued.cert);
       expect(await proxy()).toEqual({ status: 200, presented: first, bound: first });
       const wire = buildTokenRequest(
-        { ...auth.upstreamConfig(), clientId: 'broker-san', clientSecret: '', authMethod: 'tls_client_auth' },
+        { ...auth.upstreamConfig(), clientId: 'broker-san', authMethod: 'tls_client_auth' },
         { type: 'client_credentials' },
       );
       expect(wire.headers.authorization).toBeUndefined();
       expect(Object.fromEntries(new URLSearchParams(wire.body))).toEqual({
+        grant_type: 'client_credentials',
+        scope: auth.scope,
+        resource: auth.resource,
+        client_id: 'broker-san',
+      });
+      const json = buildTokenRequest(
+        { ...auth.upstreamConfig(), clientId: 'broker-san', profile: 'json', authMethod: 'tls_client_auth' },
+        { type: 'client_credentials' },
+      );
+      expect(JSON.parse(json.body)).toEqual({
         grant_type: 'client_credentials',
         scope: auth.scope,
         resource: auth.resource,
