@@ -288,6 +288,12 @@ function tlsClientProblems(
       `UPSTREAM_AUTH_METHOD: ${method} is not possible with UPSTREAM_PROFILE=bloq (its body needs a clientSecret); use rfc6749 or json`,
     );
   }
+  // A certificate is presented only in a TLS handshake: over plain http the server would never see it.
+  for (const name of ['UPSTREAM_TOKEN_URL', 'UPSTREAM_ISSUER'] as const) {
+    if (e[name]?.startsWith('http:')) {
+      problems.push(`${name}: ${method} needs an https URL (the certificate travels in the TLS handshake)`);
+    }
+  }
   const cert = e.UPSTREAM_TLS_CERT_FILE;
   const key = e.UPSTREAM_TLS_KEY_FILE;
   if (!cert) problems.push(`UPSTREAM_TLS_CERT_FILE: required with UPSTREAM_AUTH_METHOD=${method}`);

@@ -324,6 +324,17 @@ describe.skipIf(await missing('openssl'))('mutual-TLS settings at start-up', () 
     ]);
   });
 
+  it('when the token endpoint is plain http, then the start stops: the certificate would never be presented', () => {
+    expect(
+      configProblems({
+        ...env({ UPSTREAM_TLS_CERT_FILE: one.certPath, UPSTREAM_TLS_KEY_FILE: one.keyPath }),
+        UPSTREAM_TOKEN_URL: 'http://127.0.0.1:8080/token',
+      }),
+    ).toEqual([
+      'UPSTREAM_TOKEN_URL: tls_client_auth needs an https URL (the certificate travels in the TLS handshake), e.g. UPSTREAM_TOKEN_URL=https://auth.example.com/oauth/token',
+    ]);
+  });
+
   it('when the files are good, then the identity carries the x5t#S256 and serialises to nothing', () => {
     const config = loadConfig(
       env({ UPSTREAM_TLS_CERT_FILE: one.certPath, UPSTREAM_TLS_KEY_FILE: one.keyPath, NODE_ENV: 'test' }),
