@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from 'jose';
 import { Agent, request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { buildTokenRequest } from '../../src/upstream/profiles.js';
 import { certificateThumbprint } from '../../src/upstream/tlsClientIdentity.js';
@@ -119,6 +119,7 @@ describe.skipIf(await missing('openssl'))(
         'tls.key': files.key,
         'ca.crt': pki.ca.cert,
       });
+      onTestFinished(volume.remove);
       const broker = await startBroker({
         upstream: auth,
         api,
@@ -158,7 +159,7 @@ describe.skipIf(await missing('openssl'))(
     }
 
     it('when tls_client_auth matches the subject DN, then the token is bound to the certificate and the API gets it with the same certificate; a rotated certificate is used for the next token, the held token keeps its own', async () => {
-      const { broker, volume, proxy, rotate, renew, cache } = await mtlsBroker(
+      const { broker, proxy, rotate, renew, cache } = await mtlsBroker(
         'broker-dn',
         'tls_client_auth',
         certs.caIssued,
@@ -175,11 +176,10 @@ describe.skipIf(await missing('openssl'))(
       const next = thumbprintOf(certs.caIssuedNext.cert);
       expect(await proxy()).toEqual({ status: 200, presented: next, bound: next });
       expect(JSON.stringify(broker.logs.lines())).not.toContain('PRIVATE KEY');
-      volume.remove();
     });
 
     it('when tls_client_auth matches a SAN DNS name, then the client gets a token with client_id in the body and no secret anywhere', async () => {
-      const { proxy, volume } = await mtlsBroker('broker-san', 'tls_client_auth', certs.caIssued);
+      const { proxy } = await mtlsBroker('broker-san', 'tls_client_auth', certs.caIssued);
       const first = thumbprintOf(certs.caIssued.cert);
       expect(await proxy()).toEqual({ status: 200, presented: first, bound: first });
       const wire = buildTokenRequest(
@@ -203,11 +203,10 @@ describe.skipIf(await missing('openssl'))(
         resource: auth.resource,
         client_id: 'broker-san',
       });
-      volume.remove();
     });
 
     it('when self_signed_tls_client_auth presents a registered certificate, then the token is bound to it; the rotated one (registered too) is used for the next token', async () => {
-      const { proxy, rotate, renew, volume } = await mtlsBroker(
+      const { proxy, rotate, renew } = await mtlsBroker(
         'broker-self',
         'self_signed_tls_client_auth',
         certs.selfSigned,
@@ -218,17 +217,11 @@ describe.skipIf(await missing('openssl'))(
       await renew();
       const next = thumbprintOf(certs.selfSignedNext.cert);
       expect(await proxy()).toEqual({ status: 200, presented: next, bound: next });
-      volume.remove();
     });
 
     it('when a CA-issued certificate is presented for the self-signed client, then the server refuses the client: upstream_rejected', async () => {
-      const { proxy, volume } = await mtlsBroker(
-        'broker-self',
-        'self_signed_tls_client_auth',
-        certs.caIssued,
-      );
+      const { proxy } = await mtlsBroker('broker-self', 'self_signed_tls_client_auth', certs.caIssued);
       expect(await proxy()).toEqual({ status: 502, code: 'upstream_rejected' });
-      volume.remove();
     });
 
     it('when a reload brings a key that does not match the certificate, then it is refused on one line naming the setting and the old certificate keeps serving', async () => {
@@ -255,7 +248,6 @@ describe.skipIf(await missing('openssl'))(
       expect(JSON.stringify(refusals)).not.toContain('PRIVATE KEY');
       await renew();
       expect(await proxy()).toEqual({ status: 200, presented: first, bound: first });
-      volume.remove();
     });
   },
 );
