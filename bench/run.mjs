@@ -4,20 +4,25 @@
  * the machine hits both sides alike). Prints a table and PASS/FAIL per target, writes
  * bench/results.json, and exits non-zero when a target is missed.
  *
- * Scenarios: m (mint vs bare Express), p (proxy vs a hand-written Express + http-proxy-middleware
- * proxy), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
- * allow-list of 50 rules), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy),
+ * Scenarios: m (mint vs bare Express, and vs the limit L-mint: a bare `node:http` server answering the same
+ * JSON), p (proxy vs a hand-written Express + http-proxy-middleware proxy, and vs the limit L-proxy: a bare
+ * `node:http` server forwarding through one keep-alive undici `Pool`), b (the proxy with call budgets and quotas on, in memory and with Redis), a (the proxy with an
+ * allow-list of 50 rules), f (the mint route with pow attestation on), t (the proxy with tracing at 1 % and 100 %), g (the proxy with 100,000 client
+ * tokens, 100,000 revoked, 20 upstreams), x (only with BENCH_COMPARE: this build against another
+ * checkout's, mint and proxy), d (cold-cache callers), e (soak of the mint route), s (soak of the proxy),
  * w (WebSockets: 1,000 sockets held through the proxy, and echo messages per second through it vs
  * direct to the same API).
  *
- * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_CONNECTIONS (32),
+ * Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (5 s per round), BENCH_ROUND_REQUESTS (rounds of
+ * this many requests instead of BENCH_DURATION), BENCH_CONNECTIONS (32),
  * BENCH_SOAK_REQUESTS (200,000 per soak; `npm run bench:soak` runs 1,000,000), BENCH_WS_HOLD (30 s
- * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,c,d,e,s,w; all by default),
+ * that scenario W holds its sockets), BENCH_ONLY (a comma list of m,p,b,a,f,t,g,c,d,e,s,w; all by default),
+ * BENCH_COMPARE (a checkout with a built dist/ to compare this build with, scenario x),
  * BENCH_REDIS_URL (redis://127.0.0.1:6379, for scenario b), BENCH_SKIP_BUILD=1, BENCH_CPU_PROF=1 (writes broker CPU profiles
  * to bench/profiles/; see bench/profile-top.mjs).
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -45,12 +50,14 @@ const mainPath = `${root}dist/main.js`;
 const settings = {
   rounds: positiveInt('BENCH_ROUNDS', 3),
   durationSeconds: positiveInt('BENCH_DURATION', 5),
+  // On a loaded machine a round of a few seconds holds too few requests for procfs's 10 ms CPU ticks.
+  roundRequests: process.env.BENCH_ROUND_REQUESTS ? positiveInt('BENCH_ROUND_REQUESTS', 1) : undefined,
   connections: positiveInt('BENCH_CONNECTIONS', 32),
   soakRequests: positiveInt('BENCH_SOAK_REQUESTS', 200_000),
   socketHoldSeconds: positiveInt('BENCH_WS_HOLD', 30),
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
-  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,c,d,e,s,w').split(',').map((name) => name.trim())),
+  only: new Set((process.env.BENCH_ONLY ?? 'm,p,b,a,f,t,g,c,d,e,s,w').split(',').map((name) => name.trim())),
 };
 const origin = 'http://app.bench.test';
 const apiKey = `bench-${randomBytes(24).toString('base64url')}`;
@@ -104,10 +111,10 @@ const profileArgs = (name) => [
   `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`,
 ];
 
-async function launchBroker(alg, upstream, extraEnv = {}) {
+async function launchBroker(alg, upstream, extraEnv = {}, main = mainPath) {
   if (settings.cpuProfile) await mkdir(`${benchDir}profiles`, { recursive: true });
   const broker = await startBroker(
-    mainPath,
+    main,
     {
       NODE_ENV: 'production',
       LOG_LEVEL: 'info',
@@ -149,9 +156,12 @@ async function launchScript(name, env) {
 async function alternate(cases) {
   for (const item of cases) await measure({ ...item.load, durationSeconds: 1 });
   const rounds = new Map(cases.map((item) => [item.name, []]));
+  const length = settings.roundRequests
+    ? { amount: settings.roundRequests }
+    : { durationSeconds: settings.durationSeconds };
   for (let round = 1; round <= settings.rounds; round += 1) {
     for (const item of cases) {
-      const result = await measure({ ...item.load, durationSeconds: settings.durationSeconds });
+      const result = await measure({ ...item.load, ...length });
       rounds.get(item.name).push(result);
       log(
         `  round ${round} ${item.name}: ${Math.round(result.requestsPerSecond)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, CPU ${result.cpuMicrosPerRequest} µs/req (loop ${result.loopMicrosPerRequest}), errors ${result.errors}`,
@@ -184,18 +194,22 @@ async function scenarioM(upstream) {
     // The baseline answers a body of the same size as a real EdDSA answer.
     const sample = await post(`${brokers.EdDSA.url}/api/client-token`, { origin });
     const baseline = await launchScript('baseline', { BENCH_BODY: sample });
+    const limit = await launchScript('bareMint', { BENCH_BODY: sample });
     const rows = await alternate([
       { name: 'M  bare Express, fixed JSON', load: clientTokenLoad(baseline) },
+      { name: 'L-mint bare node:http, fixed JSON', load: clientTokenLoad(limit) },
       ...Object.entries(brokers).map(([alg, broker]) => ({
         name: `M  client-token ${alg}`,
         load: clientTokenLoad(broker),
       })),
     ]);
     await stop(baseline.child);
-    const [bare, ...minted] = rows;
+    await stop(limit.child);
+    const [bare, bareNode, ...minted] = rows;
     for (const row of rows) {
       row.ratio = ratio(row, bare);
       row.loopRatio = loopRatio(row, bare);
+      row.limitRatio = ratio(row, bareNode);
     }
     const eddsa = minted.find((row) => row.name.endsWith('EdDSA'));
     return {
@@ -203,6 +217,7 @@ async function scenarioM(upstream) {
       bodyBytes: Buffer.byteLength(sample),
       targets: [
         target('M client-token(EdDSA)/bare Express req/s', eddsa.ratio, '>=', 0.8),
+        target('L-mint client-token(EdDSA)/bare node:http req/s', eddsa.limitRatio, '>=', 0.3),
         target('M errors', errorCount(rows), '==', 0),
       ],
     };
@@ -222,22 +237,24 @@ async function getOk(url, headers) {
 async function scenarioP(upstream) {
   log('P: /api/proxy vs Express + http-proxy-middleware (keep-alive agent, fixed token)');
   const broker = await launchBroker('EdDSA', upstream);
-  const baseline = await launchScript('proxyBaseline', {
-    BENCH_API_URL: `${upstream.url}/api`,
-    BENCH_ACCESS_TOKEN: upstream.accessToken,
-  });
+  const apiEnv = { BENCH_API_URL: `${upstream.url}/api`, BENCH_ACCESS_TOKEN: upstream.accessToken };
+  const baseline = await launchScript('proxyBaseline', apiEnv);
+  const limit = await launchScript('bareProxy', apiEnv);
   try {
     const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
     const proxyHeaders = { origin, authorization: `Bearer ${token}` };
     // Both sides must answer the same thing, or the comparison means nothing.
     const viaBroker = await getOk(`${broker.url}/api/proxy/items`, proxyHeaders);
-    const viaBaseline = await getOk(`${baseline.url}/api/proxy/items`, { origin });
-    if (viaBroker !== viaBaseline) throw new Error('the broker and the baseline proxy answered differently');
+    for (const other of [baseline, limit]) {
+      if (viaBroker !== (await getOk(`${other.url}/api/proxy/items`, { origin })))
+        throw new Error('the broker and a baseline proxy answered differently');
+    }
     const handWritten = {
       url: `${baseline.url}/api/proxy/items`,
       headers: { origin },
       pid: baseline.child.pid,
     };
+    const bareProxy = { url: `${limit.url}/api/proxy/items`, headers: { origin }, pid: limit.child.pid };
     const proxied = { url: `${broker.url}/api/proxy/items`, headers: proxyHeaders, pid: broker.child.pid };
     // Information only: what the API costs on its own.
     const direct = {
@@ -247,6 +264,7 @@ async function scenarioP(upstream) {
     };
     const loaded = await alternate([
       { name: 'P  hand-written proxy', load: { ...loadDefaults(), ...handWritten } },
+      { name: 'L-proxy bare node:http + undici Pool', load: { ...loadDefaults(), ...bareProxy } },
       { name: 'P  /api/proxy', load: { ...loadDefaults(), ...proxied } },
       { name: 'P  API direct (info)', load: { ...loadDefaults(), ...direct } },
     ]);
@@ -262,13 +280,16 @@ async function scenarioP(upstream) {
         row.loopRatio = loopRatio(row, pair[0]);
       }
     }
+    const [, bareRow, proxyRow] = loaded;
+    for (const row of loaded) row.limitRatio = ratio(row, bareRow);
     const addedMs = Math.round((single[1].p50Ms - single[0].p50Ms) * 100) / 100;
-    const measured = [...loaded.slice(0, 2), ...single];
+    const measured = [...loaded.slice(0, 3), ...single];
     return {
       rows: [...loaded, ...single],
       addedP50Ms: addedMs,
       targets: [
-        target('P /api/proxy/hand-written proxy req/s', loaded[1].ratio, '>=', 1),
+        target('P /api/proxy/hand-written proxy req/s', proxyRow.ratio, '>=', 1),
+        target('L-proxy /api/proxy/bare node:http + undici Pool req/s', proxyRow.limitRatio, '>=', 0.7),
         target('P p50 added (ms, 1 caller)', addedMs, '<=', 0.5),
         target('P errors', errorCount(measured), '==', 0),
       ],
@@ -276,6 +297,7 @@ async function scenarioP(upstream) {
   } finally {
     await stop(broker.child);
     await stop(baseline.child);
+    await stop(limit.child);
   }
 }
 
@@ -293,18 +315,19 @@ async function redisAnswers(url) {
 }
 
 /**
- * `GET /api/proxy/items` on each broker with a client token of its own, rounds alternating; each row's
- * ratio is against the first broker's.
+ * `GET /api/proxy/items` (or `path`) on each broker with a client token of its own, rounds alternating;
+ * each row's ratio is against the first broker's. A broker's `setupRequest` may change each request
+ * (another token, another upstream) before it is sent.
  */
 async function proxyRatios(brokers) {
   const cases = [];
-  for (const { name, broker } of brokers) {
+  for (const { name, broker, path = '/api/proxy/items', setupRequest } of brokers) {
     const { token } = JSON.parse(await post(`${broker.url}/api/client-token`, { origin }));
     const headers = { origin, authorization: `Bearer ${token}` };
-    await getOk(`${broker.url}/api/proxy/items`, headers);
+    await getOk(`${broker.url}${path}`, headers);
     cases.push({
       name,
-      load: { ...loadDefaults(), url: `${broker.url}/api/proxy/items`, headers, pid: broker.child.pid },
+      load: { ...loadDefaults(), url: `${broker.url}${path}`, headers, pid: broker.child.pid, setupRequest },
     });
   }
   const rows = await alternate(cases);
@@ -382,6 +405,242 @@ async function scenarioA(upstream) {
     };
   } finally {
     for (const { broker } of brokers) await stop(broker.child);
+  }
+}
+
+/**
+ * Attestation (issue 25): the mint route with `CLIENT_TOKEN_ATTESTATION=pow` and an allowance the load
+ * never exhausts (`CLIENT_TOKEN_ATTESTATION_AFTER`), so every token passes the gate and counts against
+ * the address, against the same route with attestation off. A token minted on a solved challenge costs
+ * the broker one verification more (scenario C gives its CPU).
+ */
+async function scenarioF(upstream) {
+  log('F: POST /api/client-token with pow attestation on (within its allowance) vs off');
+  const brokers = [
+    await launchBroker('EdDSA', upstream),
+    await launchBroker('EdDSA', upstream, {
+      CLIENT_TOKEN_ATTESTATION: 'pow',
+      CLIENT_TOKEN_ATTESTATION_AFTER: '999999999/second',
+    }),
+  ];
+  try {
+    const rows = await alternate([
+      { name: 'F  client-token EdDSA, attestation off', load: clientTokenLoad(brokers[0]) },
+      { name: 'F  client-token EdDSA, pow attestation (allowance)', load: clientTokenLoad(brokers[1]) },
+    ]);
+    for (const row of rows) {
+      row.ratio = ratio(row, rows[0]);
+      row.loopRatio = loopRatio(row, rows[0]);
+    }
+    return { rows, targets: [target('F errors', errorCount(rows), '==', 0)] };
+  } finally {
+    for (const broker of brokers) await stop(broker.child);
+  }
+}
+
+/**
+ * Tracing (issue 25): the proxy with OpenTelemetry on, exporting over OTLP/HTTP to a collector that
+ * discards (bench/servers/otlpSink.mjs), sampling 1 % and 100 % of traces, against the same proxy with
+ * tracing off (no OTEL_* set: the SDK is never loaded).
+ */
+async function scenarioT(upstream) {
+  log('T: /api/proxy with tracing off, sampling 1 % and 100 %');
+  const sink = await launchScript('otlpSink', {});
+  const tracing = (ratio) => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: ratio,
+  });
+  const brokers = [
+    { name: 'T  /api/proxy, tracing off', broker: await launchBroker('EdDSA', upstream) },
+    { name: 'T  /api/proxy, tracing 1 %', broker: await launchBroker('EdDSA', upstream, tracing('0.01')) },
+    { name: 'T  /api/proxy, tracing 100 %', broker: await launchBroker('EdDSA', upstream, tracing('1')) },
+  ];
+  try {
+    const rows = await proxyRatios(brokers);
+    // The batch processor exports every 5 s: by the end of the rounds, spans must have reached the sink.
+    const { exports } = await (await fetch(`${sink.url}/stats`)).json();
+    log(`  the collector received ${exports} exports`);
+    return {
+      rows,
+      exports,
+      targets: [
+        target('T trace exports received', exports, '>=', 1),
+        target('T errors', errorCount(rows), '==', 0),
+      ],
+    };
+  } finally {
+    for (const { broker } of brokers) await stop(broker.child);
+    await stop(sink.child);
+  }
+}
+
+/** Client tokens the bench signs itself, with the claims of `sample` but each its own `jti`. */
+function forgeTokens(sample, privateJwk, count) {
+  const [encodedHeader, encodedPayload] = sample.split('.');
+  const claims = JSON.parse(Buffer.from(encodedPayload, 'base64url').toString());
+  const key = createPrivateKey({ key: privateJwk, format: 'jwk' });
+  return Array.from({ length: count }, () => {
+    const payload = Buffer.from(JSON.stringify({ ...claims, jti: randomBytes(16).toString('base64url') }));
+    const input = `${encodedHeader}.${payload.toString('base64url')}`;
+    return { token: `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`, ...claims };
+  });
+}
+
+/** Each request takes the next of `values` in turn, across all connections. */
+function rotating(values, apply) {
+  let next = 0;
+  return (request) => {
+    const value = values[next];
+    next = (next + 1) % values.length;
+    return apply(request, value);
+  };
+}
+
+/**
+ * Cost as the work grows (issue 25), each row against the proxy with one client token in the same run:
+ * 100,000 distinct client tokens in turn (ten times what the verified-token cache holds, so every call
+ * verifies a signature); 100,000 revoked tokens listed (learnt from Redis at start-up, so it is compared
+ * with the same broker on Redis with none revoked); 20 named upstreams, each with its own token cache and
+ * connection pool, called in turn.
+ */
+async function scenarioG(upstream) {
+  const many = 100_000;
+  const upstreamCount = 20;
+  log(
+    `G: /api/proxy with ${many.toLocaleString('en')} client tokens, ${many.toLocaleString('en')} revoked, ${upstreamCount} upstreams`,
+  );
+  const keys = await signingKeySet('EdDSA');
+  const named = Array.from({ length: upstreamCount }, (_, i) => `u${i + 1}`);
+  // The unprefixed settings the other brokers use are not allowed beside UPSTREAMS: empty is unset.
+  const upstreamsEnv = {
+    UPSTREAMS: named.join(','),
+    UPSTREAM_TOKEN_URL: '',
+    UPSTREAM_CLIENT_ID: '',
+    UPSTREAM_CLIENT_SECRET: '',
+    UPSTREAM_API_URL: '',
+  };
+  for (const name of named) {
+    const prefix = `UPSTREAM_${name.toUpperCase()}_`;
+    upstreamsEnv[`${prefix}TOKEN_URL`] = `${upstream.url}/oauth/token`;
+    // A client of its own: its own token, so its own cache.
+    upstreamsEnv[`${prefix}CLIENT_ID`] = `bench-client-${name}`;
+    upstreamsEnv[`${prefix}CLIENT_SECRET`] = randomBytes(24).toString('base64url');
+    upstreamsEnv[`${prefix}API_URL`] = `${upstream.url}/api`;
+  }
+  const brokers = [
+    {
+      name: 'G  /api/proxy, 1 client token',
+      broker: await launchBroker('EdDSA', upstream, { SIGNING_KEYS: JSON.stringify(keys) }),
+    },
+  ];
+  const sample = JSON.parse(await post(`${brokers[0].broker.url}/api/client-token`, { origin })).token;
+  log(`  signing ${many.toLocaleString('en')} client tokens ...`);
+  const forged = forgeTokens(sample, keys.keys[0], many);
+  brokers.push({
+    name: `G  /api/proxy, ${many.toLocaleString('en')} client tokens in turn`,
+    broker: brokers[0].broker,
+    setupRequest: rotating(forged, (request, { token }) => {
+      request.headers = { ...request.headers, authorization: `Bearer ${token}` };
+      return request;
+    }),
+  });
+  brokers.push({
+    name: `G  /api/proxy/<name>, ${upstreamCount} upstreams in turn`,
+    broker: await launchBroker('EdDSA', upstream, upstreamsEnv),
+    path: `/api/proxy/${named[0]}/items`,
+    setupRequest: rotating(named, (request, name) => {
+      request.path = `/api/proxy/${name}/items`;
+      return request;
+    }),
+  });
+  const withRedis = await redisAnswers(settings.redisUrl);
+  if (!withRedis) log(`  no Redis at ${settings.redisUrl}: the revoked rows are left out`);
+  if (withRedis) {
+    const redisEnv = () => ({
+      REDIS_URL: settings.redisUrl,
+      REDIS_KEY_PREFIX: `bench-${randomBytes(6).toString('hex')}:`,
+      CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    });
+    const revokedEnv = redisEnv();
+    const redis = new Redis(settings.redisUrl);
+    try {
+      const key = `${revokedEnv.REDIS_KEY_PREFIX}revocations`;
+      for (let start = 0; start < many; start += 10_000) {
+        const batch = forged.slice(start, start + 10_000).flatMap(({ exp, jti }) => [exp, jti]);
+        await redis.zadd(key, ...batch);
+        await redis.expire(key, 7200);
+      }
+    } finally {
+      redis.disconnect();
+    }
+    brokers.push({
+      name: 'G  /api/proxy, none revoked (Redis)',
+      broker: await launchBroker('EdDSA', upstream, redisEnv()),
+    });
+    brokers.push({
+      name: `G  /api/proxy, ${many.toLocaleString('en')} revoked (Redis)`,
+      broker: await launchBroker('EdDSA', upstream, revokedEnv),
+    });
+  }
+  try {
+    // The forged tokens must pass, or the row would measure refusals.
+    await getOk(`${brokers[0].broker.url}/api/proxy/items`, {
+      origin,
+      authorization: `Bearer ${forged[0].token}`,
+    });
+    const rows = await proxyRatios(brokers);
+    const revoked = rows.at(-1);
+    const redisBase = rows.at(-2);
+    if (withRedis) revoked.revokedRatio = ratio(revoked, redisBase);
+    return {
+      rows,
+      revokedVsNone: withRedis ? revoked.revokedRatio : undefined,
+      targets: [target('G errors', errorCount(rows), '==', 0)],
+    };
+  } finally {
+    for (const { broker } of brokers) await stop(broker.child);
+  }
+}
+
+/**
+ * The same build with and without this round's features (issue 25): `BENCH_COMPARE` names another
+ * checkout whose `dist/` was built (e.g. commit e34057f, before attestation, budgets, allow-lists, tracing
+ * and WebSockets). Its broker and this one run the mint route and the proxy at the same settings, rounds
+ * alternating; each ratio is this build's over the other's. Target: within 3 %.
+ */
+async function scenarioX(upstream) {
+  const other = `${process.env.BENCH_COMPARE.replace(/\/$/, '')}/dist/main.js`;
+  log(`X: this build vs ${other}, mint and proxy`);
+  const brokers = {
+    other: await launchBroker('EdDSA', upstream, {}, other),
+    self: await launchBroker('EdDSA', upstream),
+  };
+  try {
+    const mint = await alternate([
+      { name: 'X  client-token EdDSA, compared build', load: clientTokenLoad(brokers.other) },
+      { name: 'X  client-token EdDSA, this build', load: clientTokenLoad(brokers.self) },
+    ]);
+    for (const row of mint) {
+      row.ratio = ratio(row, mint[0]);
+      row.loopRatio = loopRatio(row, mint[0]);
+    }
+    const proxy = await proxyRatios([
+      { name: 'X  /api/proxy, compared build', broker: brokers.other },
+      { name: 'X  /api/proxy, this build', broker: brokers.self },
+    ]);
+    const rows = [...mint, ...proxy];
+    return {
+      rows,
+      compared: other,
+      targets: [
+        target('X mint this/compared build req/s', mint[1].ratio, '>=', 0.97),
+        target('X proxy this/compared build req/s', proxy[1].ratio, '>=', 0.97),
+        target('X errors', errorCount(rows), '==', 0),
+      ],
+    };
+  } finally {
+    for (const broker of Object.values(brokers)) await stop(broker.child);
   }
 }
 
@@ -649,6 +908,12 @@ async function main() {
   const p = settings.only.has('p') ? await scenarioP(upstream) : notSelected;
   const b = settings.only.has('b') ? await scenarioB(upstream) : notSelected;
   const a = settings.only.has('a') ? await scenarioA(upstream) : notSelected;
+  const f = settings.only.has('f') ? await scenarioF(upstream) : notSelected;
+  const t = settings.only.has('t') ? await scenarioT(upstream) : notSelected;
+  const g = settings.only.has('g') ? await scenarioG(upstream) : notSelected;
+  const x = process.env.BENCH_COMPARE
+    ? await scenarioX(upstream)
+    : skipped('BENCH_COMPARE names no other checkout to compare with');
   const c = settings.only.has('c') ? await scenarioC() : notSelected;
   const d = settings.only.has('d') ? await scenarioD() : notSelected;
   const e = settings.only.has('e') ? await scenarioE(upstream, 'mint') : notSelected;
@@ -656,22 +921,29 @@ async function main() {
   const w = settings.only.has('w') ? await scenarioW(upstream) : notSelected;
   await stop(upstream.child);
 
-  const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows].map((row) => ({
-    scenario: row.name,
-    'req/s': row.requestsPerSecond,
-    'p50 ms': row.p50Ms,
-    'p99 ms': row.p99Ms,
-    'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
-    'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
-    ratio: row.ratio.toFixed(2),
-    'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
-    errors: row.errors,
-  }));
+  const rows = [...m.rows, ...p.rows, ...b.rows, ...a.rows, ...f.rows, ...t.rows, ...g.rows, ...x.rows].map(
+    (row) => ({
+      scenario: row.name,
+      'req/s': row.requestsPerSecond,
+      'p50 ms': row.p50Ms,
+      'p99 ms': row.p99Ms,
+      'CPU µs/req': Number.isNaN(row.cpuMicrosPerRequest) ? '' : row.cpuMicrosPerRequest,
+      'loop µs/req': Number.isNaN(row.loopMicrosPerRequest) ? '' : row.loopMicrosPerRequest,
+      ratio: row.ratio.toFixed(2),
+      'loop ratio': Number.isNaN(row.loopRatio) ? '' : row.loopRatio.toFixed(2),
+      'vs limit': row.limitRatio === undefined ? '' : row.limitRatio.toFixed(2),
+      errors: row.errors,
+    }),
+  );
   const targets = [
     ...m.targets,
     ...p.targets,
     ...b.targets,
     ...a.targets,
+    ...f.targets,
+    ...t.targets,
+    ...g.targets,
+    ...x.targets,
     ...c.targets,
     ...d.targets,
     ...e.targets,
@@ -683,6 +955,12 @@ async function main() {
   if (p.skipped) process.stdout.write(`P  SKIPPED: ${p.skipped}\n`);
   if (b.skipped) process.stdout.write(`B  SKIPPED: ${b.skipped}\n`);
   if (a.skipped) process.stdout.write(`A  SKIPPED: ${a.skipped}\n`);
+  if (f.skipped) process.stdout.write(`F  SKIPPED: ${f.skipped}\n`);
+  if (t.skipped) process.stdout.write(`T  SKIPPED: ${t.skipped}\n`);
+  if (g.skipped) process.stdout.write(`G  SKIPPED: ${g.skipped}\n`);
+  else if (g.revokedVsNone !== undefined)
+    process.stdout.write(`G  100,000 revoked / none revoked, both on Redis: ${g.revokedVsNone}\n`);
+  if (x.skipped) process.stdout.write(`X  SKIPPED: ${x.skipped}\n`);
   process.stdout.write(
     c.skipped
       ? `C  SKIPPED: ${c.skipped}\n`
@@ -726,6 +1004,10 @@ async function main() {
         p,
         b,
         a,
+        f,
+        t,
+        g,
+        x,
         c,
         d,
         e,

@@ -63,8 +63,9 @@ export interface Broker {
   upstreams: Upstreams;
   metrics: Metrics;
   /**
-   * `MAX_CONNECTIONS_PER_IP` and `MAX_CONNECTIONS`, for every socket the broker serves: `limitServer`
-   * applies them to an HTTP server, and a module that takes a socket over (an upgrade) keeps it counted.
+   * `MAX_CONNECTIONS_PER_IP`, `MAX_CONNECTIONS` and `IDLE_SOCKET_TIMEOUT_MS`, for every socket the broker
+   * serves: `limitServer` applies them to an HTTP server (made with `serverOptions`), and a module that
+   * takes a socket over (an upgrade) keeps it counted.
    */
   connectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
@@ -278,6 +279,7 @@ export async function createBroker({
       connectionCaps: createConnectionCaps({
         maxPerNetwork: config.maxConnectionsPerIp,
         maxTotal: config.maxConnections ?? defaultMaxConnections(),
+        idleTimeoutMs: config.idleSocketTimeoutMs,
         logger,
         clock,
         onRefused: (cap) => metrics.recordConnectionRefused(cap),
@@ -334,7 +336,6 @@ function callLimits({
           counter: counterFor('budget', config.budgetCacheSize),
           clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
           metrics,
-          logger,
         });
   const quotas = new Map<string, Handler>();
   // Each upstream has one live window at a time, and the last one while a lease of it drains.

@@ -44,6 +44,11 @@ export interface BrokerErrorOptions {
    */
   status?: number;
   cause?: unknown;
+  /**
+   * Written on the refused request's access line, never sent: why, in the terms an operator acts on
+   * (the upstream, the spent limit, the provider's verdict), so one line tells the whole refusal.
+   */
+  logged?: Readonly<Record<string, string | number>>;
 }
 
 export class BrokerError extends Error {
@@ -53,6 +58,7 @@ export class BrokerError extends Error {
   readonly headers: Record<string, string>;
   /** Whether `detail` may be sent to the client; 5xx internals are only logged. */
   readonly expose: boolean;
+  readonly logged: Readonly<Record<string, string | number>> | undefined;
 
   constructor(code: ErrorCode, options: BrokerErrorOptions = {}) {
     super(options.detail ?? errorCatalog[code].title, { cause: options.cause });
@@ -61,6 +67,7 @@ export class BrokerError extends Error {
     this.status = options.status ?? errorCatalog[code].status;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
+    this.logged = options.logged;
     this.expose = this.status < 500 || code !== 'internal_error';
   }
 }

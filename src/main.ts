@@ -9,7 +9,7 @@ import { devOrigins } from './caller/origins.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config/index.js';
 import { configWarnings, probeUpstreams, unreachableWarning } from './config/startupChecks.js';
-import { limitServer } from './http/connectionCaps.js';
+import { limitServer, serverOptions } from './http/connectionCaps.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { tracingRequested } from './telemetry/tracingSwitch.js';
 
@@ -50,12 +50,10 @@ async function main(): Promise<void> {
   });
   // SIGHUP re-reads every `*_FILE` setting, as the folder watches do on a change.
   process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
-  const server = createServer(broker.app);
+  const server = createServer(serverOptions, broker.app);
   server.on('upgrade', broker.upgrade);
-  // Counts sockets, so an upgraded WebSocket holds its place until it closes.
+  // Counts sockets, so an upgraded WebSocket holds its place until it closes; closes idle ones.
   limitServer(server, broker.connectionCaps);
-  // Longer than the usual load balancer idle timeout (60 s), so the balancer closes idle sockets first.
-  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, resolve);

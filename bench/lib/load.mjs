@@ -7,7 +7,8 @@ import { median } from './stats.mjs';
  * One load run. Latencies are taken from every response as autocannon reports them (fractional
  * milliseconds): its own histogram rounds to whole milliseconds, too coarse for a sub-millisecond target.
  * With `pid`, also the server's CPU time per request (all threads, and the event loop's thread alone),
- * which explains a ratio: throughput is bounded by the event loop's time per request.
+ * which explains a ratio: throughput is bounded by the event loop's time per request. With
+ * `setupRequest(request)`, each request is rewritten before it is sent (autocannon's `requests` option).
  * @returns {Promise<{ requestsPerSecond: number, p50Ms: number, p99Ms: number, cpuMicrosPerRequest: number, loopMicrosPerRequest: number, errors: number, total: number }>}
  */
 export async function measure({
@@ -18,6 +19,7 @@ export async function measure({
   durationSeconds,
   amount,
   pid,
+  setupRequest,
 }) {
   const latencies = [];
   const cpuBefore = pid ? await cpuMicros(pid) : undefined;
@@ -26,6 +28,8 @@ export async function measure({
     method,
     headers,
     connections,
+    // Changes each request before it is sent (another token, another path): autocannon calls it every time.
+    ...(setupRequest ? { requests: [{ setupRequest }] } : {}),
     ...(amount ? { amount } : { duration: durationSeconds }),
   });
   instance.on('response', (_client, _status, _bytes, responseTime) => {

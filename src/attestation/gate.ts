@@ -45,14 +45,13 @@ export function createAttestationGate({
   metrics,
   clock,
 }: AttestationGateOptions): AttestationGate {
-  const refuse = (refusal: AttestationRefusal, origin: string, log: () => Logger): never => {
+  const refuse = (refusal: AttestationRefusal, origin: string): never => {
     metrics.recordAttestation(provider.name, 'refused', refusal.reason);
-    // The proof and what the provider said about it stay out of the line: `reason` is enough to act on.
-    log().info(
-      { code: refusal.code, origin, provider: provider.name, reason: refusal.reason },
-      'attestation refused',
-    );
-    throw refusal;
+    // What the provider said about the proof stays out of the access line: `reason` is enough to act on.
+    throw new AttestationRefusal(refusal.code, refusal.reason, refusal.detail ?? '', {
+      provider: provider.name,
+      origin,
+    });
   };
   return {
     async check({ req, proof, origin, ip, log }) {
@@ -64,7 +63,6 @@ export function createAttestationGate({
         refuse(
           new AttestationRefusal('attestation_required', 'missing', `send a proof: ${provider.howToProve}`),
           origin,
-          log,
         );
       }
       const verdict = await provider.verify({ proof: proof as string, origin, ip });
@@ -77,13 +75,12 @@ export function createAttestationGate({
           );
           return;
         }
-        refuse(verdict, origin, log);
+        refuse(verdict, origin);
       } else {
         // Hashed: the replay store names a proof without holding it.
         const key = createHash('sha256').update(`${provider.name}\n${verdict.once}`).digest('base64url');
         const seen = await replays.checkAndRemember(key, Math.max(verdict.expiresAt - clock.now(), 1000));
-        if (seen !== 'new')
-          refuse(failed('replayed', 'this proof was already used: get a new one'), origin, log);
+        if (seen !== 'new') refuse(failed('replayed', 'this proof was already used: get a new one'), origin);
         metrics.recordAttestation(provider.name, 'passed', '');
       }
     },

@@ -14,15 +14,20 @@ export type AttestationReason =
   | 'wrong_action'
   | 'provider_unavailable';
 
-/** A proof refused (`attestation_failed`) or absent (`attestation_required`), with why. */
+/**
+ * A proof refused (`attestation_failed`) or absent (`attestation_required`), with why. The gate names the
+ * provider and the page's origin for the access line; the proof itself is never logged.
+ */
 export class AttestationRefusal extends BrokerError {
+  declare readonly code: 'attestation_required' | 'attestation_failed';
   readonly reason: AttestationReason;
   constructor(
     code: 'attestation_required' | 'attestation_failed',
     reason: AttestationReason,
     detail: string,
+    logged?: { provider: string; origin: string },
   ) {
-    super(code, { detail });
+    super(code, { detail, logged: { ...logged, reason } });
     this.reason = reason;
   }
 }

@@ -49,7 +49,7 @@ function authSummary({ profile, authMethod, tlsClient }: Config['upstreams'][num
 function describeUpstreams(config: Config): [string, string][] {
   if (config.upstreams.length === 0)
     return [['upstream', 'none: the dev upstream starts (development only)']];
-  return config.upstreams.flatMap(({ name, config: upstream, allowedOrigins }) => {
+  return config.upstreams.flatMap(({ name, config: upstream, allowedOrigins, inherited }) => {
     // Without UPSTREAMS the one upstream keeps the labels it always had.
     const label = (row: string) => (config.namedUpstreams ? `${name} ${row}` : row);
     const rows: [string, string][] = upstream.apiKey
@@ -78,6 +78,12 @@ function describeUpstreams(config: Config): [string, string][] {
       ]);
     }
     if (allowedOrigins) rows.push([label('allowed origins'), allowedOrigins.join(', ')]);
+    rows.push([
+      label('timeouts'),
+      `${upstream.timeoutMs} ms per upstream request, ${upstream.apiTimeoutMs} ms per API call, ${upstream.streamIdleMs} ms stream idle${upstream.apiKey ? '' : `, ${upstream.defaultTtlSeconds} s token lifetime when unsaid`}`,
+    ]);
+    // The values above that came from a shared default rather than the name's own settings.
+    if (inherited.length > 0) rows.push([label('shared'), `from ${inherited.join(', ')}`]);
     return rows;
   });
 }

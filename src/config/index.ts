@@ -51,7 +51,7 @@ export const configParts = [
   {
     title: 'Upstream',
     intro:
-      'The authorization server the broker gets tokens from, and the API those tokens open. With `UPSTREAMS=a,b` each upstream takes every `UPSTREAM_*` setting below as `UPSTREAM_<NAME>_*` (the name upper-cased, `-` as `_`), plus `UPSTREAM_<NAME>_ALLOWED_ORIGINS`; see [several APIs](upstreams.md).',
+      'The authorization server the broker gets tokens from, and the API those tokens open. With `UPSTREAMS=a,b` each upstream takes every `UPSTREAM_*` setting below as `UPSTREAM_<NAME>_*` (the name upper-cased, `-` as `_`), plus `UPSTREAM_<NAME>_ALLOWED_ORIGINS`. An unprefixed one is then the default of every name without its own, except the settings of one API (`API_URL`, `API_KEY`, `ALLOW`, `CREDENTIAL_IN` and the quotas); see [several APIs](upstreams.md#shared-defaults).',
     schema: z.object({ ...upstreamsSchema.shape, ...upstreamSchema.shape }),
   },
   {
@@ -94,7 +94,7 @@ function exampleOf(prefixed: string): string | undefined {
 
 /** Lines that ask to drop or move a setting, or to replace a placeholder, where an example of its value would mislead. */
 const dropSetting =
-  /\b(only used|not used|set together|keep one|set only one|listed twice|does not list|cannot be a name|placeholder)\b/;
+  /\b(not a setting|only used|not used|set together|keep one|set only one|listed twice|does not list|cannot be a name|placeholder)\b/;
 
 /**
  * `NAME: what is wrong, e.g. NAME=<a valid value>`, unless the problem already shows a value or asks to
@@ -111,7 +111,8 @@ function withExample(problem: string): string {
 export class ConfigError extends Error {
   readonly problems: string[];
   constructor(found: string[]) {
-    const problems = found.map(withExample);
+    // A shared default that is wrong is wrong for every named upstream that takes it: one line, not one each.
+    const problems = [...new Set(found)].map(withExample);
     super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
     this.name = 'ConfigError';
     this.problems = problems;

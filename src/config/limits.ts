@@ -69,6 +69,11 @@ export const limitsSchema = z.object({
     example: '10000',
     default: 'three quarters of the open-file limit',
   }),
+  IDLE_SOCKET_TIMEOUT_MS: int(100, 300_000, 10_000).meta({
+    description:
+      "a connection that has sent no complete request headers this long after opening is closed (checked every second), and so is a keep-alive connection idle this long after its last answer (plus a second), in ms; a request whose headers arrived is never cut by it (`BODY_IDLE_TIMEOUT_MS` bounds an upload, `UPSTREAM_TIMEOUT_MS` and `UPSTREAM_API_TIMEOUT_MS` a slow API). Behind a load balancer or reverse proxy that keeps connections to the broker open, set it above that proxy's idle timeout (`65000` for the usual 60 s), so the proxy closes first",
+    example: '10000',
+  }),
   PROXY_WEBSOCKETS_PER_TOKEN: int(1, 10_000, 8).meta({
     description:
       'most WebSockets one client token holds open through the proxy on one replica; a further handshake gets `429 rate_limited`',
@@ -104,6 +109,8 @@ export interface LimitsConfig {
   websocketsPerToken: number;
   /** Most open connections in all; 0: no limit; undefined: derived from the open-file limit. */
   maxConnections: number | undefined;
+  /** Closes a connection this long without a request's complete headers, or idle after an answer. */
+  idleSocketTimeoutMs: number;
 }
 
 export function limitsConfig(e: LimitsEnv): LimitsConfig {
@@ -124,5 +131,6 @@ export function limitsConfig(e: LimitsEnv): LimitsConfig {
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
     websocketsPerToken: e.PROXY_WEBSOCKETS_PER_TOKEN,
     maxConnections: e.MAX_CONNECTIONS,
+    idleSocketTimeoutMs: e.IDLE_SOCKET_TIMEOUT_MS,
   };
 }

@@ -4,9 +4,14 @@ import { list } from './fields.js';
 import { issueProblems, resolveSecretFiles } from './parse.js';
 import { allowedOriginsField, normalizeAllowedOrigins } from './server.js';
 import {
+  apiKeySharedSuffixes,
+  credentialSuffixes,
+  endpointSuffixes,
   isSet,
   maxUpstreams,
+  perUpstreamSuffixes,
   secretSuffixes,
+  sharedSuffixes,
   suffixes,
   unlistedSettings,
   unprefixed,
@@ -19,13 +24,14 @@ export { maxUpstreams, upstreamNamePattern } from './upstreamNames.js';
 
 /**
  * Several upstreams behind one broker (`UPSTREAMS=uitpas,entry`), each configured by the settings of
- * upstream.ts under its own prefix (`UPSTREAM_UITPAS_TOKEN_URL`). Without `UPSTREAMS` the unprefixed
- * settings are the one upstream `default`, as before.
+ * upstreamSettings.ts under its own prefix (`UPSTREAM_UITPAS_TOKEN_URL`), an unprefixed one being the
+ * default of every name that has none of its own (`UPSTREAM_TIMEOUT_MS`). Without `UPSTREAMS` the
+ * unprefixed settings are the one upstream `default`, as before.
  */
 export const upstreamsSchema = z.object({
   UPSTREAMS: list.meta({
     description:
-      'names of several upstreams (a-z, 0-9 and -, at most 32 characters), each configured as `UPSTREAM_<NAME>_*`. Empty: one upstream, `default`, from the unprefixed settings',
+      'names of several upstreams (a-z, 0-9 and -, at most 32 characters), each configured as `UPSTREAM_<NAME>_*`, an unprefixed `UPSTREAM_*` being the shared default (see [shared defaults](upstreams.md#shared-defaults)). Empty: one upstream, `default`, from the unprefixed settings',
     example: 'uitpas,entry',
   }),
 });
@@ -41,6 +47,8 @@ export interface NamedUpstream {
    * Undefined: every origin the broker admits (`ALLOWED_ORIGINS`, or an API key's choice at the claim route).
    */
   allowedOrigins: string[] | undefined;
+  /** The unprefixed variables (shared defaults) it took a value from; empty without `UPSTREAMS`. */
+  inherited: string[];
 }
 
 export interface UpstreamsConfig {
@@ -81,14 +89,16 @@ export function upstreamsConfig({
   if (names.length === 0) {
     const config = upstreamConfig(unprefixedEnv, production, problems, readFile);
     return {
-      upstreams: config ? [{ name: defaultUpstreamName, config, allowedOrigins: undefined }] : [],
+      upstreams: config
+        ? [{ name: defaultUpstreamName, config, allowedOrigins: undefined, inherited: [] }]
+        : [],
       namedUpstreams: false,
     };
   }
-  for (const name of unprefixed) {
-    if (isSet(env[name])) {
+  for (const suffix of perUpstreamSuffixes) {
+    if (isSet(env[`UPSTREAM_${suffix}`])) {
       problems.push(
-        `${name}: not used with UPSTREAMS; set UPSTREAM_<NAME>${name.slice('UPSTREAM'.length)} for each upstream instead`,
+        `UPSTREAM_${suffix}: not used with UPSTREAMS (it belongs to one API, so it is never shared); set UPSTREAM_<NAME>_${suffix} for each upstream instead`,
       );
     }
   }
@@ -104,7 +114,41 @@ export function upstreamsConfig({
   return { upstreams, namedUpstreams: true };
 }
 
-/** One listed upstream: its prefixed settings parsed by the schema and assembly of upstream.ts. */
+/**
+ * The shared settings an upstream takes: each one it has none of its own of, a token endpoint or a client
+ * credential whole; with an API key of its own, only the timeouts (it has no grant).
+ */
+function inheritedSuffixes(prefix: string, env: Record<string, string | undefined>): string[] {
+  const own = (suffix: string) => isSet(env[prefix + suffix]);
+  const candidates = own('API_KEY') || own('API_KEY_FILE') ? apiKeySharedSuffixes : sharedSuffixes;
+  return candidates.filter((suffix) => isSet(env[`UPSTREAM_${suffix}`]) && !inheritedWhole(suffix).some(own));
+}
+
+/** The settings taken from the same place as `suffix`: its token endpoint or client credential, or itself. */
+const inheritedWhole = (suffix: string) =>
+  [endpointSuffixes, credentialSuffixes].find((group) => group.includes(suffix)) ?? [suffix];
+
+/**
+ * A shared client credential is sent only to the shared token endpoint: an upstream with an endpoint of its
+ * own must bring its own credential, or the secret of one authorization server would reach another.
+ */
+function strayCredential(
+  name: string,
+  prefix: string,
+  env: Record<string, string | undefined>,
+  inherited: string[],
+): string | undefined {
+  const ownEndpoint = endpointSuffixes.find((suffix) => isSet(env[prefix + suffix]));
+  const credential = inherited.find((suffix) => credentialSuffixes.includes(suffix));
+  if (!ownEndpoint || !credential) return undefined;
+  const setting = secretSuffixes.find((secret) => credential === `${secret}_FILE`) ?? credential;
+  return `${prefix}${setting}: required, since "${name}" has its own ${prefix}${ownEndpoint} and the shared UPSTREAM_${credential} goes only to the shared token endpoint (UPSTREAM_TOKEN_URL or UPSTREAM_ISSUER)`;
+}
+
+/**
+ * One listed upstream: its prefixed settings, or the shared ones it inherits, parsed by the schema and
+ * assembly of upstreamSettings.ts. Each problem names the variable its value came from.
+ */
 function namedUpstream(
   name: string,
   env: Record<string, string | undefined>,
@@ -112,16 +156,24 @@ function namedUpstream(
   problems: string[],
 ): NamedUpstream | undefined {
   const prefix = upstreamPrefix(name);
+  const inheritedFrom = inheritedSuffixes(prefix, env);
+  // A secret and its `_FILE` form come from one place, though only one of them is set there.
+  const source = (suffix: string) =>
+    ([suffix, `${suffix}_FILE`, suffix.replace(/_FILE$/, '')].some((taken) => inheritedFrom.includes(taken))
+      ? 'UPSTREAM_'
+      : prefix) + suffix;
   const shown = (variable: string) =>
-    variable.startsWith('UPSTREAM_') ? prefix + variable.slice('UPSTREAM_'.length) : variable;
-  // Messages of upstream.ts name the unprefixed variables; each line must name the one to fix.
+    variable.startsWith('UPSTREAM_') ? source(variable.slice('UPSTREAM_'.length)) : variable;
+  // Messages of upstreamSettings.ts name the unprefixed variables; each line must name the one to fix.
   const rename = (line: string) =>
     line.replace(/\bUPSTREAM_([A-Z_]+)/g, (match, suffix: string) =>
-      unprefixed.has(match) || suffixes.includes(suffix) ? prefix + suffix : match,
+      unprefixed.has(match) || suffixes.includes(suffix) ? source(suffix) : match,
     );
+  const stray = strayCredential(name, prefix, env, inheritedFrom);
+  if (stray) problems.push(stray);
   const own: Record<string, string | undefined> = { PROXY_MAX_REPLAY_BYTES: env.PROXY_MAX_REPLAY_BYTES };
   for (const suffix of [...suffixes, ...secretSuffixes.map((s) => `${s}_FILE`)]) {
-    own[`UPSTREAM_${suffix}`] = env[prefix + suffix];
+    own[`UPSTREAM_${suffix}`] = env[source(suffix)];
   }
   const placeholders = new Set<string>();
   const resolved = resolveSecretFiles(own, upstreamSecrets, readFile, problems, shown, placeholders);
@@ -145,7 +197,7 @@ function namedUpstream(
   }
   const allowedOrigins =
     origins.success && origins.data.length > 0 ? normalizeAllowedOrigins(origins.data) : undefined;
-  return { name, config, allowedOrigins };
+  return { name, config, allowedOrigins, inherited: inheritedFrom.map((suffix) => `UPSTREAM_${suffix}`) };
 }
 
 /** Upstreams that get the same token share one cache, so its token settings must be the same. */
@@ -160,10 +212,12 @@ function disagreements(upstreams: NamedUpstream[]): string[] {
       first.set(identity, upstream);
       continue;
     }
+    const variable = (of: NamedUpstream, suffix: string) =>
+      of.inherited.includes(`UPSTREAM_${suffix}`) ? `UPSTREAM_${suffix}` : upstreamPrefix(of.name) + suffix;
     for (const [field, suffix] of sharedTokenSettings) {
       if (JSON.stringify(upstream.config[field]) !== JSON.stringify(earlier.config[field])) {
         problems.push(
-          `${upstreamPrefix(upstream.name)}${suffix}: "${upstream.name}" gets the same token as "${earlier.name}", so it must equal ${upstreamPrefix(earlier.name)}${suffix}`,
+          `${variable(upstream, suffix)}: "${upstream.name}" gets the same token as "${earlier.name}", so it must equal ${variable(earlier, suffix)}`,
         );
       }
     }

@@ -39,6 +39,8 @@ export interface ConnectionCapsOptions {
   maxPerNetwork: number;
   /** Most open connections in all (0: no cap). */
   maxTotal: number;
+  /** `IDLE_SOCKET_TIMEOUT_MS`: how long a connection may wait without a request's headers. */
+  idleTimeoutMs: number;
   logger: Logger;
   clock: Clock;
   /** Called on every refusal (the metric). */
@@ -54,6 +56,8 @@ export interface ConnectionCaps {
   admit(socket: Socket): boolean;
   /** Open connections now, in all. */
   open(): number;
+  /** How long a connection may wait without a request's headers (`limitServer` applies it). */
+  idleTimeoutMs: number;
 }
 
 /** The same grouping as the rate limits: a client with a whole IPv6 `/56` is one network. */
@@ -65,6 +69,7 @@ const logIntervalMs = 60_000;
 export function createConnectionCaps({
   maxPerNetwork,
   maxTotal,
+  idleTimeoutMs,
   logger,
   clock,
   onRefused,
@@ -113,11 +118,31 @@ export function createConnectionCaps({
       return true;
     },
     open: () => total,
+    idleTimeoutMs,
   };
 }
 
-/** Applies the caps to every connection the server accepts. */
+/**
+ * For `createServer`: how often Node looks for connections past their headers timeout (30 s by default,
+ * which let a silent connection live 60 to 90 s). Node reads it once, when the server starts listening,
+ * which the test harness does before it has a configuration: hence one value, not one per setting.
+ */
+export const serverOptions = { connectionsCheckingInterval: 1_000 } as const;
+
+/**
+ * Applies the caps to every connection the server accepts, and the idle timeout: a connection that has
+ * not sent a request's complete headers `idleTimeoutMs` after opening, or after its first byte of a
+ * later request, is answered Node's bare 408 and closed at the next check (`serverOptions`); a keep-alive
+ * connection idle for as long after an answer is closed (plus Node's own second of grace, so a client
+ * told `Keep-Alive: timeout` closes first). Node stops the headers clock once a request's headers are
+ * in, so it never cuts an upload (`BODY_IDLE_TIMEOUT_MS` does) or a slow answer (`UPSTREAM_TIMEOUT_MS`,
+ * `UPSTREAM_API_TIMEOUT_MS`). Node checks from a timer, which runs before pending reads: an event-loop
+ * stall longer than the timeout can cut a connection whose headers wait unread, so keep it well above
+ * the longest stall (tests with short values see this on a loaded machine).
+ */
 export function limitServer(server: Server, caps: ConnectionCaps): void {
+  server.headersTimeout = caps.idleTimeoutMs;
+  server.keepAliveTimeout = caps.idleTimeoutMs;
   server.on('connection', (socket: Socket) => {
     caps.admit(socket);
   });

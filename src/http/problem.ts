@@ -39,6 +39,7 @@ export function sendProblem(res: BrokerResponse, error: BrokerError): void {
   res.setHeader('Content-Length', Buffer.byteLength(body));
   // Read by the request metrics, which count answers by code.
   res.locals.problemCode = error.code;
+  res.locals.problemLogged = error.logged;
   res.statusCode = error.status;
   res.end(body);
 }

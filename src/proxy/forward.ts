@@ -12,6 +12,7 @@ import {
   queryWithCredential,
   scrubResponseHeaders,
 } from './credentialPlacement.js';
+import { exchangeAbort } from './exchangeAbort.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { relayBody } from './relayBody.js';
 import { createRenewalGate } from './renewalGate.js';
@@ -164,7 +165,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     // A stream's chunks may be minutes apart: undici's gap limit is off, and the relay sets its own.
     const streamAsked = acceptsStream(req.headers.accept);
 
-    const controller = new AbortController();
+    const controller = exchangeAbort();
     const deadline = setTimeout(() => controller.abort(new DeadlineError()), limits.totalMs);
     // Set when the API's body fails, so that the response closing in consequence is not blamed on the client.
     let upstreamFailed = false;
@@ -199,7 +200,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         method: method as Dispatcher.HttpMethod,
         headers: headers as Record<string, string | string[]>,
         body: body.replayable ? body.bytes : body.stream,
-        signal: controller.signal,
+        signal: controller.upstream,
         headersTimeout: limits.headersMs,
         bodyTimeout: streamAsked ? 0 : limits.bodyMs,
       });

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { canonicalIp } from '../caller/ip.js';
@@ -8,6 +7,7 @@ import { maxUpstreams, upstreamNamePattern } from '../config/namedUpstreams.js';
 import { BrokerError } from '../errors.js';
 import { isCanonicalCompactJws } from './base64url.js';
 import { createCompactSigner } from './compactSigner.js';
+import { createJtiSource } from './jtiSource.js';
 import type { SigningKeys } from './keys.js';
 import type { RevocationList } from './revocations.js';
 import { createVerifiedTokens } from './verifiedTokens.js';
@@ -122,6 +122,7 @@ export function createClientTokens({
     return signToken;
   };
   const tolerance = config.clockToleranceSeconds;
+  const nextJti = createJtiSource();
   const verified = createVerifiedTokens<ClientTokenClaims>({ clock, maxEntries: verifiedTokensMax });
 
   /**
@@ -159,7 +160,7 @@ export function createClientTokens({
       if (jkt !== undefined && !jktPattern.test(jkt)) throw new TypeError('mint: jkt must be a thumbprint');
       const iat = Math.floor(clock.now() / 1000);
       const exp = iat + config.ttlSeconds;
-      const jti = randomBytes(16).toString('base64url');
+      const jti = nextJti();
       const token = await currentSigner()({
         iss: config.issuer,
         aud: config.audience,

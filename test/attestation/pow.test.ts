@@ -84,12 +84,14 @@ describe('CLIENT_TOKEN_ATTESTATION=pow', () => {
     }
   });
 
-  it('when a proof is refused, then one log line names code, origin and reason, the proof never, and the metric counts it', async () => {
+  it('when a proof is refused, then its access line names code, origin and reason, the proof never, and the metric counts it', async () => {
     const broker = await startBroker({ upstream: 'fake', env: powEnv });
     const proof = await powProof(broker, otherOrigin);
     await mint(broker, { origin: appOrigin, attestation: proof });
     await mint(broker, { origin: appOrigin });
-    const refusals = broker.logs.lines().filter((line) => line.msg === 'attestation refused');
+    const refusals = broker.logs
+      .lines()
+      .filter((line) => line.msg === 'request' && line.reason !== undefined);
     expect(refusals).toEqual([
       expect.objectContaining({
         code: 'attestation_failed',

@@ -120,7 +120,9 @@ describe('siteverify answers the broker refuses', () => {
         expect(answer.status).toBe(401);
         expect(answer.body.code).toBe('attestation_failed');
         expectNoSecrets(answer.text, [secret]);
-        const refusal = broker.logs.lines().find((line) => line.msg === 'attestation refused');
+        const refusal = broker.logs
+          .lines()
+          .find((line) => line.msg === 'request' && line.code === 'attestation_failed');
         expect(refusal).toMatchObject({ reason: 'provider_unavailable', origin: appOrigin });
         expect(await broker.broker.metrics.registry.metrics()).toContain(
           'token_broker_attestations_total{provider="turnstile",outcome="refused",reason="provider_unavailable"} 1',

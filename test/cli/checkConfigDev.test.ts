@@ -124,6 +124,37 @@ describe('token-broker check-config summary', () => {
   });
 });
 
+describe('token-broker check-config with shared defaults', () => {
+  it('when named upstreams take shared defaults, then each shows its effective settings and the variables they came from', async () => {
+    const secret = 'shared-defaults-summary-secret';
+    const result = await checkConfig({
+      UPSTREAMS: 'uitpas,entry',
+      UPSTREAM_TOKEN_URL: 'https://auth.example.com/oauth/token',
+      UPSTREAM_CLIENT_ID: 'broker',
+      UPSTREAM_CLIENT_SECRET: secret,
+      UPSTREAM_PROFILE: 'json',
+      UPSTREAM_TIMEOUT_MS: '9000',
+      UPSTREAM_UITPAS_API_URL: 'https://uitpas.example.com',
+      UPSTREAM_ENTRY_API_URL: 'https://entry.example.com',
+      UPSTREAM_ENTRY_CLIENT_ID: 'entry-client',
+      UPSTREAM_ENTRY_SCOPE: 'events',
+      UPSTREAM_ENTRY_TIMEOUT_MS: '2000',
+    });
+    expect(result.stderr).toBe('');
+    const row = (label: string) => new RegExp(`\\n  ${label}:\\s+(.*)\\n`).exec(result.stdout)?.[1];
+    expect(row('uitpas client id')).toBe('broker');
+    expect(row('entry client id')).toBe('entry-client');
+    expect(row('entry scope')).toBe('events');
+    expect(row('uitpas timeouts')).toMatch(/^9000 ms per upstream request, 300000 ms per API call/);
+    expect(row('entry timeouts')).toMatch(/^2000 ms per upstream request/);
+    expect(row('uitpas shared')).toBe(
+      'from UPSTREAM_TOKEN_URL, UPSTREAM_CLIENT_ID, UPSTREAM_CLIENT_SECRET, UPSTREAM_PROFILE, UPSTREAM_TIMEOUT_MS',
+    );
+    expect(row('entry shared')).toBe('from UPSTREAM_TOKEN_URL, UPSTREAM_CLIENT_SECRET, UPSTREAM_PROFILE');
+    expect(result.stdout).not.toContain(secret);
+  });
+});
+
 describe('token-broker check-config --probe', async () => {
   const noRedis = await missing('redis');
   const cacheKey = registerSecret('probe cache key', randomBytes(32).toString('base64'));

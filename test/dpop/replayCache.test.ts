@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { createMemoryReplayCache, createRedisReplayCache } from '../../src/dpop/replayCache.js';
 import { closedPort } from '../support/apiServers.js';
 import { captureLogs } from '../support/logs.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch } from '../support/sharedRedis.js';
 
 const noRedis = await missing('redis');
 
@@ -55,16 +56,8 @@ describe('memory replay cache', () => {
 });
 
 describe.skipIf(noRedis)('Redis replay cache', () => {
-  let client: Redis;
-  const prefix = `test:dpop:${randomBytes(6).toString('hex')}:`;
-  beforeAll(() => {
-    client = new Redis('redis://127.0.0.1:6379', { lazyConnect: false, maxRetriesPerRequest: 1 });
-  });
-  afterAll(async () => {
-    const keys = await client.keys(`${prefix}*`);
-    if (keys.length > 0) await client.del(...keys);
-    client.disconnect();
-  });
+  const { admin: client, prefix: newPrefix } = sharedRedisScratch('dpop');
+  const prefix = newPrefix();
 
   function replica() {
     const clock = createManualClock();

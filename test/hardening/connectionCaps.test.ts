@@ -1,10 +1,18 @@
 import { EventEmitter } from 'node:events';
-import net, { type Socket } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import { createConnectionCaps, defaultMaxConnections } from '../../src/http/connectionCaps.js';
-import { startBroker } from '../support/broker.js';
-import { captureLogs } from '../support/logs.js';
+import {
+  type ConnectionCap,
+  createConnectionCaps,
+  defaultMaxConnections,
+} from '../../src/http/connectionCaps.js';
+import { type FakeUpstreamBroker, startBroker } from '../support/broker.js';
+import { type CapturedLogger, captureLogs } from '../support/logs.js';
+import { addLoopbackAddresses, testAddresses } from '../support/loopbackAddresses.js';
+import { sample } from '../support/metricsText.js';
+import { openConnection, type RawConnection } from '../support/rawConnection.js';
+import { missing } from '../support/requires.js';
 
 /**
  * Issue #24 defect 2: three addresses holding idle sockets took every descriptor, a client from a fourth
@@ -12,18 +20,22 @@ import { captureLogs } from '../support/logs.js';
  * now hold for brokers started in process as well as by main.ts.
  */
 
-/** Opens a connection and resolves once it is established; `answer` collects what the broker says. */
-function connect(port: number) {
-  return new Promise<{ socket: Socket; answer: () => string; closed: Promise<void> }>((resolve, reject) => {
-    let text = '';
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.on('data', (chunk) => {
-      text += chunk.toString('utf8');
-    });
-    const closed = new Promise<void>((done) => socket.once('close', () => done()));
-    socket.once('error', reject);
-    socket.once('connect', () => resolve({ socket, answer: () => text, closed }));
-  });
+const noIpv6Addresses = await missing('ipv6-addresses');
+
+/** Waits for a refusal: a 429 problem, the connection closed, and a warning naming the cap's setting. */
+async function expectRefused(
+  connection: RawConnection,
+  logs: CapturedLogger,
+  cap: ConnectionCap,
+  max: number,
+) {
+  await connection.closed;
+  expect(connection.received()).toMatch(/^HTTP\/1\.1 429 Too Many Requests\r\n/);
+  expect(connection.received()).toContain('"code":"rate_limited"');
+  const setting = cap === 'total' ? 'MAX_CONNECTIONS' : 'MAX_CONNECTIONS_PER_IP';
+  expect(logs.lines()).toContainEqual(
+    expect.objectContaining({ level: 'warn', cap, max, msg: expect.stringContaining(setting) }),
+  );
 }
 
 describe('the overall connection cap', () => {
@@ -32,19 +44,8 @@ describe('the overall connection cap', () => {
       upstream: 'fake',
       env: { MAX_CONNECTIONS: '6', MAX_CONNECTIONS_PER_IP: '0' },
     });
-    const held = await Promise.all(Array.from({ length: 6 }, () => connect(broker.port)));
-    const extra = await connect(broker.port);
-    await extra.closed;
-    expect(extra.answer()).toMatch(/^HTTP\/1\.1 429 Too Many Requests\r\n/);
-    expect(extra.answer()).toContain('"code":"rate_limited"');
-    expect(broker.logs.lines()).toContainEqual(
-      expect.objectContaining({
-        level: 'warn',
-        cap: 'total',
-        max: 6,
-        msg: expect.stringContaining('MAX_CONNECTIONS'),
-      }),
-    );
+    const held = await Promise.all(Array.from({ length: 6 }, () => openConnection(broker.port)));
+    await expectRefused(await openConnection(broker.port), broker.logs, 'total', 6);
     const first = held[0];
     first?.socket.destroy();
     await first?.closed;
@@ -80,6 +81,7 @@ describe('the per-network connection cap', () => {
     const caps = createConnectionCaps({
       maxPerNetwork: 2,
       maxTotal: 0,
+      idleTimeoutMs: 10_000,
       logger: captureLogs().logger,
       clock: createManualClock(),
       onRefused: (cap) => refused.push(cap),
@@ -96,5 +98,52 @@ describe('the per-network connection cap', () => {
     sameNetwork[0]?.emit('close');
     expect(caps.admit(fakeSocket('2001:db8:0:3::3'))).toBe(true);
     expect(caps.open()).toBe(5);
+  });
+});
+
+/** Sends a request on an open connection and resolves with the start of the answer. */
+function answerOn(connection: RawConnection): Promise<string> {
+  return new Promise((resolve) => {
+    connection.socket.once('data', (chunk: Buffer) => resolve(chunk.toString('latin1')));
+    connection.socket.write('GET /healthz HTTP/1.1\r\nhost: broker\r\n\r\n');
+  });
+}
+
+describe.skipIf(noIpv6Addresses)('the per-network connection cap, from real IPv6 addresses', () => {
+  let removeAddresses: (() => Promise<void>) | undefined;
+  let broker: FakeUpstreamBroker;
+  const opened: RawConnection[] = [];
+  const connectFrom = async (localAddress: string) => {
+    const connection = await openConnection(broker.port, { host: '::1', localAddress });
+    opened.push(connection);
+    return connection;
+  };
+  beforeAll(async () => {
+    removeAddresses = await addLoopbackAddresses([...testAddresses.sameNetwork, testAddresses.otherNetwork]);
+    broker = await startBroker({
+      upstream: 'fake',
+      host: '::1',
+      env: { MAX_CONNECTIONS_PER_IP: '2', MAX_CONNECTIONS: '0' },
+    });
+  });
+  afterAll(async () => {
+    for (const { socket } of opened) socket.destroy();
+    await broker?.close();
+    await removeAddresses?.();
+  });
+
+  it('when two addresses of one /56 hold MAX_CONNECTIONS_PER_IP between them, then a third connection from that /56 is refused, logged and counted, and another /56 still connects', async () => {
+    const [first, second] = testAddresses.sameNetwork;
+    const held = [await connectFrom(first), await connectFrom(second)];
+    for (const connection of held) expect(await answerOn(connection)).toMatch(/^HTTP\/1\.1 200 /);
+
+    await expectRefused(await connectFrom(first), broker.logs, 'per_network', 2);
+
+    const elsewhere = await connectFrom(testAddresses.otherNetwork);
+    expect(await answerOn(elsewhere)).toMatch(/^HTTP\/1\.1 200 /);
+    // Scraped from ::1, a network of its own.
+    const metrics = await broker.request({ path: '/metrics' });
+    expect(sample(metrics.body, 'token_broker_connections_refused_total', { cap: 'per_network' })).toBe(1);
+    for (const connection of held) expect(connection.socket.destroyed).toBe(false);
   });
 });

@@ -1,37 +1,30 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiServer, startEchoApi } from '../support/apiServers.js';
 import { type OidcBroker, startBroker } from '../support/broker.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer, type TestAuthServer } from '../support/oidcProvider.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../support/sharedRedis.js';
 import { signingKeySet } from '../support/signingKeys.js';
 import { namedUpstreamsEnv, proxied, tokenFor } from './support.js';
 
 const noRedis = await missing('redis');
 
 const origin = 'https://app.example.com';
-const prefix = `tb-test-upstreams-${randomBytes(6).toString('hex')}:`;
+const prefix = sharedRedisScratch('upstreams').prefix();
 
 let auth: TestAuthServer;
 let uitpasApi: ApiServer;
 let entryApi: ApiServer;
-let redis: Redis;
 const brokers: OidcBroker[] = [];
 
 beforeAll(async () => {
   [auth, uitpasApi, entryApi] = await Promise.all([startTestAuthServer(), startEchoApi(), startEchoApi()]);
-  redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
-  await redis.connect();
 });
 
 afterAll(async () => {
   await Promise.all(brokers.map((broker) => broker.close()));
-  // Only this run's keys: the Redis is shared with other test runs.
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
   await Promise.all([auth.close(), uitpasApi.close(), entryApi.close()]);
 });
 
@@ -42,7 +35,7 @@ describe.skipIf(noRedis)('named upstreams across a fleet sharing Redis', () => {
         uitpas: { API_URL: uitpasApi.origin },
         entry: { API_URL: entryApi.origin },
       }),
-      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_URL: sharedRedisUrl,
       REDIS_KEY_PREFIX: prefix,
       CACHE_ENCRYPTION_KEY: registerSecret('cache key', randomBytes(32).toString('base64')),
       SIGNING_KEYS: await signingKeySet(),

@@ -4,7 +4,7 @@ import { call, type RawAnswer } from '../support/rawCall.js';
 /**
  * The environment of a broker with named upstreams against `auth`: `UPSTREAMS` and each upstream's
  * `UPSTREAM_<NAME>_*` settings. The unprefixed settings startBroker sets are blanked (an empty value
- * is unset), since a broker with `UPSTREAMS` refuses them.
+ * is unset): with `UPSTREAMS` they would be every name's shared defaults, and these names set their own.
  */
 export function namedUpstreamsEnv(
   auth: TestAuthServer,

@@ -8,21 +8,18 @@ import type { RedisTarget } from '../../src/store/redisTarget.js';
 import { captureLogs } from '../support/logs.js';
 import { singleRedis, startRedisCluster, startRedisServer } from '../support/redisServers.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../support/sharedRedis.js';
 
 const noRedis = await missing('redis');
 const noRedisServer = await missing('redis-server');
 
-const redisUrl = 'redis://127.0.0.1:6379';
-const admin = new Redis(redisUrl, { lazyConnect: true });
-const prefix = `tb-test-calls-${randomBytes(6).toString('hex')}:`;
+const redisUrl = sharedRedisUrl;
+const { admin, prefix: newPrefix } = sharedRedisScratch('calls');
+const prefix = newPrefix();
 const opened: RedisConnections[] = [];
 
 afterAll(async () => {
   await Promise.all(opened.map((connections) => connections.close()));
-  if (noRedis) return;
-  const keys = await admin.keys(`${prefix}*`);
-  if (keys.length > 0) await admin.del(...keys);
-  admin.disconnect();
 });
 
 async function connect(target: RedisTarget = singleRedis(redisUrl)) {

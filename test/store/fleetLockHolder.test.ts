@@ -1,26 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, mintToken, reply, startFakeTokenServer } from '../support/oauthServers.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../support/sharedRedis.js';
 import { sleep, waitFor } from '../support/waiting.js';
 
 const noRedis = await missing('redis');
 
 describe.skipIf(noRedis)('a renewal lock holder killed mid-request', () => {
-  const prefix = `tb-test-${randomBytes(6).toString('hex')}:`;
-  const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
+  const { admin: redis, prefix: newPrefix } = sharedRedisScratch('lock');
+  const prefix = newPrefix();
   let upstream: FakeTokenServer | undefined;
   const brokers: BrokerProcess[] = [];
 
   afterAll(async () => {
     await Promise.all(brokers.map((broker) => broker.stop()));
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
     await upstream?.close();
   });
 
@@ -38,7 +35,7 @@ describe.skipIf(noRedis)('a renewal lock holder killed mid-request', () => {
     upstream = server;
     const apiKey = registerSecret('takeover api key', `key-${randomBytes(24).toString('base64url')}`);
     const env = {
-      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_URL: sharedRedisUrl,
       REDIS_KEY_PREFIX: prefix,
       REDIS_LOCK_TTL_MS: '1000',
       CACHE_ENCRYPTION_KEY: registerSecret('takeover cache key', randomBytes(32).toString('hex')),

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
@@ -14,21 +13,15 @@ import { captureLogs, registerSecret } from '../support/logs.js';
 import { mintToken, upstreamConfigFor } from '../support/oauthServers.js';
 import { singleRedis } from '../support/redisServers.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../support/sharedRedis.js';
 import { startTcpForwarder } from '../support/tcpForwarder.js';
 
 const noRedis = await missing('redis');
 
-const redisUrl = 'redis://127.0.0.1:6379';
-const admin = new Redis(redisUrl, { lazyConnect: true });
+const redisUrl = sharedRedisUrl;
+const { admin, prefix: newPrefix } = sharedRedisScratch('store');
 const opened: RedisConnections[] = [];
-const prefixes: string[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];
-
-function newPrefix(): string {
-  const prefix = `tb-test-${randomBytes(6).toString('hex')}:`;
-  prefixes.push(prefix);
-  return prefix;
-}
 
 async function connect(url = redisUrl) {
   const { logger } = captureLogs();
@@ -48,11 +41,6 @@ afterEach(async () => {
 
 afterAll(async () => {
   await Promise.all(opened.map((connections) => connections.close()));
-  for (const prefix of prefixes) {
-    const keys = await admin.keys(`${prefix}*`);
-    if (keys.length > 0) await admin.del(...keys);
-  }
-  admin.disconnect();
 });
 
 describe('value encryption', () => {

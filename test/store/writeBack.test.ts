@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { createRevocationList } from '../../src/signing/revocations.js';
@@ -12,21 +10,19 @@ import { createRedisQuotaCounter } from '../../src/upstream/quota.js';
 import { captureLogs } from '../support/logs.js';
 import { singleRedis } from '../support/redisServers.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../support/sharedRedis.js';
 
 const noRedis = await missing('redis');
 
 /** What each replica writes back when the shared Redis forgot (simulated here by deleting the keys). */
 
-const redisUrl = 'redis://127.0.0.1:6379';
-const admin = new Redis(redisUrl, { lazyConnect: true });
-const prefix = `tb-test-${randomBytes(6).toString('hex')}:`;
+const redisUrl = sharedRedisUrl;
+const { admin, prefix: newPrefix } = sharedRedisScratch('writeback');
+const prefix = newPrefix();
 const opened: RedisConnections[] = [];
 
 afterAll(async () => {
   await Promise.all(opened.map((connections) => connections.close()));
-  const keys = await admin.keys(`${prefix}*`);
-  if (keys.length > 0) await admin.del(...keys);
-  admin.disconnect();
 });
 
 async function connect(): Promise<RedisConnections> {

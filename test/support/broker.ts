@@ -22,6 +22,7 @@
  *   - `'fixed'`: 200 `{"ok":true}` to everything (an echo would hand the upstream token back).
  * - `env`: settings over the defaults; `envFor(url)`: settings that need the broker's own origin (the
  *   socket listens before the config is made).
+ * - `host`: the address to listen on (default `127.0.0.1`; `::1` for connections from IPv6 addresses).
  * - `clock`, `demo`, `cachePolicy`: passed to createBroker; `logLevel`: the captured logger's level.
  * - `reload`: watch and re-read the `*_FILE` settings (`broker.reloader`), with these overrides.
  *
@@ -36,6 +37,7 @@
  *
  * On the handle: `request()` sends through a keep-alive undici pool and times the answer;
  * `clientToken(origin = appOrigin)` mints (and registers) a client token through `/api/client-token`.
+ * `proxy(token, path?)` sends a proxied GET with it from `appOrigin`.
  *
  * Cleanup: started inside a test, the broker closes itself when the test finishes (`onTestFinished`);
  * started in `beforeAll`, close it in `afterAll(() => broker.close())`. `close()` closes everything the
@@ -50,7 +52,7 @@ import { onTestFinished, TestRunner } from 'vitest';
 import { type Broker, type BrokerDeps, createBroker } from '../../src/broker.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
-import { limitServer } from '../../src/http/connectionCaps.js';
+import { limitServer, serverOptions } from '../../src/http/connectionCaps.js';
 import type { RenewalPolicy } from '../../src/upstream/renewalPolicy.js';
 import { type ApiServer, startFixedApi, startVerifyingApi } from './apiServers.js';
 import { type CapturedLogger, captureLogs, registerSecret } from './logs.js';
@@ -99,6 +101,7 @@ export interface BrokerOptions {
   api?: ApiOption;
   env?: Record<string, string>;
   envFor?: (brokerUrl: string) => Record<string, string>;
+  host?: string;
   clock?: Clock;
   demo?: boolean;
   cachePolicy?: Partial<RenewalPolicy>;
@@ -109,7 +112,7 @@ export interface BrokerOptions {
 }
 
 interface BrokerBase {
-  /** `http://127.0.0.1:<port>`: the broker's own origin. */
+  /** `http://127.0.0.1:<port>` (or the `host` given): the broker's own origin. */
   url: string;
   port: number;
   broker: Broker;
@@ -126,6 +129,8 @@ interface BrokerBase {
     body?: string | Buffer;
   }): Promise<Answer>;
   clientToken(origin?: string): Promise<string>;
+  /** A proxied GET with a client token, from `appOrigin`: `/api/proxy/things` unless `path` says otherwise. */
+  proxy(token: string, path?: string): Promise<Answer>;
   close(): Promise<void>;
 }
 
@@ -229,8 +234,9 @@ async function start(
   if (api && api !== options.api) cleanups.push(() => api.close());
 
   const answers: WireAnswer[] = [];
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const server = createServer(serverOptions);
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   // Upgraded sockets (WebSockets) are no longer the server's to close: they are cut here.
   const upgraded = new Set<Duplex>();
   server.on('upgrade', (_req, socket: Duplex) => {
@@ -243,7 +249,7 @@ async function start(
     await new Promise((resolve) => server.close(resolve));
   });
   const { port } = server.address() as AddressInfo;
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const env = {
     NODE_ENV: 'test',
     ...upstreamEnv,
@@ -264,7 +270,7 @@ async function start(
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());
-  // The connection caps, as main.ts applies them.
+  // The connection caps and idle timeout, as main.ts applies them.
   limitServer(server, broker.connectionCaps);
   server.on('request', (req, res) => {
     // Read now: Express rewrites `req.url` under a mount point.
@@ -310,6 +316,8 @@ async function start(
       if (answer.status !== 200) throw new Error(`no client token: ${answer.status} ${answer.body}`);
       return registerSecret('client token', (JSON.parse(answer.body) as { token: string }).token);
     },
+    proxy: (token, path = '/api/proxy/things') =>
+      request({ path, headers: { origin: appOrigin, authorization: `Bearer ${token}` } }),
     close,
   };
   return { ...handle, ...parts, ...(api ? { api } : {}) };

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { addLoopbackAddresses, testAddresses } from './loopbackAddresses.js';
 import { waitForPing } from './redisServers.js';
 
 /** Debian's Chromium, the one `chromium.ts` launches (never a downloaded browser). */
@@ -15,7 +16,12 @@ const parts = {
   },
   /** The shared Redis the store and fleet suites use (each with its own key prefix). */
   redis: async () => {
-    await waitForPing(6379, 1_000);
+    // A loaded machine can take a second to answer; only an absent Redis costs the whole wait.
+    await waitForPing(6379, 5_000);
+  },
+  /** What the README's walk-through runs besides Node: a shell and the two tools its blocks call. */
+  'walk-through tools': async () => {
+    await Promise.all([run('bash', ['--version']), run('curl', ['--version']), run('openssl', ['version'])]);
   },
   /** The binaries the chaos suites run their private servers, sentinels and clusters with. */
   'redis-server': async () => {
@@ -24,6 +30,11 @@ const parts = {
   /** The CLI the mutual-TLS suites issue their certificates with (certificates.ts). */
   openssl: async () => {
     await run('openssl', ['version']);
+  },
+  /** Test IPv6 addresses to connect from: already on `lo` (`.ci/run` adds them), or added for the check. */
+  'ipv6-addresses': async () => {
+    const remove = await addLoopbackAddresses([testAddresses.otherNetwork]);
+    await remove();
   },
 };
 
@@ -34,6 +45,9 @@ const described: Record<Part, string> = {
   redis: 'Redis at 127.0.0.1:6379',
   'redis-server': 'the redis-server and redis-cli binaries on PATH',
   openssl: 'the openssl binary on PATH',
+  'walk-through tools': 'bash, curl and openssl on PATH',
+  'ipv6-addresses':
+    'IPv6 test addresses on lo (fd7b:6b72:6f6b::/48): added by .ci/run, or addable here with `ip -6 addr add` as root',
 };
 
 const checked = new Map<Part, Promise<string | undefined>>();
@@ -49,6 +63,11 @@ function check(part: Part): Promise<string | undefined> {
     checked.set(part, result);
   }
   return result;
+}
+
+/** Whether the machine has a part, without a word: for cleanup that only applies when the part was there. */
+export async function present(part: Part): Promise<boolean> {
+  return (await check(part)) === undefined;
 }
 
 /**

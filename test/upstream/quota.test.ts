@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createManualClock, type ManualClock } from '../../src/clock.js';
 import {
   createMemoryQuotaCounter,
@@ -18,6 +17,7 @@ import { refusal } from '../support/expectErrors.js';
 import { createFakeTimers } from '../support/fakeTimers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 import { missing } from '../support/requires.js';
+import { sharedRedisScratch } from '../support/sharedRedis.js';
 
 const noRedis = await missing('redis');
 
@@ -237,14 +237,8 @@ describe('token cache under a quota', () => {
 });
 
 describe.skipIf(noRedis)('Redis quota counter', () => {
-  const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
-  const prefix = `test:quota:${randomUUID()}:`;
-
-  afterAll(async () => {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
-  });
+  const { admin: redis, prefix: newPrefix } = sharedRedisScratch('quota');
+  const prefix = newPrefix();
 
   it('when two replicas count at once, then INCR loses nothing and PEXPIRE lets the window lapse', async () => {
     const [one, two] = [

@@ -17,6 +17,8 @@ export interface RequestLocals {
   clientToken?: ClientTokenClaims;
   /** The problem code of an error answer, for the metrics. */
   problemCode?: ErrorCode;
+  /** What the error answered adds to the access line (BrokerError `logged`). */
+  problemLogged?: Readonly<Record<string, string | number>> | undefined;
   /** A probe polled without end (`/healthz`, `/readyz`): its access line is written at `debug`. */
   probe?: boolean;
 }

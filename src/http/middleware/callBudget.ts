@@ -1,6 +1,5 @@
 import { BrokerError } from '../../errors.js';
 import type { CallCounter } from '../../store/callCounter.js';
-import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import type { BrokerResponse, Handler } from '../dispatch/handler.js';
 
@@ -12,7 +11,6 @@ export interface CallBudgetOptions {
   /** A token is accepted this long past its `exp`, so its count must live as long. */
   clockToleranceSeconds: number;
   metrics: Metrics;
-  logger: Logger;
 }
 
 /**
@@ -26,17 +24,13 @@ export function callBudget({
   counter,
   clockToleranceSeconds,
   metrics,
-  logger,
 }: CallBudgetOptions): Handler {
   const refuse = (res: BrokerResponse, origin: string) => {
     const upstream = res.locals.upstream ?? 'none';
     metrics.recordCallRefusal('token_budget_exhausted', upstream);
-    (res.locals.log ?? logger).info(
-      { code: 'token_budget_exhausted', origin, upstream, reason: `the token made its ${maxCalls} calls` },
-      'proxied call refused',
-    );
     return new BrokerError('token_budget_exhausted', {
       detail: `this client token has made its ${maxCalls} calls; get a new client token`,
+      logged: { origin, upstream, reason: `the token made its ${maxCalls} calls` },
     });
   };
   return (_req, res, next) => {

@@ -43,7 +43,6 @@ export function callQuota({ upstream, quota, counter, clock, metrics, logger }: 
   function refuse(res: BrokerResponse, window: typeof current): BrokerError {
     const now = clock.now();
     const resetsAt = new Date(window.end).toISOString();
-    const log = res.locals.log ?? logger;
     if (spentLogged !== window.start) {
       spentLogged = window.start;
       logger.warn(
@@ -52,19 +51,15 @@ export function callQuota({ upstream, quota, counter, clock, metrics, logger }: 
       );
     }
     metrics.recordCallRefusal('call_quota_exhausted', upstream);
-    log.info(
-      {
-        code: 'call_quota_exhausted',
-        origin: res.locals.clientToken?.origin,
-        upstream,
-        reason: `the ${quota.limit}/${quota.period} call quota is spent until ${resetsAt}`,
-      },
-      'proxied call refused',
-    );
     return new BrokerError('call_quota_exhausted', {
       detail: `upstream "${upstream}" has made its ${quota.limit} calls this ${quota.period}; retry after ${resetsAt}`,
       // RFC 9110 §10.2.3: delay-seconds, a whole number; at least one, as the reset may be ms away.
       headers: { 'Retry-After': String(Math.max(1, Math.ceil((window.end - now) / 1000))) },
+      logged: {
+        ...(res.locals.clientToken && { origin: res.locals.clientToken.origin }),
+        upstream,
+        reason: `the ${quota.limit}/${quota.period} call quota is spent until ${resetsAt}`,
+      },
     });
   }
 

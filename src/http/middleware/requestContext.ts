@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import parseurl from 'parseurl';
 import type { ErrorCode } from '../../errors.js';
 import type { Logger } from '../../telemetry/logger.js';
-import type { BrokerRequest, Handler } from '../dispatch/handler.js';
+import type { BrokerRequest, Handler, RequestLocals } from '../dispatch/handler.js';
 
 /** A caller-supplied `x-request-id` is kept only if it cannot smuggle anything into logs or headers. */
 const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -59,7 +59,7 @@ export function requestContext(logger: Logger): Handler {
       };
       if (res.locals.probe) accessLog.debug(entry, 'request');
       else if (status >= 500) accessLog.warn(entry, 'request failed');
-      else if (status >= 400) accessLog.info(refusal(entry, req, res.locals.problemCode), 'request');
+      else if (status >= 400) accessLog.info(refusal(entry, req, res.locals), 'request');
       else accessLog.info(entry, 'request');
     });
     next();
@@ -67,13 +67,18 @@ export function requestContext(logger: Logger): Handler {
 }
 
 /**
- * A refused request's access line also carries the problem `code` and, when the origin was the reason,
- * the Origin header (never the Referer, whose path and query may hold credentials), truncated.
+ * A refused request's access line also carries the problem `code`, what the error gave to log (its reason),
+ * and, when the origin was the reason, the Origin header (never the Referer, whose path and query may hold
+ * credentials), truncated.
  */
-function refusal<T extends object>(entry: T, req: BrokerRequest, code: ErrorCode | undefined) {
+function refusal<T extends object>(
+  entry: T,
+  req: BrokerRequest,
+  { problemCode: code, problemLogged }: RequestLocals,
+) {
   if (code === undefined) return entry;
   const origin = req.headers.origin;
   return originRefusals.has(code) && origin !== undefined
-    ? { ...entry, code, origin: origin.slice(0, loggedOriginLength) }
-    : { ...entry, code };
+    ? { ...entry, code, ...problemLogged, origin: origin.slice(0, loggedOriginLength) }
+    : { ...entry, code, ...problemLogged };
 }

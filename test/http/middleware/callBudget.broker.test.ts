@@ -1,36 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type BrokerClientEvent, createBrokerClient } from '../../../src/browser/client.js';
-import { type Answer, appOrigin, startBroker } from '../../support/broker.js';
+import { appOrigin, startBroker } from '../../support/broker.js';
 import { registerSecret } from '../../support/logs.js';
 import { startRedisServer } from '../../support/redisServers.js';
 import { missing } from '../../support/requires.js';
+import { sharedRedisScratch, sharedRedisUrl } from '../../support/sharedRedis.js';
 import { signingKeySet } from '../../support/signingKeys.js';
 
 const noRedis = await missing('redis', 'redis-server');
 
-const prefix = `tb-test-budget-${randomBytes(6).toString('hex')}:`;
-const admin = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
-
-afterAll(async () => {
-  if (noRedis) return;
-  const keys = await admin.keys(`${prefix}*`);
-  if (keys.length > 0) await admin.del(...keys);
-  admin.disconnect();
-});
-
-type Proxying = { request: (options: { path: string; headers: Record<string, string> }) => Promise<Answer> };
-
-const call = (broker: Proxying, token: string) =>
-  broker.request({
-    path: '/api/proxy/things',
-    headers: { origin: appOrigin, authorization: `Bearer ${token}` },
-  });
+const prefix = sharedRedisScratch('budget').prefix();
 
 /** The settings two replicas share: one Redis (this file's prefix), one key set, one cache key. */
-async function fleetEnv(redisUrl = 'redis://127.0.0.1:6379'): Promise<Record<string, string>> {
+async function fleetEnv(redisUrl = sharedRedisUrl): Promise<Record<string, string>> {
   return {
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: prefix,
@@ -57,10 +41,10 @@ describe('CLIENT_TOKEN_MAX_CALLS on one broker', () => {
     });
     const token = await broker.clientToken();
     const statuses = [];
-    for (let i = 0; i < 3; i += 1) statuses.push((await call(broker, token)).status);
+    for (let i = 0; i < 3; i += 1) statuses.push((await broker.proxy(token)).status);
     expect(statuses).toEqual([200, 200, 200]);
 
-    const refused = await call(broker, token);
+    const refused = await broker.proxy(token);
     expect(refused.status).toBe(429);
     expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
     const problem = JSON.parse(refused.body) as { code: string; detail: string };
@@ -68,18 +52,17 @@ describe('CLIENT_TOKEN_MAX_CALLS on one broker', () => {
     expect(problem.detail).toMatch(/made its 3 calls; get a new client token/);
     expect(broker.api.requests).toHaveLength(3);
 
-    expect((await call(broker, await broker.clientToken())).status).toBe(200);
+    expect((await broker.proxy(await broker.clientToken())).status).toBe(200);
     expect(broker.api.requests).toHaveLength(4);
 
     const metrics = await broker.request({ path: '/metrics', headers: {} });
     expect(refusalCount(metrics.body, 'token_budget_exhausted')).toBe(1);
-    // The refusal's own line, with its reason; the access line of the 429 carries the code too.
-    const lines = broker.logs
-      .lines()
-      .filter((line) => line.code === 'token_budget_exhausted' && line.msg === 'proxied call refused');
+    // One line per refusal: the 429's access line, with the code and the reason.
+    const lines = broker.logs.lines().filter((line) => line.code === 'token_budget_exhausted');
     expect(lines).toEqual([
       expect.objectContaining({
-        msg: 'proxied call refused',
+        msg: 'request',
+        status: 429,
         origin: appOrigin,
         upstream: 'default',
         reason: 'the token made its 3 calls',
@@ -95,7 +78,7 @@ describe('CLIENT_TOKEN_MAX_CALLS on one broker', () => {
       env: { CLIENT_TOKEN_MAX_CALLS: '1' },
     });
     const token = await broker.clientToken();
-    expect((await call(broker, token)).status).toBe(200);
+    expect((await broker.proxy(token)).status).toBe(200);
     // A body that never ends: only an answer written before reading it lets the request finish.
     const endless = new Readable({ read() {} });
     endless.push('x'.repeat(1024));
@@ -151,7 +134,7 @@ describe.skipIf(noRedis)('CLIENT_TOKEN_MAX_CALLS on two brokers sharing Redis', 
     const second = await startBroker({ upstream: 'fake', api: 'fixed', env });
     const token = await first.clientToken();
     const statuses: number[] = [];
-    for (let i = 0; i < 16; i += 1) statuses.push((await call(i % 2 === 0 ? first : second, token)).status);
+    for (let i = 0; i < 16; i += 1) statuses.push((await (i % 2 === 0 ? first : second).proxy(token)).status);
     expect(statuses.filter((status) => status === 200)).toHaveLength(10);
     expect(statuses.slice(-4)).toEqual([429, 429, 429, 429]);
     expect(first.api.requests.length + second.api.requests.length).toBe(10);
@@ -165,10 +148,10 @@ describe.skipIf(noRedis)('CLIENT_TOKEN_MAX_CALLS on two brokers sharing Redis', 
       const env = { ...(await fleetEnv(server.url)), CLIENT_TOKEN_MAX_CALLS: '5', CALL_LEASE_SIZE: '2' };
       const broker = await startBroker({ upstream: 'fake', api: 'fixed', env });
       const token = await broker.clientToken();
-      expect((await call(broker, token)).status).toBe(200);
+      expect((await broker.proxy(token)).status).toBe(200);
       await server.kill();
       const statuses: number[] = [];
-      for (let i = 0; i < 6; i += 1) statuses.push((await call(broker, token)).status);
+      for (let i = 0; i < 6; i += 1) statuses.push((await broker.proxy(token)).status);
       expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
       expect(broker.logs.lines().map((line) => line.msg)).toContain(
         'call counter unreachable: budgets and quotas are counted by this replica alone meanwhile',
