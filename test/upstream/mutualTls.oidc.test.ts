@@ -327,6 +327,23 @@ describe.skipIf(await missing('openssl'))('mutual-TLS settings at start-up', () 
     ]);
   });
 
+  it('when upstreams share the certificate, then each takes it; one with its own token endpoint must bring its own', () => {
+    const shared = {
+      ...env({ UPSTREAM_TLS_CERT_FILE: one.certPath, UPSTREAM_TLS_KEY_FILE: one.keyPath, NODE_ENV: 'test' }),
+      UPSTREAMS: 'entry,search',
+    };
+    const config = loadConfig(shared);
+    expect(config.upstreams.map((upstream) => upstream.config.tlsClient?.thumbprint)).toEqual([
+      thumbprintOf(one.cert),
+      thumbprintOf(one.cert),
+    ]);
+    expect(
+      configProblems({ ...shared, UPSTREAM_ENTRY_TOKEN_URL: 'https://other.example.com/token' }),
+    ).toEqual([
+      'UPSTREAM_ENTRY_TLS_CERT_FILE: required, since "entry" has its own UPSTREAM_ENTRY_TOKEN_URL and the shared UPSTREAM_TLS_CERT_FILE goes only to the shared token endpoint (UPSTREAM_TOKEN_URL or UPSTREAM_ISSUER), e.g. UPSTREAM_ENTRY_TLS_CERT_FILE=/var/run/secrets/broker-tls/tls.crt',
+    ]);
+  });
+
   it('when the files are good, then the identity carries the x5t#S256 and serialises to nothing', () => {
     const config = loadConfig(
       env({ UPSTREAM_TLS_CERT_FILE: one.certPath, UPSTREAM_TLS_KEY_FILE: one.keyPath, NODE_ENV: 'test' }),
