@@ -32,8 +32,15 @@ function showUrl(value: string): string {
  * How the upstream authenticates the broker, as the profile really sends it: the json and bloq bodies
  * carry the secret themselves, whatever `UPSTREAM_AUTH_METHOD` says.
  */
-function authSummary({ profile, authMethod }: Config['upstreams'][number]['config']): string {
+function authSummary({ profile, authMethod, tlsClient }: Config['upstreams'][number]['config']): string {
   if (authMethod === 'private_key_jwt') return 'private_key_jwt (a signed assertion; no secret is sent)';
+  if (authMethod === 'client_assertion_file') {
+    return 'client_assertion_file (a JWT the platform issued, read from its file; no secret is sent)';
+  }
+  if (tlsClient) {
+    // The thumbprint is public (it is in every certificate-bound token) and tells which certificate is loaded.
+    return `${authMethod} (client certificate x5t#S256 ${tlsClient.thumbprint}; no secret is sent)`;
+  }
   if (profile === 'json') return 'client_id and client_secret in the JSON body (json profile)';
   if (profile === 'bloq') return 'clientId and clientSecret in the JSON body (bloq profile)';
   return authMethod;

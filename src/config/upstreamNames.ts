@@ -56,6 +56,10 @@ export const credentialSuffixes = [
   'CLIENT_KEY',
   'CLIENT_KEY_FILE',
   'CLIENT_ASSERTION_FILE',
+  // A client certificate, its key and the CAs it trusts make one identity (tlsClientIdentity.ts).
+  'TLS_CERT_FILE',
+  'TLS_KEY_FILE',
+  'TLS_CA_FILE',
 ];
 
 /** `UPSTREAM_ENTRY_TOKEN_URL` → `UPSTREAM_TOKEN_URL`; any other name as it is. */

@@ -8,6 +8,7 @@ import {
 import { type FederatedAssertionType, parseFederatedAssertion } from '../upstream/assertionFile.js';
 import { type ClientKey, parseClientKey } from '../upstream/clientAssertion.js';
 import { parseTokenQuota, type TokenQuota } from '../upstream/quota.js';
+import { loadTlsClientIdentity, type TlsClientIdentity } from '../upstream/tlsClientIdentity.js';
 import { emptyToUndefined, int, optionalString, optionalUrl } from './fields.js';
 
 /** A value parsed by `parse`, which answers either the value or a problem to report. */
@@ -56,12 +57,19 @@ export const upstreamSchema = z.object({
     .preprocess(
       emptyToUndefined,
       z
-        .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_assertion_file'])
+        .enum([
+          'client_secret_basic',
+          'client_secret_post',
+          'private_key_jwt',
+          'client_assertion_file',
+          'tls_client_auth',
+          'self_signed_tls_client_auth',
+        ])
         .default('client_secret_basic'),
     )
     .meta({
       description:
-        '`client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, see [private_key_jwt](upstream.md#authenticating-with-a-private-key-private_key_jwt)) or `client_assertion_file`: a JWT the platform issues to the workload, read from `UPSTREAM_CLIENT_ASSERTION_FILE` (see [federated assertions](upstream.md#authenticating-with-a-platform-issued-jwt-client_assertion_file))',
+        '`client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, see [private_key_jwt](upstream.md#authenticating-with-a-private-key-private_key_jwt)), `client_assertion_file`: a JWT the platform issues to the workload, read from `UPSTREAM_CLIENT_ASSERTION_FILE` (see [federated assertions](upstream.md#authenticating-with-a-platform-issued-jwt-client_assertion_file)), or `tls_client_auth` / `self_signed_tls_client_auth`: the certificate of `UPSTREAM_TLS_CERT_FILE` (RFC 8705, see [mutual TLS](upstream.md#authenticating-with-a-client-certificate-mutual-tls))',
       example: 'client_secret_post',
     }),
   UPSTREAM_CLIENT_KEY: parsedBy(parseClientKey).meta({
@@ -81,6 +89,21 @@ export const upstreamSchema = z.object({
         '`client_assertion_file` only: `client_assertion_type` sent, `jwt-bearer` (RFC 7523) or `jwt-spiffe` (the SPIFFE client authentication draft)',
       example: 'jwt-spiffe',
     }),
+  UPSTREAM_TLS_CERT_FILE: optionalString.meta({
+    description:
+      '`tls_client_auth` and `self_signed_tls_client_auth` only: the PEM client certificate (a chain may follow it) presented to the token endpoint and to the API; re-read when it changes',
+    example: '/var/run/secrets/broker-tls/tls.crt',
+  }),
+  UPSTREAM_TLS_KEY_FILE: optionalString.meta({
+    description:
+      'with `UPSTREAM_TLS_CERT_FILE`: its unencrypted PEM private key, which must match it; re-read when it changes',
+    example: '/var/run/secrets/broker-tls/tls.key',
+  }),
+  UPSTREAM_TLS_CA_FILE: optionalString.meta({
+    description:
+      'with `UPSTREAM_TLS_CERT_FILE`: PEM certificates of the CAs that verify the token endpoint and the API, in place of the system roots. Empty: the system roots',
+    example: '/var/run/secrets/broker-tls/ca.crt',
+  }),
   UPSTREAM_CLIENT_ASSERTION_AUDIENCE: z
     .preprocess(emptyToUndefined, z.enum(['token_endpoint', 'issuer']).default('token_endpoint'))
     .meta({
@@ -185,6 +208,11 @@ export interface UpstreamConfig {
   clientAssertionFile?: { path: string; identity: string } | undefined;
   /** `client_assertion_type` of `client_assertion_file`. */
   clientAssertionType?: FederatedAssertionType | undefined;
+  /**
+   * With `tls_client_auth` and `self_signed_tls_client_auth`: the client certificate and key (and the
+   * CAs of `UPSTREAM_TLS_CA_FILE`), presented to the token endpoint and the API.
+   */
+  tlsClient?: TlsClientIdentity | undefined;
   /** `aud` of the client assertions: the token endpoint (the default) or the issuer. */
   clientAssertionAudience?: UpstreamEnv['UPSTREAM_CLIENT_ASSERTION_AUDIENCE'];
   /** `UPSTREAM_CREDENTIAL_IN`; undefined: `Authorization: Bearer`. */
@@ -235,6 +263,55 @@ function assertionFileProblems(
   return { problems, file: { path, identity: assertion.identity } };
 }
 
+const tlsMethods = new Set<string>(['tls_client_auth', 'self_signed_tls_client_auth']);
+const tlsFileSettings = ['UPSTREAM_TLS_CERT_FILE', 'UPSTREAM_TLS_KEY_FILE', 'UPSTREAM_TLS_CA_FILE'] as const;
+
+/** `tls_client_auth`, `self_signed_tls_client_auth`: a certificate and its key, read and checked now. */
+function tlsClientProblems(
+  e: UpstreamEnv,
+  readFile: (path: string) => string,
+): {
+  problems: string[];
+  identity?: TlsClientIdentity;
+} {
+  const method = e.UPSTREAM_AUTH_METHOD;
+  const problems: string[] = [];
+  for (const name of [
+    'UPSTREAM_CLIENT_SECRET',
+    'UPSTREAM_CLIENT_KEY',
+    'UPSTREAM_CLIENT_ASSERTION_FILE',
+  ] as const) {
+    if (e[name]) problems.push(`${name}: not used with UPSTREAM_AUTH_METHOD=${method}; drop it`);
+  }
+  if (e.UPSTREAM_PROFILE === 'bloq') {
+    problems.push(
+      `UPSTREAM_AUTH_METHOD: ${method} is not possible with UPSTREAM_PROFILE=bloq (its body needs a clientSecret); use rfc6749 or json`,
+    );
+  }
+  // A certificate is presented only in a TLS handshake: over plain http the server would never see it.
+  for (const name of ['UPSTREAM_TOKEN_URL', 'UPSTREAM_ISSUER'] as const) {
+    if (e[name]?.startsWith('http:')) {
+      problems.push(`${name}: ${method} needs an https URL (the certificate travels in the TLS handshake)`);
+    }
+  }
+  const cert = e.UPSTREAM_TLS_CERT_FILE;
+  const key = e.UPSTREAM_TLS_KEY_FILE;
+  if (!cert) problems.push(`UPSTREAM_TLS_CERT_FILE: required with UPSTREAM_AUTH_METHOD=${method}`);
+  if (!key) problems.push(`UPSTREAM_TLS_KEY_FILE: required with UPSTREAM_AUTH_METHOD=${method}`);
+  if (!cert || !key) return { problems };
+  const ca = e.UPSTREAM_TLS_CA_FILE;
+  const identity = loadTlsClientIdentity(
+    {
+      cert: { setting: 'UPSTREAM_TLS_CERT_FILE', path: cert },
+      key: { setting: 'UPSTREAM_TLS_KEY_FILE', path: key },
+      ca: ca ? { setting: 'UPSTREAM_TLS_CA_FILE', path: ca } : undefined,
+    },
+    readFile,
+  );
+  if (Array.isArray(identity)) return { problems: [...problems, ...identity] };
+  return { problems, identity };
+}
+
 /** How the broker authenticates to the token endpoint: a client secret, or a private key (RFC 7523). */
 function clientAuthProblems(e: UpstreamEnv): string[] {
   const problems: string[] = [];
@@ -275,6 +352,7 @@ const upstreamVars = [
   'UPSTREAM_CLIENT_SECRET',
   'UPSTREAM_CLIENT_KEY',
   'UPSTREAM_CLIENT_ASSERTION_FILE',
+  'UPSTREAM_TLS_CERT_FILE',
   'UPSTREAM_API_URL',
 ] as const;
 
@@ -301,7 +379,17 @@ export function upstreamConfig(
   if (!e.UPSTREAM_CLIENT_ID) problems.push('UPSTREAM_CLIENT_ID: required when an upstream is configured');
   const assertionFile =
     e.UPSTREAM_AUTH_METHOD === 'client_assertion_file' ? assertionFileProblems(e, readFile) : undefined;
-  problems.push(...(assertionFile?.problems ?? clientAuthProblems(e)));
+  const tls = tlsMethods.has(e.UPSTREAM_AUTH_METHOD) ? tlsClientProblems(e, readFile) : undefined;
+  problems.push(...(assertionFile?.problems ?? tls?.problems ?? clientAuthProblems(e)));
+  if (!tls) {
+    for (const name of tlsFileSettings) {
+      if (e[name]) {
+        problems.push(
+          `${name}: only used with UPSTREAM_AUTH_METHOD=tls_client_auth or self_signed_tls_client_auth; set one or drop the file`,
+        );
+      }
+    }
+  }
   return {
     issuer: e.UPSTREAM_ISSUER,
     tokenUrl: e.UPSTREAM_TOKEN_URL,
@@ -322,6 +410,7 @@ export function upstreamConfig(
     clientAssertionAudience: e.UPSTREAM_CLIENT_ASSERTION_AUDIENCE,
     clientAssertionFile: assertionFile?.file,
     clientAssertionType: e.UPSTREAM_CLIENT_ASSERTION_TYPE,
+    tlsClient: tls?.identity,
     tokenQuota: e.UPSTREAM_TOKEN_QUOTA,
     callQuota: e.UPSTREAM_CALL_QUOTA,
     allow: e.UPSTREAM_ALLOW,
@@ -336,6 +425,9 @@ const grantVars = [
   'UPSTREAM_CLIENT_ID',
   'UPSTREAM_CLIENT_SECRET',
   'UPSTREAM_CLIENT_KEY',
+  'UPSTREAM_TLS_CERT_FILE',
+  'UPSTREAM_TLS_KEY_FILE',
+  'UPSTREAM_TLS_CA_FILE',
   'UPSTREAM_TOKEN_QUOTA',
   'UPSTREAM_AUDIENCE',
   'UPSTREAM_SCOPE',

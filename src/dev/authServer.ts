@@ -1,6 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { exportJWK, generateKeyPair } from 'jose';
 import type { Logger } from '../telemetry/logger.js';
 
@@ -8,6 +10,7 @@ import type { Logger } from '../telemetry/logger.js';
 interface KoaContext {
   method: string;
   path: string;
+  req: IncomingMessage;
 }
 interface OidcProvider {
   use(middleware: (ctx: KoaContext, next: () => Promise<void>) => Promise<void>): void;
@@ -68,7 +71,40 @@ export interface AuthServerOptions {
   port?: number;
   /** The RFC 8707 resource indicator (and `aud`) of the demo API. */
   resource?: string;
+  /**
+   * Serve over TLS with this certificate and key, asking every client for a certificate and verifying
+   * it against `ca`: turns on RFC 8705 (`tls_client_auth`, `self_signed_tls_client_auth`,
+   * certificate-bound tokens). PEM text.
+   */
+  tls?: { cert: string; key: string; ca: string };
 }
+
+const peerCertificate = (ctx: KoaContext) => (ctx.req.socket as TLSSocket).getPeerX509Certificate();
+
+/**
+ * oidc-provider's RFC 8705 feature over the TLS socket of each request: the client certificate, whether
+ * the server's CA verified it, and its subject matched against a client's registered DN or DNS name.
+ */
+const mutualTls = {
+  enabled: true,
+  certificateBoundAccessTokens: true,
+  tlsClientAuth: true,
+  selfSignedTlsClientAuth: true,
+  getCertificate: peerCertificate,
+  certificateAuthorized: (ctx: KoaContext) => (ctx.req.socket as TLSSocket).authorized,
+  certificateSubjectMatches(ctx: KoaContext, property: string, expected: string) {
+    const certificate = peerCertificate(ctx);
+    if (!certificate) return false;
+    // Node lists the RDNs first to last, one a line; RFC 4514's string form names the last first.
+    if (property === 'tls_client_auth_subject_dn') {
+      return certificate.subject.split('\n').reverse().join(',') === expected;
+    }
+    if (property === 'tls_client_auth_san_dns') {
+      return (certificate.subjectAltName ?? '').split(', ').includes(`DNS:${expected}`);
+    }
+    return false;
+  },
+};
 
 export interface AuthServer {
   issuer: string;
@@ -105,12 +141,16 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
   const logger = options.logger?.child({ component: 'dev-auth-server' });
   const scope = 'api:read';
 
-  const server = createServer();
+  const { tls } = options;
+  // A certificate is asked for but not required: clients of the other methods connect without one.
+  const server = tls
+    ? createHttpsServer({ ...tls, requestCert: true, rejectUnauthorized: false })
+    : createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', resolve);
   });
-  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
   const signingKey = { ...(await exportJWK(privateKey)), kid: randomUUID(), alg: 'RS256', use: 'sig' };
@@ -148,11 +188,17 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
       ...(options.clients ?? []),
     ],
     // Spelled out although they are the defaults: the tests of private_key_jwt rely on them.
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_post',
+      'private_key_jwt',
+      ...(tls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
+    ],
     enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA'] },
     scopes: [scope],
     ttl: { ClientCredentials: accessTokenTtl },
     features: {
+      ...(tls ? { mTLS: mutualTls } : {}),
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       resourceIndicators: {

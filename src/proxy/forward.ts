@@ -6,7 +6,8 @@ import { type Clock, systemClock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { spanAttributes } from '../telemetry/spans.js';
-import type { CredentialSource } from '../upstream/types.js';
+import { createTlsDispatchers } from '../upstream/tlsDispatchers.js';
+import type { CredentialSource, UpstreamToken } from '../upstream/types.js';
 import {
   type CredentialPlacement,
   placeCredential,
@@ -93,7 +94,7 @@ export interface ProxyForwarder {
    * `upstream_timeout` 504 (connect, headers or total deadline), or what `credentials.get()` throws.
    */
   forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): Promise<void>;
-  /** Closes the connection pool it created, after in-flight requests finish. */
+  /** Closes the connection pools it created, after in-flight requests finish. */
   close(): Promise<void>;
   /** How the API took the latest call that reached it, for `/readyz?verbose`; undefined before any. */
   lastCall(): ApiCallStatus | undefined;
@@ -142,6 +143,16 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
         bodyTimeout: limits.bodyMs,
       });
   const dispatcher: Dispatcher = options.dispatcher ?? (ownPool as Pool);
+  // A token obtained by mutual TLS may be bound to the certificate (RFC 8705 §3): the API is offered the
+  // same one. TLS sends it only if the API's server asks for a certificate, so an API that does not sees nothing.
+  const tlsPools = createTlsDispatchers(
+    (identity) =>
+      new Pool(base.origin, {
+        connect: { timeout: limits.connectMs, secureContext: identity.secureContext },
+        headersTimeout: limits.headersMs,
+        bodyTimeout: limits.bodyMs,
+      }),
+  );
   // Scalars, not an object per call: the start instant (performance.now()) each request already has.
   let answeredAt = Number.NEGATIVE_INFINITY;
   let answeredStatus = 0;
@@ -165,7 +176,10 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     };
     res.on('close', onClose);
 
-    const send = (accessToken: string, body: OutgoingBody) => {
+    const send = (
+      { accessToken, tlsClient }: Pick<UpstreamToken, 'accessToken' | 'tlsClient'>,
+      body: OutgoingBody,
+    ) => {
       const headers = upstreamRequestHeaders(req.headers, {
         accessToken,
         clientIp: request.clientIp,
@@ -179,7 +193,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
       if (placement) placeCredential(placement, headers, accessToken);
       // A compressing API may hold events back until a block fills.
       if (streamAsked) headers['accept-encoding'] = 'identity';
-      return dispatcher.request({
+      return (tlsClient ? tlsPools.for(tlsClient) : dispatcher).request({
         origin: base.origin,
         path:
           placement?.in === 'query'
@@ -199,7 +213,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
     try {
       body = await prepareBody(req, maxReplayBytes, controller.signal);
       let token = await credentials.get();
-      response = await send(token.accessToken, body);
+      response = await send(token, body);
       let retried = false;
       if (credentials.refused !== undefined) {
         if (response.statusCode === 401 || response.statusCode === 403)
@@ -214,7 +228,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
           // Sending the refused token again would only earn the same 401: that one is the answer.
           if (token.accessToken !== refused) {
             await response.body.dump();
-            response = await send(token.accessToken, body);
+            response = await send(token, body);
             retried = true;
             // The proxied call's span, when tracing is on (routes/proxy.ts); off, there is none.
             trace.getActiveSpan()?.setAttribute(spanAttributes.retried, true);
@@ -321,7 +335,7 @@ export function createProxyForwarder(options: ProxyForwarderOptions): ProxyForwa
   return {
     forward,
     close: async () => {
-      await ownPool?.close();
+      await Promise.all([ownPool?.close(), tlsPools.close()]);
     },
     lastCall() {
       const latest = Math.max(answeredAt, failedAt);

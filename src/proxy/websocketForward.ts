@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import { BrokerError } from '../errors.js';
-import type { CredentialSource } from '../upstream/types.js';
+import type { TlsClientIdentity } from '../upstream/tlsClientIdentity.js';
+import type { CredentialSource, UpstreamToken } from '../upstream/types.js';
 import { type CredentialPlacement, placeCredential, queryWithCredential } from './credentialPlacement.js';
 import type { ForwardRequest } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
@@ -69,10 +70,17 @@ export function createWebSocketForwarder({
    * `token-broker`). So the choice is checked here: it must be one of them (RFC 6455 §4.1), or the page's
    * browser would fail.
    */
-  const attempt = (url: string, protocols: string[], headers: Record<string, string | string[]>) =>
+  const attempt = (
+    url: string,
+    protocols: string[],
+    headers: Record<string, string | string[]>,
+    tlsClient: TlsClientIdentity | undefined,
+  ) =>
     new Promise<Attempt>((resolve) => {
       const socket = new WebSocket(url, {
         ...relaySocketOptions,
+        // As the HTTP proxy does: the certificate a mutual-TLS token was obtained with (RFC 8705 §3).
+        ...(tlsClient ? { secureContext: tlsClient.secureContext } : {}),
         headers:
           protocols.length > 0 ? { ...headers, 'sec-websocket-protocol': protocols.join(', ') } : headers,
         handshakeTimeout: handshakeTimeoutMs,
@@ -128,16 +136,16 @@ export function createWebSocketForwarder({
         }
         return headers;
       };
-      const send = (accessToken: string) =>
-        attempt(urlWith(accessToken), protocols, headersWith(accessToken));
+      const send = ({ accessToken, tlsClient }: Pick<UpstreamToken, 'accessToken' | 'tlsClient'>) =>
+        attempt(urlWith(accessToken), protocols, headersWith(accessToken), tlsClient);
       const token = await credentials.get();
-      let result = await send(token.accessToken);
+      let result = await send(token);
       if ('status' in result && credentials.refused !== undefined) {
         if (result.status === 401 || result.status === 403) credentials.refused(result.status);
       } else if ('status' in result && result.status === 401) {
         await credentials.invalidate(token.accessToken);
         const renewed = await credentials.get();
-        if (renewed.accessToken !== token.accessToken) result = await send(renewed.accessToken);
+        if (renewed.accessToken !== token.accessToken) result = await send(renewed);
       }
       if ('socket' in result) return { socket: result.socket, protocol: result.protocol };
       if ('status' in result) {

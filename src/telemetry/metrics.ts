@@ -382,5 +382,6 @@ export function instrumentTokenClient(client: TokenClient, metrics: Metrics, ups
     refresh: (refreshToken, credentials) =>
       timed('refresh_token', () => client.refresh(refreshToken, credentials)),
     tokenEndpoint: () => client.tokenEndpoint(),
+    close: async () => client.close?.(),
   };
 }

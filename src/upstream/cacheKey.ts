@@ -20,6 +20,11 @@ export interface CacheKeyInput {
   clientKeyThumbprint?: string | undefined;
   /** With `client_assertion_file`: the workload's identity (`iss`, `sub`), stable across the platform's rotations. */
   assertionIdentity?: string | undefined;
+  /**
+   * With mutual TLS: the certificate's `x5t#S256`. A token may be bound to the certificate, so one
+   * obtained with a rotated-out certificate is never served for the new one.
+   */
+  certificateThumbprint?: string | undefined;
 }
 
 function sha256Hex(domain: string, input: string): string {
@@ -63,7 +68,9 @@ export function cacheKey(input: CacheKeyInput): string {
       ? `jwk:${input.clientKeyThumbprint}`
       : input.assertionIdentity
         ? `jwt:${input.assertionIdentity}`
-        : secretFingerprint(input.secret),
+        : input.certificateThumbprint
+          ? `x5t:${input.certificateThumbprint}`
+          : secretFingerprint(input.secret),
   ]);
   return `upstream-token:${sha256Hex('cache-key/v1', tuple).slice(0, 32)}`;
 }
@@ -75,6 +82,7 @@ export type TokenRequestConfig = Pick<
   | 'clientSecret'
   | 'clientKey'
   | 'clientAssertionFile'
+  | 'tlsClient'
   | 'profile'
   | 'authMethod'
   | 'audience'
@@ -95,6 +103,7 @@ export function cacheKeyInput(config: TokenRequestConfig, tokenEndpoint: string)
     secret: config.clientSecret,
     clientKeyThumbprint: config.clientKey?.thumbprint,
     assertionIdentity: config.clientAssertionFile?.identity,
+    certificateThumbprint: config.tlsClient?.thumbprint,
   };
 }
 

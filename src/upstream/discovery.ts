@@ -29,13 +29,19 @@ export function isAcceptableTokenEndpoint(value: string): boolean {
   return url.protocol === 'https:' || (url.protocol === 'http:' && loopbackHosts.has(url.hostname));
 }
 
-const metadataSchema = z.object({ issuer: z.string(), token_endpoint: z.string() });
+const metadataSchema = z.object({
+  issuer: z.string(),
+  token_endpoint: z.string(),
+  mtls_endpoint_aliases: z.object({ token_endpoint: z.string().optional() }).optional().catch(undefined),
+});
 
 /**
  * Finds the token endpoint from the authorization server's metadata. The answer is cached once found;
  * concurrent callers share one lookup, and a failed lookup is forgotten so the next call tries again.
+ * A client that authenticates by certificate (`mtls`) takes the endpoint's mutual-TLS alias when the
+ * server names one (RFC 8705 §5).
  */
-export function createDiscovery(deps: { issuer: string; get: MetadataGet; logger: Logger }): {
+export function createDiscovery(deps: { issuer: string; get: MetadataGet; logger: Logger; mtls?: boolean }): {
   tokenEndpoint(): Promise<string>;
 } {
   const { issuer, get, logger } = deps;
@@ -68,14 +74,13 @@ export function createDiscovery(deps: { issuer: string; get: MetadataGet; logger
           description: `metadata issuer ${JSON.stringify(metadata.issuer.slice(0, 200))} is not the configured issuer`,
         });
       }
-      if (!isAcceptableTokenEndpoint(metadata.token_endpoint)) {
+      const tokenEndpoint =
+        (deps.mtls && metadata.mtls_endpoint_aliases?.token_endpoint) || metadata.token_endpoint;
+      if (!isAcceptableTokenEndpoint(tokenEndpoint)) {
         throw new UpstreamError('invalid_response', { description: 'token_endpoint must be an https URL' });
       }
-      logger.debug(
-        { issuer, metadata: url, tokenEndpoint: metadata.token_endpoint },
-        'upstream token endpoint discovered',
-      );
-      return metadata.token_endpoint;
+      logger.debug({ issuer, metadata: url, tokenEndpoint }, 'upstream token endpoint discovered');
+      return tokenEndpoint;
     }
     throw lastError;
   }

@@ -58,11 +58,13 @@ function defined(entries: Record<string, string | undefined>): Record<string, st
 
 /**
  * Builds the token request for a grant in the configured profile. With `private_key_jwt`, `clientAssertion`
- * is a fresh signed assertion (one per request, retries included) and no secret is sent.
+ * is a fresh signed assertion (one per request, retries included) and no secret is sent; with
+ * `tls_client_auth` and `self_signed_tls_client_auth` only `client_id` is, the certificate on the connection.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2 client credentials
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-6 refresh
  * @see https://www.rfc-editor.org/rfc/rfc8707#section-2 resource
  * @see https://www.rfc-editor.org/rfc/rfc7523#section-2.2 client assertion
+ * @see https://www.rfc-editor.org/rfc/rfc8705#section-2 mutual TLS
  */
 export function buildTokenRequest(config: Credentials, grant: Grant, clientAssertion?: string): WireRequest {
   const accept = { accept: 'application/json' };
@@ -73,6 +75,9 @@ export function buildTokenRequest(config: Credentials, grant: Grant, clientAsser
   // Both authenticate with a JWT (RFC 7523 §2.2): one the broker signs, or one the platform issued.
   const privateKeyJwt =
     config.authMethod === 'private_key_jwt' || config.authMethod === 'client_assertion_file';
+  // RFC 8705 §2: the TLS handshake authenticates the client; the body names it and holds no secret.
+  const byCertificate =
+    config.authMethod === 'tls_client_auth' || config.authMethod === 'self_signed_tls_client_auth';
   if (privateKeyJwt && clientAssertion === undefined) {
     throw new TypeError(`buildTokenRequest: ${config.authMethod} needs a client assertion`);
   }
@@ -90,6 +95,7 @@ export function buildTokenRequest(config: Credentials, grant: Grant, clientAsser
   if (config.profile === 'bloq') {
     // config.ts refuses private_key_jwt with bloq: its camelCase body has no field for an assertion.
     if (privateKeyJwt) throw new TypeError('buildTokenRequest: the bloq profile has no client assertion');
+    if (byCertificate) throw new TypeError('buildTokenRequest: the bloq profile needs a client secret');
     const body = isRefresh
       ? { grantType: 'refreshToken', refreshToken }
       : { grantType: 'clientCredentials', clientId: config.clientId, clientSecret: config.clientSecret };
@@ -109,11 +115,16 @@ export function buildTokenRequest(config: Credentials, grant: Grant, clientAsser
   if (config.profile === 'json') {
     const body = privateKeyJwt
       ? { ...fields, ...assertionFields }
-      : { ...fields, client_id: config.clientId, client_secret: config.clientSecret };
+      : byCertificate
+        ? { ...fields, client_id: config.clientId }
+        : { ...fields, client_id: config.clientId, client_secret: config.clientSecret };
     return { headers: json, body: JSON.stringify(body) };
   }
 
   const form = { ...accept, 'content-type': 'application/x-www-form-urlencoded' };
+  if (byCertificate) {
+    return { headers: form, body: new URLSearchParams({ ...fields, client_id: config.clientId }).toString() };
+  }
   if (privateKeyJwt) {
     return {
       headers: form,

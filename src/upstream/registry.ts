@@ -24,7 +24,7 @@ import { defaultRenewalPolicy } from './renewalPolicy.js';
 import { createStaticKey, type StaticKey } from './staticKey.js';
 import { createTokenCache } from './tokenCache.js';
 import { createTokenClient } from './tokenClient.js';
-import type { CredentialSource, TokenCache, UpstreamCredentials } from './types.js';
+import type { CredentialSource, TokenCache, TokenClient, UpstreamCredentials } from './types.js';
 
 /** One configured upstream at run time: its token cache (perhaps shared) and its proxy. */
 export interface Upstream {
@@ -95,6 +95,7 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
     byIdentity.set(identity, [...(byIdentity.get(identity) ?? []), upstream]);
   }
   const caches = new Map<string, TokenCache>();
+  const tokenClients: TokenClient[] = [];
   /** Each static-key upstream's key, and the value it holds now, by name. */
   const staticKeys = new Map<string, { key: StaticKey; setting: string; current: string }>();
   /** The credentials each shared cache authenticates with now, by the names sharing it. */
@@ -105,10 +106,15 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
     const label = group.map((upstream) => upstream.name).join(',');
     const held = { names: group.map((upstream) => upstream.name), current: credentialsOf(first.config) };
     credentials.push(held);
-    caches.set(
+    const shared = createSharedCache({
+      ...deps,
+      config: first.config,
+      label,
       identity,
-      createSharedCache({ ...deps, config: first.config, label, identity, credentials: () => held.current }),
-    );
+      credentials: () => held.current,
+    });
+    caches.set(identity, shared.cache);
+    tokenClients.push(shared.client);
   }
   const list: Upstream[] = deps.upstreams.map(({ name, config, allowedOrigins }) => {
     const log = deps.named ? logger.child({ upstream: name }) : logger;
@@ -202,7 +208,10 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamRegistry {
     },
     async close() {
       for (const cache of caches.values()) cache.close();
-      await Promise.all(list.map((upstream) => upstream.proxy?.close()));
+      await Promise.all([
+        ...list.map((upstream) => upstream.proxy?.close()),
+        ...tokenClients.map((client) => client.close?.()),
+      ]);
     },
   };
 }
@@ -212,6 +221,7 @@ function credentialsOf(config: NamedUpstream['config']): UpstreamCredentials {
     clientSecret: config.clientSecret,
     clientKey: config.clientKey,
     clientAssertionFile: config.clientAssertionFile,
+    tlsClient: config.tlsClient,
   };
 }
 
@@ -219,13 +229,15 @@ function sameCredentials(held: UpstreamCredentials, config: NamedUpstream['confi
   return (
     held.clientSecret === config.clientSecret &&
     held.clientKey?.thumbprint === config.clientKey?.thumbprint &&
-    held.clientAssertionFile?.identity === config.clientAssertionFile?.identity
+    held.clientAssertionFile?.identity === config.clientAssertionFile?.identity &&
+    held.tlsClient?.generation === config.tlsClient?.generation
   );
 }
 
 /** The setting that holds an upstream's credential, for the line that refuses a reload. */
 function credentialSetting(config: NamedUpstream['config']): string {
   if (config.authMethod === 'client_assertion_file') return 'CLIENT_ASSERTION_FILE';
+  if (config.tlsClient) return 'TLS_CERT_FILE';
   return config.authMethod === 'private_key_jwt' ? 'CLIENT_KEY_FILE' : 'CLIENT_SECRET_FILE';
 }
 
@@ -248,7 +260,7 @@ function createSharedCache({
   label: string;
   identity: string;
   credentials: () => UpstreamCredentials;
-}): TokenCache {
+}): { cache: TokenCache; client: TokenClient } {
   const log = named ? logger.child({ upstream: label }) : logger;
   const measured = instrumentTokenClient(
     createTokenClient({ config, clock, logger: log, ...(dispatcher ? { dispatcher } : {}) }),
@@ -302,5 +314,5 @@ function createSharedCache({
   redis?.connections.onStatusChange((status) => {
     if (status === 'ok') void cache.shareHeld();
   });
-  return cache;
+  return { cache, client };
 }

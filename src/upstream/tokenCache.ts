@@ -143,7 +143,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       const credentials = currentCredentials();
       const storeKey = await resolveKey(credentials);
       const stored = await tokenStore.load(storeKey);
-      if (usable(stored)) return adopt(stored, storeKey, 'store');
+      if (usable(stored)) return adopt(stored, storeKey, credentials, 'store');
       // Past the shared store, before the upstream: with Redis, one replica asks and the others wait.
       const renewed = await renewAcrossFleet({
         lock: options.lock,
@@ -165,7 +165,13 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         renewWithoutLock: () => !canAwaitLock(),
         tracer,
       });
-      return adopt(renewed.value, storeKey, renewed.source, renewed.source === 'upstream' ? fetchedFence : 0);
+      return adopt(
+        renewed.value,
+        storeKey,
+        credentials,
+        renewed.source,
+        renewed.source === 'upstream' ? fetchedFence : 0,
+      );
     } catch (error) {
       if (error instanceof QuotaRefusal) return quotaRefused(error);
       if (error instanceof LockUnreachable && isValid(current, clock.now())) return lockDeferred(current);
@@ -225,11 +231,15 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   function adopt(
     token: UpstreamToken,
     storeKey: string,
+    credentials: UpstreamCredentials,
     source: 'store' | 'upstream',
     fence = 0,
   ): UpstreamToken {
     streak.reset();
-    current = Object.freeze({ ...token });
+    // The key carries the certificate's thumbprint: a stored token was obtained with this certificate too.
+    current = Object.freeze(
+      credentials.tlsClient ? { ...token, tlsClient: credentials.tlsClient } : { ...token },
+    );
     heldKey = storeKey;
     currentFence = fence;
     refreshToken = token.refreshToken;

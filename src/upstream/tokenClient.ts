@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { trace } from '@opentelemetry/api';
-import { type Dispatcher, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import type { Clock } from '../clock.js';
 import type { UpstreamConfig } from '../config/index.js';
 import { UpstreamError } from '../errors.js';
@@ -11,6 +11,8 @@ import { createClientAssertionSigner } from './clientAssertion.js';
 import { createDiscovery } from './discovery.js';
 import { resolveExpiresAt } from './jwtExpiry.js';
 import { buildTokenRequest, type Grant, oauthErrorSchema, tokenAnswerSchema } from './profiles.js';
+import type { TlsClientIdentity } from './tlsClientIdentity.js';
+import { createTlsDispatchers } from './tlsDispatchers.js';
 import type { TokenClient, UpstreamCredentials, UpstreamToken } from './types.js';
 
 /** Largest answer we read from an upstream; a token answer is a few KiB, anything bigger is hostile or broken. */
@@ -88,16 +90,25 @@ function forLog(url: string): string {
 export function createTokenClient(deps: TokenClientDeps): TokenClient {
   const { config, dispatcher, clock, logger } = deps;
   const timeoutMs = config.timeoutMs;
+  // Mutual TLS: connections that present the certificate of each generation (RFC 8705 §2).
+  const tlsAgents = createTlsDispatchers(
+    (identity) => new Agent({ connect: { secureContext: identity.secureContext, timeout: timeoutMs } }),
+  );
+  /** The certificate of the latest token request: discovery connects with it too (and with its CAs). */
+  let latestTls = config.tlsClient;
 
   async function exchange(
     url: string,
     init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
+    tls: TlsClientIdentity | undefined,
   ) {
     const signal = AbortSignal.timeout(timeoutMs);
+    // Chosen in the same tick as the request starts: a dispatcher of an older certificate may be closing.
+    const via = tls ? tlsAgents.for(tls) : dispatcher;
     try {
       const answer = await request(url, {
         ...init,
-        ...(dispatcher ? { dispatcher } : {}),
+        ...(via ? { dispatcher: via } : {}),
         signal,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
@@ -125,7 +136,8 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     : createDiscovery({
         issuer: issuer as string,
         logger,
-        get: (url) => exchange(url, { method: 'GET', headers: { accept: 'application/json' } }),
+        get: (url) => exchange(url, { method: 'GET', headers: { accept: 'application/json' } }, latestTls),
+        mtls: config.tlsClient !== undefined,
       });
 
   function tokenEndpoint(): Promise<string> {
@@ -227,8 +239,13 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     const started = performance.now();
     let status: number | undefined;
     let outcome = 'ok';
+    latestTls = credentials.tlsClient ?? latestTls;
     try {
-      const answer = await exchange(endpoint, { method: 'POST', headers: wire.headers, body: wire.body });
+      const answer = await exchange(
+        endpoint,
+        { method: 'POST', headers: wire.headers, body: wire.body },
+        credentials.tlsClient,
+      );
       status = answer.status;
       // With tracing on, the active span is this request's (tokenClientSpans.ts); without, there is none.
       trace.getActiveSpan()?.setAttribute(spanAttributes.status, status);
@@ -256,5 +273,6 @@ export function createTokenClient(deps: TokenClientDeps): TokenClient {
     clientCredentials: (credentials) => run({ type: 'client_credentials' }, credentials),
     refresh: (refreshToken, credentials) => run({ type: 'refresh_token', refreshToken }, credentials),
     tokenEndpoint,
+    close: () => tlsAgents.close(),
   };
 }

@@ -1,8 +1,12 @@
 import type { UpstreamConfig } from '../config/upstreamSettings.js';
 import type { BreakerState } from './circuitBreaker.js';
+import type { TlsClientIdentity } from './tlsClientIdentity.js';
 
 /** What authenticates the broker at the token endpoint: the part of an upstream a reload may change. */
-export type UpstreamCredentials = Pick<UpstreamConfig, 'clientSecret' | 'clientKey' | 'clientAssertionFile'>;
+export type UpstreamCredentials = Pick<
+  UpstreamConfig,
+  'clientSecret' | 'clientKey' | 'clientAssertionFile' | 'tlsClient'
+>;
 
 /** An access token obtained from the upstream authorization server. Never sent to a browser. */
 export interface UpstreamToken {
@@ -15,6 +19,11 @@ export interface UpstreamToken {
   obtainedAt: number;
   refreshToken?: string | undefined;
   scope?: string | undefined;
+  /**
+   * With mutual TLS: the client certificate it was obtained with, which the API must be shown if the
+   * token is certificate-bound (RFC 8705 §3). Set by the cache; never stored (it serialises to nothing).
+   */
+  tlsClient?: TlsClientIdentity | undefined;
 }
 
 /** Runs the grants against the authorization server. Throws `UpstreamError` on any failure. */
@@ -29,6 +38,8 @@ export interface TokenClient {
   refresh(refreshToken: string, credentials?: UpstreamCredentials): Promise<UpstreamToken>;
   /** The token endpoint, configured or discovered (RFC 8414, then OpenID discovery). */
   tokenEndpoint(): Promise<string>;
+  /** Closes the connections it opened itself (mutual TLS), once their requests finish. */
+  close?(): Promise<void>;
 }
 
 /** What the cache reports for readiness and metrics. */
@@ -60,7 +71,7 @@ export type TokenCacheEvent = 'hit' | 'miss' | 'background_renewal';
  */
 export interface CredentialSource {
   /** The credential to send; throws BrokerError `upstream_unavailable` / `upstream_rejected` when none can be had. */
-  get(): Promise<Pick<UpstreamToken, 'accessToken'>>;
+  get(): Promise<Pick<UpstreamToken, 'accessToken' | 'tlsClient'>>;
   /** The API answered 401 to `accessToken`: drop it so that `get()` renews it (compare and swap). */
   invalidate(accessToken: string): Promise<void>;
   /**

@@ -1,9 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { checkConfigCommand } from '../../src/cli/checkConfig.js';
+import { certificateThumbprint } from '../../src/upstream/tlsClientIdentity.js';
+import { createTestAuthority } from '../support/certificates.js';
 import { freePort } from '../support/freePort.js';
 import { registerSecret } from '../support/logs.js';
 import { startTestAuthServer } from '../support/oidcProvider.js';
@@ -87,6 +89,37 @@ describe('token-broker check-config summary', () => {
     );
     expect(await authMethod({ UPSTREAM_PROFILE: 'bloq' })).toBe(
       'clientId and clientSecret in the JSON body (bloq profile)',
+    );
+  });
+
+  it('when the broker authenticates with a platform JWT or a certificate, then the auth method says no secret is sent, and which certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tb-summary-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const jwt = `${part({ alg: 'ES256' })}.${part({ iss: 'https://k8s.test', sub: 'sa:broker', exp: 4102444800 })}.c2ln`;
+    writeFileSync(join(dir, 'token'), jwt);
+    const noSecret = { UPSTREAM_CLIENT_SECRET: '' };
+    expect(
+      await authMethod({
+        ...noSecret,
+        UPSTREAM_AUTH_METHOD: 'client_assertion_file',
+        UPSTREAM_CLIENT_ASSERTION_FILE: join(dir, 'token'),
+        UPSTREAM_PROFILE: 'json',
+      }),
+    ).toBe('client_assertion_file (a JWT the platform issued, read from its file; no secret is sent)');
+    if (await missing('openssl')) return;
+    const pki = await createTestAuthority();
+    onTestFinished(() => pki.remove());
+    const issued = await pki.issue('broker', { subject: '/CN=broker' });
+    expect(
+      await authMethod({
+        ...noSecret,
+        UPSTREAM_AUTH_METHOD: 'tls_client_auth',
+        UPSTREAM_TLS_CERT_FILE: issued.certPath,
+        UPSTREAM_TLS_KEY_FILE: issued.keyPath,
+      }),
+    ).toBe(
+      `tls_client_auth (client certificate x5t#S256 ${certificateThumbprint(new X509Certificate(issued.cert))}; no secret is sent)`,
     );
   });
 });

@@ -11,6 +11,9 @@ describe('the files a reload re-reads', () => {
       BROKER_API_KEYS_FILE: '/s/api-keys',
       UPSTREAM_ENTRY_CLIENT_SECRET_FILE: '/s/entry-secret',
       UPSTREAM_CLIENT_ASSERTION_FILE: '/t/token',
+      UPSTREAM_ENTRY_TLS_CERT_FILE: '/tls/tls.crt',
+      UPSTREAM_ENTRY_TLS_KEY_FILE: '/tls/tls.key',
+      UPSTREAM_ENTRY_TLS_CA_FILE: '/tls/ca.crt',
       REDIS_PASSWORD_FILE: '/r/password',
       REDIS_TLS_CA_FILE: '/r/ca.pem',
       KUBECONFIG_FILE: '/home/me/.kube/config',
@@ -23,6 +26,9 @@ describe('the files a reload re-reads', () => {
       'SIGNING_KEYS_FILE',
       'UPSTREAM_CLIENT_ASSERTION_FILE',
       'UPSTREAM_ENTRY_CLIENT_SECRET_FILE',
+      'UPSTREAM_ENTRY_TLS_CA_FILE',
+      'UPSTREAM_ENTRY_TLS_CERT_FILE',
+      'UPSTREAM_ENTRY_TLS_KEY_FILE',
     ]);
   });
 

@@ -7,6 +7,7 @@ import {
   request,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { AuthServer } from '../../src/dev/authServer.js';
@@ -29,9 +30,9 @@ export interface RecordedRequest {
   done: Promise<'finished' | 'closed'>;
 }
 
-/** A real `node:http` API on 127.0.0.1 with an ephemeral port. */
+/** A real `node:http` (or `node:https`) API on 127.0.0.1 with an ephemeral port. */
 export interface ApiServer {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>`, or `https://` with TLS. */
   origin: string;
   port: number;
   requests: RecordedRequest[];
@@ -48,11 +49,14 @@ export type ApiHandler = (
 
 const keptBodyBytes = 1024 * 1024;
 
-/** Starts an API that records every request (method, raw target, headers, body) and runs `handler`. */
-export async function startApiServer(handler: ApiHandler): Promise<ApiServer> {
+/**
+ * Starts an API that records every request (method, raw target, headers, body) and runs `handler`;
+ * over TLS with `tls` (its certificate, and whether it asks clients for theirs).
+ */
+export async function startApiServer(handler: ApiHandler, tls?: HttpsOptions): Promise<ApiServer> {
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
-  const server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     let settle: (outcome: 'finished' | 'closed') => void = () => {};
     const record: RecordedRequest = {
       method: req.method ?? '',
@@ -85,15 +89,16 @@ export async function startApiServer(handler: ApiHandler): Promise<ApiServer> {
       req.on('error', () => resolve());
     });
     handler(req, res, record, body);
-  });
-  server.on('connection', (socket) => {
+  };
+  const server = tls ? createHttpsServer(tls, listener) : createServer(listener);
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
     close: () =>

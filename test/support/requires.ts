@@ -27,6 +27,10 @@ const parts = {
   'redis-server': async () => {
     await Promise.all([run('redis-server', ['--version']), run('redis-cli', ['--version'])]);
   },
+  /** The CLI the mutual-TLS suites issue their certificates with (certificates.ts). */
+  openssl: async () => {
+    await run('openssl', ['version']);
+  },
   /** Test IPv6 addresses to connect from: already on `lo` (`.ci/run` adds them), or added for the check. */
   'ipv6-addresses': async () => {
     const remove = await addLoopbackAddresses([testAddresses.otherNetwork]);
@@ -40,6 +44,7 @@ const described: Record<Part, string> = {
   chromium: `Chromium at ${chromiumPath}`,
   redis: 'Redis at 127.0.0.1:6379',
   'redis-server': 'the redis-server and redis-cli binaries on PATH',
+  openssl: 'the openssl binary on PATH',
   'walk-through tools': 'bash, curl and openssl on PATH',
   'ipv6-addresses':
     'IPv6 test addresses on lo (fd7b:6b72:6f6b::/48): added by .ci/run, or addable here with `ip -6 addr add` as root',

@@ -1,6 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { isAcceptableTokenEndpoint, metadataUrls } from '../../src/upstream/discovery.js';
+import {
+  createDiscovery,
+  isAcceptableTokenEndpoint,
+  type MetadataGet,
+  metadataUrls,
+} from '../../src/upstream/discovery.js';
 import { createTokenClient } from '../../src/upstream/tokenClient.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
 import {
@@ -154,5 +159,37 @@ describe('discovery over HTTP', () => {
       'GET /.well-known/oauth-authorization-server',
       'POST /oauth2/v1/token',
     ]);
+  });
+});
+
+describe('mutual-TLS endpoint aliases (RFC 8705 §5)', () => {
+  const issuer = 'https://as.example.test';
+  const answering =
+    (aliases: unknown): MetadataGet =>
+    async () => ({
+      status: 200,
+      body: JSON.stringify({ issuer, token_endpoint: `${issuer}/token`, mtls_endpoint_aliases: aliases }),
+    });
+
+  it('when the metadata names a mutual-TLS token endpoint, then a client authenticating by certificate takes it and any other keeps token_endpoint', async () => {
+    const get = answering({ token_endpoint: 'https://mtls.as.example.test/token' });
+    expect(await createDiscovery({ issuer, get, logger, mtls: true }).tokenEndpoint()).toBe(
+      'https://mtls.as.example.test/token',
+    );
+    expect(await createDiscovery({ issuer, get, logger }).tokenEndpoint()).toBe(`${issuer}/token`);
+  });
+
+  it('when the aliases are malformed or lack a token endpoint, then token_endpoint is used', async () => {
+    for (const aliases of ['not-an-object', {}, { token_endpoint: 42 }]) {
+      const discovery = createDiscovery({ issuer, get: answering(aliases), logger, mtls: true });
+      expect(await discovery.tokenEndpoint()).toBe(`${issuer}/token`);
+    }
+  });
+
+  it('when the alias is plain http off loopback, then invalid_response', async () => {
+    const get = answering({ token_endpoint: 'http://mtls.as.example.test/token' });
+    await expect(createDiscovery({ issuer, get, logger, mtls: true }).tokenEndpoint()).rejects.toMatchObject({
+      error: 'invalid_response',
+    });
   });
 });
