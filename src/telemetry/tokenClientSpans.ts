@@ -26,5 +26,6 @@ export function traceTokenClient(client: TokenClient, tracer: Tracer): TokenClie
     refresh: (refreshToken, credentials) =>
       traced('refresh_token', () => client.refresh(refreshToken, credentials)),
     tokenEndpoint: () => client.tokenEndpoint(),
+    close: async () => client.close?.(),
   };
 }
