@@ -406,6 +406,26 @@ describe('WebSocket limits and failures', () => {
     await openSocket(limited.url, '/api/proxy/4', offerFor(token), origin);
   });
 
+  it('when sockets open and close, then token_broker_websockets_open counts those open on the replica', async () => {
+    const proxy = await startBroker({ upstream: 'fake', api });
+    try {
+      const gauge = async () =>
+        /^token_broker_websockets_open (\d+)$/m.exec((await proxy.request({ path: '/metrics' })).body)?.[1];
+      expect(await gauge()).toBe('0');
+      const token = await proxy.clientToken();
+      const sockets = [
+        await openSocket(proxy.url, '/api/proxy/one', offerFor(token), origin),
+        await openSocket(proxy.url, '/api/proxy/two', offerFor(token), origin),
+      ];
+      expect(await gauge()).toBe('2');
+      for (const socket of sockets) socket.ws.close();
+      await waitFor(() => proxy.broker.websockets.size() === 0);
+      expect(await gauge()).toBe('0');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('when a token has spent CLIENT_TOKEN_MAX_CALLS, then its next handshake is refused with token_budget_exhausted', async () => {
     const budgeted = await startBroker({ upstream: 'fake', api, env: { CLIENT_TOKEN_MAX_CALLS: '1' } });
     const token = await budgeted.clientToken();
