@@ -5,6 +5,11 @@ import type { RawSocket } from './socketHandover.js';
 
 /** How long a side may take to finish its closing handshake and close TCP, as ws's own `closeTimeout`. */
 const closeTimeoutMs = 30_000;
+/**
+ * How long the broker's close waits for the API's frame in progress to end before cutting the page's
+ * connection: a close on expiry or revocation reaches the page within 1 s either way.
+ */
+const boundaryWaitMs = 900;
 
 /** How the relay ended, for the log line. */
 export interface RelayEnd {
@@ -20,10 +25,13 @@ export type CloseRelay = (code: number, reason: string) => void;
 /** One direction of the relay. */
 interface Pass {
   readonly frames: FrameBoundaries;
-  /** Sends `frame` at the next frame boundary in place of anything more from this side, then ends. */
-  stopWith(frame: Buffer[]): void;
+  /**
+   * Sends `frame` in place of anything more from this side, then ends: at the next frame boundary
+   * within `waitMs`, else (or with no wait) after cutting the frame in progress, without `frame`.
+   */
+  stopWith(frame: Buffer[], waitMs: number): void;
   /** The sending side has nothing more to send (FIN, error or close): pass that on. */
-  ended(gone: Buffer[]): void;
+  ended(gone: () => Buffer[]): void;
 }
 
 /**
@@ -45,6 +53,13 @@ function pass(from: Socket, to: Socket, head: Buffer, onCloseFrame: () => void):
     }
     // What still comes is dropped, but read, so the side's own close frame and FIN arrive.
     from.resume();
+  };
+
+  // Nothing can follow a frame cut short: the other side sees its connection end (1006).
+  const cut = () => {
+    if (stopped) return;
+    last = undefined;
+    finish();
   };
 
   const onData = (chunk: Buffer) => {
@@ -70,17 +85,21 @@ function pass(from: Socket, to: Socket, head: Buffer, onCloseFrame: () => void):
 
   return {
     frames,
-    stopWith(frame) {
+    stopWith(frame, waitMs) {
       if (stopped || last !== undefined) return;
       last = frame;
       if (frames.atBoundary) finish();
+      else if (waitMs === 0) cut();
+      else setTimeout(cut, waitMs).unref();
     },
     ended(gone) {
       if (stopped) return;
-      // Nothing can follow a frame cut short; a side gone without a close frame is closed for it.
-      if (!frames.atBoundary) last = undefined;
-      else if (!frames.closeSeen) last ??= gone;
-      finish();
+      if (!frames.atBoundary) cut();
+      else {
+        // A side gone without a close frame is closed for it.
+        if (!frames.closeSeen) last ??= gone();
+        finish();
+      }
     },
   };
 }
@@ -92,7 +111,8 @@ function pass(from: Socket, to: Socket, head: Buffer, onCloseFrame: () => void):
  * other end, which answers them. No extension is negotiated on either side, so no frame carries state
  * the broker would have to know (RFC 6455 §9). Only frame headers are read, so the broker can put a
  * close frame of its own at a boundary (control frames may come between fragments, §5.4): `close`
- * sends `code` to the page and `1001` to the API. A side that goes away without a close frame is closed
+ * sends `code` to the page once the API's frame in progress has passed (for up to 900 ms), and `1001` to
+ * the API at once, cutting the page's frame in progress. A side that goes away without a close frame is closed
  * for the other with 1014 (bad gateway, for the page) or 1001 (going away, for the API) (§7.4.1). A
  * close passed through needs nothing from the broker: each side's FIN goes on to the other.
  * `onEnd` is called once, when both sockets have closed.
@@ -107,8 +127,9 @@ export function relaySockets(client: RawSocket, api: RawSocket, onEnd: (end: Rel
   const toPage = pass(upstream, page, api.head, () => {
     first ??= 'api';
   });
-  const pageGone = closeFrame(1001, '', true);
-  const apiGone = closeFrame(1014, '', false);
+  // Built only when needed: most sockets close with frames of their own.
+  const pageGone = () => closeFrame(1001, '', true);
+  const apiGone = () => closeFrame(1014, '', false);
   let code: number | undefined;
   let timer: NodeJS.Timeout | undefined;
 
@@ -143,8 +164,9 @@ export function relaySockets(client: RawSocket, api: RawSocket, onEnd: (end: Rel
 
   return (closeCode, reason) => {
     first ??= 'client';
-    toPage.stopWith(closeFrame(closeCode, reason, false));
-    toApi.stopWith(closeFrame(1001, reason, true));
+    toPage.stopWith(closeFrame(closeCode, reason, false), boundaryWaitMs);
+    // Not one more byte of a page whose token is no longer good reaches the API, not even a frame's rest.
+    toApi.stopWith(closeFrame(1001, reason, true), 0);
     linger();
   };
 }
