@@ -148,6 +148,7 @@ export async function createBroker({
       clockToleranceSeconds: config.clientToken.clockToleranceSeconds,
       maxPerToken: config.websocketsPerToken,
     });
+    metrics.observeWebSockets(websockets.size);
     // Open sockets never drain: close() ends them, before the revocations they listen to.
     opened.push(() => {
       websockets.closeAll();

@@ -1,19 +1,18 @@
 import type { IncomingMessage } from 'node:http';
-import { WebSocket } from 'ws';
 import { BrokerError } from '../errors.js';
 import type { TlsClientIdentity } from '../upstream/tlsClientIdentity.js';
 import type { CredentialSource, UpstreamToken } from '../upstream/types.js';
 import { type CredentialPlacement, placeCredential, queryWithCredential } from './credentialPlacement.js';
 import type { ForwardRequest } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
+import { HandedOverSocket, type RawSocket } from './socketHandover.js';
 import { clientQuery, parseApiUrl, upstreamTarget } from './targetUrl.js';
 
 /**
- * Options of both ends of a relayed socket. No compression: frames go through as they came, without
- * inflating and deflating each (and permessage-deflate's memory per socket); a text frame is not decoded
- * either (`skipUTF8Validation`), since the API and the browser each check their own end.
+ * Options of both handshakes of a relayed socket. No extension is offered or accepted: frames go through
+ * as they came (websocketRelay.ts), and a compressed frame would depend on the ones before it.
  */
-export const relaySocketOptions = { perMessageDeflate: false, skipUTF8Validation: true } as const;
+export const relaySocketOptions = { perMessageDeflate: false } as const;
 
 export interface WebSocketForwarderOptions {
   /** `UPSTREAM_API_URL`: `http` becomes `ws`, `https` becomes `wss`. */
@@ -28,7 +27,7 @@ export interface WebSocketForwarderOptions {
 
 /** The API's side of a socket, paused until the relay listens. */
 export interface ApiSocket {
-  socket: WebSocket;
+  socket: RawSocket;
   /** The page protocol the API selected, if any. */
   protocol: string | undefined;
 }
@@ -52,7 +51,7 @@ export interface WebSocketForwarder {
 /** Sent by the ws client itself (RFC 6455 §4.1); the client's own would clash with them. */
 const handshakeFields = /^sec-websocket-/;
 
-type Attempt = { socket: WebSocket; protocol: string | undefined } | { status: number } | { error: Error };
+type Attempt = { socket: RawSocket; protocol: string | undefined } | { status: number } | { error: Error };
 
 export function createWebSocketForwarder({
   apiUrl,
@@ -77,7 +76,7 @@ export function createWebSocketForwarder({
     tlsClient: TlsClientIdentity | undefined,
   ) =>
     new Promise<Attempt>((resolve) => {
-      const socket = new WebSocket(url, {
+      const socket = new HandedOverSocket(url, {
         ...relaySocketOptions,
         // As the HTTP proxy does: the certificate a mutual-TLS token was obtained with (RFC 8705 §3).
         ...(tlsClient ? { secureContext: tlsClient.secureContext } : {}),
@@ -94,13 +93,12 @@ export function createWebSocketForwarder({
         delete response.headers['sec-websocket-protocol'];
       });
       socket.once('open', () => {
-        // Nothing may be read before the relay listens, or a first message would be lost.
-        socket.pause();
+        const raw = socket.raw as RawSocket;
         if (selected === undefined || protocols.includes(selected)) {
-          resolve({ socket, protocol: selected });
+          resolve({ socket: raw, protocol: selected });
           return;
         }
-        socket.terminate();
+        raw.socket.destroy();
         resolve({ error: new Error('the API selected a protocol the page did not offer') });
       });
       socket.once('unexpected-response', (request, response) => {

@@ -71,6 +71,8 @@ export interface Metrics {
   observeQuota(upstream: string, status: () => QuotaStatus): void;
   /** The configuration generation serving now, read at each scrape. */
   observeConfigGeneration(generation: () => number): void;
+  /** Proxied WebSockets open or being opened on this replica, read at each scrape. */
+  observeWebSockets(open: () => number): void;
   /** One reload of the `*_FILE` settings: applied, unchanged or refused. */
   recordConfigReload(outcome: 'applied' | 'unchanged' | 'refused'): void;
   /** A proxied call refused by `CLIENT_TOKEN_MAX_CALLS` or `UPSTREAM_[<NAME>_]CALL_QUOTA`. */
@@ -209,6 +211,15 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
       this.set(configGeneration());
     },
   });
+  let openWebSockets = () => 0;
+  new Gauge({
+    name: `${prefix}websockets_open`,
+    help: 'Proxied WebSockets open or being opened on this replica (PROXY_WEBSOCKETS_PER_TOKEN caps them per token)',
+    registers,
+    collect() {
+      this.set(openWebSockets());
+    },
+  });
   const configReloads = new Counter({
     name: `${prefix}config_reloads_total`,
     help: 'Reloads of the *_FILE settings (file change or SIGHUP) by outcome: applied, unchanged, refused',
@@ -293,6 +304,9 @@ export function createMetrics({ clock, registry = new Registry() }: MetricsOptio
     refusals,
     observeConfigGeneration(generation) {
       configGeneration = generation;
+    },
+    observeWebSockets(open) {
+      openWebSockets = open;
     },
     recordConfigReload: (outcome) => configReloads.inc({ outcome }),
     recordMint: (route, outcome) => mintCounters.get(`${route} ${outcome}`, () => ({ route, outcome })).inc(),

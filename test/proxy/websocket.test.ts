@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sender, type WebSocket } from 'ws';
 import { createManualClock } from '../../src/clock.js';
+import { closeFrame } from '../../src/proxy/closeFrame.js';
 import { closedPort } from '../support/apiServers.js';
 import { appOrigin, type BrokerHandle, startBroker } from '../support/broker.js';
 import { startBrokerProcess } from '../support/brokerProcess.js';
@@ -10,7 +12,7 @@ import { call } from '../support/rawCall.js';
 import { missing } from '../support/requires.js';
 import { signingKeySet } from '../support/signingKeys.js';
 import { type SocketApi, startSocketApi } from '../support/socketApi.js';
-import { handshake, nextMessage, offerFor, openSocket } from '../support/socketClient.js';
+import { handshake, nextMessage, offerFor, openRawClient, openSocket } from '../support/socketClient.js';
 import { sleep, waitFor } from '../support/waiting.js';
 
 const noRedis = await missing('redis');
@@ -31,6 +33,8 @@ afterAll(async () => {
 });
 
 const origin = { origin: appOrigin };
+/** A masked text frame, as a page sends it. */
+const textFrame = { fin: true, rsv1: false, opcode: 0x1, mask: true, readOnly: false };
 
 /** Revokes a client token as a backend does (RFC 7009). */
 async function revoke(on: { url: string; apiKey: string }, token: string) {
@@ -267,6 +271,139 @@ describe('WebSockets on /api/proxy/*', () => {
   });
 });
 
+/** A socket through the broker, and the API's end of it. */
+async function openPair(path: string) {
+  const token = await broker.clientToken();
+  const before = api.sockets.length;
+  const page = await openSocket(broker.url, path, offerFor(token), origin);
+  await waitFor(() => api.sockets.length > before);
+  return { token, page, apiEnd: api.sockets[before] as WebSocket };
+}
+
+describe('What the relay passes through, frame by frame', () => {
+  it('when a page sends a fragmented message with a ping between its fragments, then the API gets the message whole and the ping itself, and its pong reaches the page', async () => {
+    const { page, apiEnd } = await openPair('/api/proxy/fragments');
+    const pings: string[] = [];
+    apiEnd.on('ping', (data) => pings.push(data.toString()));
+    const pong = new Promise<Buffer>((resolve) => page.ws.once('pong', resolve));
+    page.ws.send('first ', { fin: false });
+    page.ws.ping('between');
+    page.ws.send('second', { fin: true });
+    expect(await nextMessage(page.ws)).toEqual({ data: Buffer.from('first second'), isBinary: false });
+    expect((await pong).toString()).toBe('between');
+    expect(pings).toEqual(['between']);
+    page.ws.close();
+  });
+
+  it('when the API pings the page, then the page gets the ping and the API its pong', async () => {
+    const { page, apiEnd } = await openPair('/api/proxy/pings');
+    const ping = new Promise<Buffer>((resolve) => page.ws.once('ping', resolve));
+    const pong = new Promise<Buffer>((resolve) => apiEnd.once('pong', resolve));
+    apiEnd.ping('from the api');
+    expect((await ping).toString()).toBe('from the api');
+    expect((await pong).toString()).toBe('from the api');
+    page.ws.close();
+  });
+
+  it('when a message needs a 64-bit length, then it echoes unchanged', async () => {
+    const { page } = await openPair('/api/proxy/large');
+    const bytes = randomBytes(70_001);
+    page.ws.send(bytes);
+    const echoed = await nextMessage(page.ws);
+    expect(echoed.isBinary).toBe(true);
+    expect(echoed.data.equals(bytes)).toBe(true);
+    page.ws.close();
+  });
+
+  it('when a page sends a close frame and half-closes its socket, then what the API still sends and its close reach the page before the broker ends it', async () => {
+    const token = await broker.clientToken();
+    const raw = await openRawClient(broker.url, '/api/proxy/half', {
+      ...origin,
+      'sec-websocket-protocol': offerFor(token).join(', '),
+    });
+    const closesBefore = api.closes.length;
+    raw.socket.write(Buffer.concat(Sender.frame(Buffer.from('last'), textFrame)));
+    raw.socket.write(Buffer.concat(closeFrame(3002, 'half', true)));
+    raw.socket.end();
+    await raw.ended;
+    // The API's frames as it wrote them: its echo of `last`, then its close with the page's code.
+    expect(raw.received()).toEqual(
+      Buffer.concat([
+        Buffer.from([0x81, 4]),
+        Buffer.from('last'),
+        Buffer.from([0x88, 6, 3002 >> 8, 3002 & 0xff]),
+        Buffer.from('half'),
+      ]),
+    );
+    expect(api.closes.slice(closesBefore)).toEqual([[3002, 'half']]);
+  });
+
+  it('when the token is revoked while the page is in the middle of a frame, then the API gets no more of it and its connection ends, and the page gets 4403', async () => {
+    const token = await broker.clientToken();
+    const raw = await openRawClient(broker.url, '/api/proxy/cut', {
+      ...origin,
+      'sec-websocket-protocol': offerFor(token).join(', '),
+    });
+    const closesBefore = api.closes.length;
+    // The first 16 bytes of a masked 1 MiB frame: the rest never comes.
+    const [header] = Sender.frame(Buffer.alloc(1024 * 1024), { ...textFrame, opcode: 0x2, readOnly: true });
+    await new Promise((resolve) => raw.socket.write((header as Buffer).subarray(0, 16), resolve));
+    await revoke(broker, token);
+    await raw.ended;
+    expect(raw.received().equals(Buffer.concat(closeFrame(4403, 'client token revoked', false)))).toBe(true);
+    await waitFor(() => api.closes.length > closesBefore);
+    expect(api.closes.slice(closesBefore)).toEqual([[1006, '']]);
+  });
+
+  it('when the page stops reading, then the broker stops reading the API, and every message arrives in order once it reads again', async () => {
+    const { page, apiEnd } = await openPair('/api/proxy/download');
+    page.ws.pause();
+    const chunk = 64 * 1024;
+    const count = 256;
+    for (let index = 0; index < count; index += 1) apiEnd.send(Buffer.alloc(chunk, index % 251));
+    // 16 MiB sent: past the kernel's buffers, the rest waits on the API's side, not in the broker.
+    await waitFor(() => apiEnd.bufferedAmount > 4 * 1024 * 1024);
+    const echoed: Buffer[] = [];
+    page.ws.on('message', (data) => echoed.push(data as Buffer));
+    page.ws.resume();
+    await waitFor(() => echoed.length === count, 15_000);
+    expect(echoed.every((data, index) => data.length === chunk && data[0] === index % 251)).toBe(true);
+    page.ws.close();
+  });
+
+  it('when the token is revoked while a frame is on its way, then the frame arrives whole before the close frame', async () => {
+    const token = await broker.clientToken();
+    const before = api.sockets.length;
+    const raw = await openRawClient(broker.url, '/api/proxy/midframe', {
+      ...origin,
+      'sec-websocket-protocol': offerFor(token).join(', '),
+    });
+    await waitFor(() => api.sockets.length > before);
+    // The page stops reading after the frame's first bytes: the broker is held in the middle of it.
+    const started = new Promise<void>((resolve) =>
+      raw.socket.once('data', () => {
+        raw.socket.pause();
+        resolve();
+      }),
+    );
+    // Small enough to pass within the broker's 900 ms wait on a loaded machine.
+    const payload = Buffer.alloc(8 * 1024 * 1024, 7);
+    (api.sockets[before] as WebSocket).send(payload);
+    await started;
+    await revoke(broker, token);
+    raw.socket.resume();
+    await raw.ended;
+    const expected = Buffer.concat([
+      ...Sender.frame(payload, { ...textFrame, opcode: 0x2, mask: false, readOnly: true }),
+      ...closeFrame(4403, 'client token revoked', false),
+    ]);
+    const received = raw.received();
+    // Compared as bytes: a diff of 8 MiB would not be read anyway.
+    expect(received.length).toBe(expected.length);
+    expect(received.equals(expected)).toBe(true);
+  });
+});
+
 describe('WebSocket limits and failures', () => {
   it('when a token holds PROXY_WEBSOCKETS_PER_TOKEN sockets, then one more is refused with 429 until one closes', async () => {
     const limited = await startBroker({ upstream: 'fake', api, env: { PROXY_WEBSOCKETS_PER_TOKEN: '2' } });
@@ -285,6 +422,26 @@ describe('WebSocket limits and failures', () => {
     await first.closed;
     await waitFor(() => limited.broker.websockets.size() === 2);
     await openSocket(limited.url, '/api/proxy/4', offerFor(token), origin);
+  });
+
+  it('when sockets open and close, then token_broker_websockets_open counts those open on the replica', async () => {
+    const proxy = await startBroker({ upstream: 'fake', api });
+    try {
+      const gauge = async () =>
+        /^token_broker_websockets_open (\d+)$/m.exec((await proxy.request({ path: '/metrics' })).body)?.[1];
+      expect(await gauge()).toBe('0');
+      const token = await proxy.clientToken();
+      const sockets = [
+        await openSocket(proxy.url, '/api/proxy/one', offerFor(token), origin),
+        await openSocket(proxy.url, '/api/proxy/two', offerFor(token), origin),
+      ];
+      expect(await gauge()).toBe('2');
+      for (const socket of sockets) socket.ws.close();
+      await waitFor(() => proxy.broker.websockets.size() === 0);
+      expect(await gauge()).toBe('0');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('when a token has spent CLIENT_TOKEN_MAX_CALLS, then its next handshake is refused with token_budget_exhausted', async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 
 /** The subprotocols a page offers for `token`, then its own. */
@@ -54,6 +55,25 @@ export interface HandshakeAnswer {
   body: string;
 }
 
+/** A handshake request with raw headers: nothing is validated on the client side. */
+function upgradeRequest(url: string, path: string, headers: Record<string, string>, method = 'GET') {
+  const { hostname, port } = new URL(url);
+  return request({
+    host: hostname,
+    port,
+    path,
+    method,
+    agent: false,
+    headers: {
+      connection: 'Upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': randomBytes(16).toString('base64'),
+      ...headers,
+    },
+  });
+}
+
 /**
  * Sends a WebSocket handshake with raw headers (nothing validated on the client side, so a malformed
  * `Sec-WebSocket-Protocol` reaches the broker as written) and reads the answer. A `101` is closed at once.
@@ -64,22 +84,8 @@ export function handshake(
   headers: Record<string, string>,
   method = 'GET',
 ): Promise<HandshakeAnswer> {
-  const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = request({
-      host: hostname,
-      port,
-      path,
-      method,
-      agent: false,
-      headers: {
-        connection: 'Upgrade',
-        upgrade: 'websocket',
-        'sec-websocket-version': '13',
-        'sec-websocket-key': randomBytes(16).toString('base64'),
-        ...headers,
-      },
-    });
+    const req = upgradeRequest(url, path, headers, method);
     req.on('error', reject);
     req.on('upgrade', (res, socket) => {
       socket.destroy();
@@ -92,6 +98,35 @@ export function handshake(
         body += chunk;
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.end();
+  });
+}
+
+/** A socket through the broker whose frames the test writes and reads as bytes. */
+export interface RawClient {
+  socket: Socket;
+  /** Every byte received so far, the handshake's leftover first. */
+  received(): Buffer;
+  /** Settles when the broker has sent FIN. */
+  ended: Promise<void>;
+}
+
+/** Makes a WebSocket handshake and hands over the TCP socket, to write frames and half-close it by hand. */
+export function openRawClient(
+  url: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<RawClient> {
+  return new Promise((resolve, reject) => {
+    const req = upgradeRequest(url, path, headers);
+    req.on('error', reject);
+    req.on('response', (res) => reject(new Error(`the handshake was answered ${res.statusCode}`)));
+    req.on('upgrade', (_res, socket, head) => {
+      const chunks: Buffer[] = [head];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const ended = new Promise<void>((done) => socket.once('end', done));
+      resolve({ socket, received: () => Buffer.concat(chunks), ended });
     });
     req.end();
   });

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { WebSocketServer } from 'ws';
 import type { CallerReader } from '../../caller/requestCaller.js';
 import { BrokerError } from '../../errors.js';
+import { HandedOverSocket, type RawSocket } from '../../proxy/socketHandover.js';
 import { type ApiSocket, relaySocketOptions, type WebSocketForwarder } from '../../proxy/websocketForward.js';
 import {
   brokerProtocol,
@@ -47,6 +48,10 @@ export function websocketSteps({ sessions, caller, logger }: WebSocketRouteDeps)
   const server = new WebSocketServer({
     noServer: true,
     ...relaySocketOptions,
+    // ws makes and checks the handshake, then hands the socket over to the relay.
+    WebSocket: HandedOverSocket,
+    // Its sockets never emit `close`: a tracked one would never be let go.
+    clientTracking: false,
     // The API chose first (accept() asked it); a page whose protocols it took none of gets `token-broker`,
     // since a browser fails a handshake that names no protocol it offered (RFC 6455 §4.1).
     handleProtocols: (_offered, req) => offers.get(req)?.selected ?? brokerProtocol,
@@ -114,7 +119,7 @@ export function websocketSteps({ sessions, caller, logger }: WebSocketRouteDeps)
       const api = opening.socket;
       if (socket.destroyed) {
         slot.release();
-        api.terminate();
+        api.socket.destroy();
         return;
       }
       offer.selected = opening.protocol;
@@ -127,16 +132,11 @@ export function websocketSteps({ sessions, caller, logger }: WebSocketRouteDeps)
       socket.once('close', () => {
         if (opened) return;
         slot.release();
-        api.terminate();
+        api.socket.destroy();
       });
       server.handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
         opened = true;
-        slot.open((code, reason) => {
-          closedBy = code;
-          client.close(code, reason);
-          api.close(1001, reason);
-        });
-        relaySockets(client, api, ({ by, code }) => {
+        const close = relaySockets((client as HandedOverSocket).raw as RawSocket, api, ({ by, code }) => {
           slot.release();
           log.info(
             {
@@ -147,6 +147,10 @@ export function websocketSteps({ sessions, caller, logger }: WebSocketRouteDeps)
             },
             'websocket closed',
           );
+        });
+        slot.open((code, reason) => {
+          closedBy = code;
+          close(code, reason);
         });
         log.info({ upstreamPath, protocol: client.protocol }, 'websocket opened');
       });
