@@ -1,5 +1,4 @@
 import { defineConfig } from 'vitest/config';
-import { LongFilesFirst } from './test/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -7,12 +6,9 @@ export default defineConfig({
     environment: 'node',
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // The integration suites start real servers and processes, so workers are forks. Many of the long
-    // files spend most of their time waiting in real time (an outage to heal, a lease to lapse, a process
-    // to start); a third worker runs other files in those gaps, on two cores as on more.
+    // The integration suites start real servers; two cores are better used by fewer, longer workers.
     pool: 'forks',
-    maxWorkers: 3,
-    sequence: { sequencer: LongFilesFirst },
+    maxWorkers: 2,
     // Each worker keeps its modules from one file to the next: importing src/ and its libraries afresh
     // for every file cost more than running most files' tests. Nothing in src/ or test/support/ holds
     // module state a file could leave behind (the design forbids singletons), and spies are restored.
