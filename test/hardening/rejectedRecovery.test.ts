@@ -10,9 +10,9 @@ import { sleep } from '../support/waiting.js';
  * and a token within 5 s once it accepts.
  */
 
-let broker: FakeUpstreamBroker | undefined;
+const brokers: FakeUpstreamBroker[] = [];
 afterAll(async () => {
-  await broker?.close();
+  await Promise.all(brokers.map((broker) => broker.close()));
 });
 
 describe('a token endpoint that refuses the configuration, then heals', () => {
@@ -22,7 +22,7 @@ describe('a token endpoint that refuses the configuration, then heals', () => {
     let maxInFlight = 0;
     let healed = false;
     // The default renewal policy: the production timings are what is under test.
-    broker = await startBroker({
+    const broker = await startBroker({
       upstream: 'fake',
       cachePolicy: {},
       behaviour: (issued) => {
@@ -39,9 +39,9 @@ describe('a token endpoint that refuses the configuration, then heals', () => {
         };
       },
     });
-    const target = broker;
+    brokers.push(broker);
     const ask = () =>
-      target.request({ path: '/api/upstream-token', headers: { authorization: `Bearer ${target.apiKey}` } });
+      broker.request({ path: '/api/upstream-token', headers: { authorization: `Bearer ${broker.apiKey}` } });
 
     let healedAt = 0;
     let servedAt = 0;
@@ -70,7 +70,7 @@ describe('a token endpoint that refuses the configuration, then heals', () => {
     }
     expect(servedAt - healedAt).toBeLessThan(5_000);
     // One error line for the streak, whatever the number of probes.
-    expect(target.logs.lines().filter((line) => line.level === 'error')).toHaveLength(1);
+    expect(broker.logs.lines().filter((line) => line.level === 'error')).toHaveLength(1);
   }, 20_000);
 });
 
@@ -100,6 +100,7 @@ describe('a token endpoint that fails, then heals', () => {
           };
         },
       });
+      brokers.push(outage);
       const ask = () =>
         outage.request({
           path: '/api/upstream-token',
