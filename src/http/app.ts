@@ -18,6 +18,7 @@ import type { RevocationList } from '../signing/revocations.js';
 import type { RedisStatus } from '../store/redisConnection.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { traceRequests } from '../telemetry/serverSpans.js';
 import type { Tracer } from '../telemetry/spans.js';
 import type { Upstreams } from '../upstream/registry.js';
 import { directRoutes, type RequestListener } from './dispatch/directRoutes.js';
@@ -82,7 +83,7 @@ export interface AppDeps {
   upstreamProbes?: ReadonlyMap<string, UpstreamProbe> | undefined;
   /** The configuration generation serving and the last reload's outcome, for `/readyz`. */
   configStatus?: () => ConfigStatus;
-  /** With tracing on: spans for the client-token mint and the proxied call (telemetry/spans.ts). */
+  /** With tracing on: a server span per request (serverSpans.ts), and the mint's and proxied call's (spans.ts). */
   tracer?: Tracer | undefined;
 }
 
@@ -142,7 +143,8 @@ export function createApp(deps: AppDeps): AppListeners {
   const onError = errorHandler(logger);
   app.use(notFoundHandler);
   app.use(onError);
-  const request = directRoutes({ app, common, routes, onError });
+  const untraced = directRoutes({ app, common, routes, onError });
+  const request = deps.tracer ? traceRequests(deps.tracer, untraced) : untraced;
   const upgrades = websocketMounts({
     ...deps,
     rateLimit: deps.rateLimits?.proxy,

@@ -1,4 +1,4 @@
-import { type Attributes, type Span, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { type Attributes, type Span, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
 import { BrokerError, UpstreamError } from '../errors.js';
 
 export type { Tracer } from '@opentelemetry/api';
@@ -49,15 +49,26 @@ function errorType(error: unknown): string {
 }
 
 /** Marks a span failed by the error's code alone: no status message, no exception event (they carry text). */
-export function failSpan(span: Span, error: unknown): void {
+function failSpan(span: Span, error: unknown): void {
   span.setAttribute(spanAttributes.errorType, errorType(error));
   span.setStatus({ code: SpanStatusCode.ERROR });
 }
 
 /**
+ * The active span when it is not sampled. Under it the broker starts no span of its own: a child of an
+ * unsampled span is not sampled either (the samplers the SDK names `parentbased_*`, its default), and
+ * starting one would cost a span and a context switch for nothing exported (scenario T of the bench).
+ */
+function unsampledParent(): Span | undefined {
+  const parent = trace.getActiveSpan();
+  return parent?.isRecording() === false ? parent : undefined;
+}
+
+/**
  * Runs `work` inside a new active span, so the spans it causes (undici, ioredis, the broker's own) are
- * its children, and ends the span when `work` settles. Callers hold a tracer only when tracing is on
- * (main.ts): without one they call `work` directly, and nothing of this runs.
+ * its children, and ends the span when `work` settles. Under an unsampled span, `work` runs in its
+ * context and gets that span, on which attributes are no-ops. Callers hold a tracer only when tracing
+ * is on (main.ts): without one they call `work` directly, and nothing of this runs.
  */
 export function inSpan<T>(
   tracer: Tracer,
@@ -65,6 +76,8 @@ export function inSpan<T>(
   attributes: Attributes,
   work: (span: Span) => Promise<T>,
 ): Promise<T> {
+  const unsampled = unsampledParent();
+  if (unsampled) return work(unsampled);
   return tracer.startActiveSpan(name, { attributes }, async (span) => {
     try {
       return await work(span);
@@ -75,4 +88,9 @@ export function inSpan<T>(
       span.end();
     }
   });
+}
+
+/** A span that starts and ends at once (a cache hit), unless the active span is unsampled. */
+export function instantSpan(tracer: Tracer, name: string, attributes: Attributes): void {
+  if (!unsampledParent()) tracer.startSpan(name, { attributes }).end();
 }

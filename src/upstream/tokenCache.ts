@@ -3,7 +3,7 @@ import { UpstreamError } from '../errors.js';
 import { createMemoryStore } from '../store/memoryStore.js';
 import type { FleetLock, KeyValueStore } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
-import { inSpan, spanAttributes, spanNames, type Tracer } from '../telemetry/spans.js';
+import { inSpan, instantSpan, spanAttributes, spanNames, type Tracer } from '../telemetry/spans.js';
 import { cacheKey, cacheKeyInput, type TokenRequestConfig, tokenFingerprint } from './cacheKey.js';
 import { createUpstreamBreaker } from './circuitBreaker.js';
 import { createFailureStreak } from './failureStreak.js';
@@ -301,9 +301,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       if (isValid(current, now)) {
         onEvent('hit');
         if (now >= renewAt) renewInBackground();
-        tracer
-          ?.startSpan(spanNames.tokenLookup, { attributes: { [spanAttributes.cacheResult]: 'hit' } })
-          .end();
+        if (tracer) instantSpan(tracer, spanNames.tokenLookup, { [spanAttributes.cacheResult]: 'hit' });
         return Promise.resolve(current);
       }
       onEvent('miss');

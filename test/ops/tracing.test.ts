@@ -180,6 +180,57 @@ describe('traces over OTLP/HTTP from a broker process', () => {
   });
 });
 
+describe('a sampler that leaves requests out', () => {
+  it('when a request is not sampled, then none of its spans are exported, yet the API still learns its trace and the decision', async () => {
+    const receiver = await startOtlpReceiver();
+    // Roots are never sampled, a page's decision is followed; metrics every 100 ms, were any exported.
+    const traced = await startTracedBroker(receiver, {
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0',
+      OTEL_METRIC_EXPORT_INTERVAL: '100',
+    });
+    try {
+      const { broker, api } = traced;
+      const clientToken = await mint(broker);
+      registerSecret('upstream token', traced.issued.at(-1) ?? '');
+      const call = async (traceparent?: string) => {
+        const proxied = await fetch(`${broker.url}/api/proxy/sampling`, {
+          headers: {
+            origin,
+            authorization: `Bearer ${clientToken}`,
+            ...(traceparent ? { traceparent } : {}),
+          },
+        });
+        expect(proxied.status).toBe(200);
+        return String(api.requests.at(-1)?.headers.traceparent);
+      };
+
+      // A page that did not sample: the API gets the page's trace, under the broker's span, still unsampled.
+      const unsampled = pageContext();
+      const forwarded = await call(unsampled.traceparent.replace(/-01$/, '-00'));
+      expect(forwarded).toMatch(new RegExp(`^00-${unsampled.traceId}-[0-9a-f]{16}-00$`));
+      expect(forwarded).not.toContain(unsampled.spanId);
+      // No page context: the broker's own root decision (not sampled) goes on to the API.
+      const root = await call();
+      expect(root).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      // A page that sampled: followed, and exported after the two calls before it.
+      const sampled = pageContext();
+      await call(sampled.traceparent);
+      await waitFor(() => receiver.spans.some((span) => span.traceId === sampled.traceId), 10_000);
+
+      const exported = new Set(receiver.spans.map((span) => span.traceId));
+      expect(exported.has(unsampled.traceId)).toBe(false);
+      expect(exported.has(root.split('-')[1] ?? '')).toBe(false);
+      expect(receiver.spans.some((span) => span.name === spanNames.mint)).toBe(false);
+      // The broker's metrics are Prometheus's: the SDK exports none over OTLP unless OTEL_METRICS_EXPORTER asks.
+      expect(receiver.paths.filter((path) => path !== '/v1/traces')).toEqual([]);
+    } finally {
+      await traced.close();
+      await receiver.close();
+    }
+  });
+});
+
 describe('spans at shutdown', () => {
   it("when SIGTERM follows a request, then the request's spans are exported before the process exits", async () => {
     const receiver = await startOtlpReceiver();

@@ -113,7 +113,23 @@ describe('secrets and exported spans', () => {
       { method: 'POST' },
     );
     expect(claimed.status).toBe(200);
-    secret('claimed client token', ((await claimed.json()) as { token: string }).token);
+    const claimedToken = secret('claimed client token', ((await claimed.json()) as { token: string }).token);
+    // A body that arrives after the headers, in a packet of its own: Express's parser ends it in a stream
+    // event, and what follows must still belong to the request.
+    const lateBody = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        controller.enqueue(new TextEncoder().encode(JSON.stringify({ token: claimedToken })));
+        controller.close();
+      },
+    });
+    const revoked = await fetch(`${broker.url}/api/client-token/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: lateBody,
+      duplex: 'half',
+    } as RequestInit);
+    expect(revoked.status).toBe(200);
     const handedOut = await fetch(`${broker.url}/api/upstream-token`, {
       headers: { authorization: `Bearer ${apiKey}` },
     });
@@ -121,6 +137,11 @@ describe('secrets and exported spans', () => {
 
     const named = (name: string) => receiver.spans.filter((span) => span.name === name);
     const claimSpan = () => named('POST claim')[0];
+    const revokeSpan = () => named('POST revoke')[0];
+    const underRevoke = () => {
+      const parent = revokeSpan();
+      return parent ? receiver.spans.filter((span) => span.parentSpanId === parent.spanId) : [];
+    };
     await waitFor(
       () =>
         [
@@ -131,6 +152,7 @@ describe('secrets and exported spans', () => {
           spanNames.fencedWrite,
         ].every((name) => named(name).length > 0) &&
         claimSpan() !== undefined &&
+        underRevoke().length > 0 &&
         receiver.spans.some((span) => /^eval /i.test(String(attribute(span, 'db.query.text') ?? ''))),
       15_000,
     );
@@ -141,6 +163,10 @@ describe('secrets and exported spans', () => {
       ),
     ).toBe(true);
     expect(attribute(claimSpan(), 'url.query')).toBe('token=REDACTED&origin=REDACTED');
+    // The revocation's Redis commands, under the revoke route's server span.
+    expect(
+      underRevoke().some((span) => attribute(span, 'db.system.name') ?? attribute(span, 'db.system')),
+    ).toBe(true);
     expect(attribute(named(spanNames.attestation)[0], 'token_broker.attestation.outcome')).toBe('passed');
     expect(attribute(named(spanNames.fencedWrite)[0], 'token_broker.fleet.fence.accepted')).toBe(true);
 

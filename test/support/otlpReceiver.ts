@@ -23,6 +23,8 @@ export interface OtlpReceiver {
   spans: ExportedSpan[];
   /** The raw body of every export request. */
   bodies: string[];
+  /** The path of every export request: `/v1/traces`, or another signal's (`/v1/metrics`, `/v1/logs`). */
+  paths: string[];
   close(): Promise<void>;
 }
 
@@ -33,6 +35,7 @@ export interface OtlpReceiver {
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ExportedSpan[] = [];
   const bodies: string[] = [];
+  const paths: string[] = [];
   const spanFile = join(inject('leakDir'), 'spans.ndjson');
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -40,6 +43,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
       bodies.push(text);
+      paths.push(req.url ?? '');
       appendFileSync(spanFile, `${text.replaceAll('\n', ' ')}\n`);
       const body = JSON.parse(text) as {
         resourceSpans?: { scopeSpans?: { spans?: ExportedSpan[] }[] }[];
@@ -56,6 +60,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     spans,
     bodies,
+    paths,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

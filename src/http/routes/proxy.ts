@@ -7,7 +7,7 @@ import { BrokerError } from '../../errors.js';
 import type { ProxyForwarder } from '../../proxy/forward.js';
 import type { ClientTokens } from '../../signing/clientTokens.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { failSpan, spanAttributes, spanNames, type Tracer } from '../../telemetry/spans.js';
+import { inSpan, spanAttributes, spanNames, type Tracer } from '../../telemetry/spans.js';
 import type { Upstreams } from '../../upstream/registry.js';
 import type { Handler } from '../dispatch/handler.js';
 import { splitTarget } from '../dispatch/routeMatcher.js';
@@ -171,25 +171,17 @@ function forwardTo(proxy: ProxyForwarder, caller: CallerReader, logger: Logger):
  */
 function traced(tracer: Tracer, upstream: string, forward: Handler): Handler {
   return (req, res, next) =>
-    tracer.startActiveSpan(
+    inSpan(
+      tracer,
       spanNames.proxy,
       {
-        attributes: {
-          [spanAttributes.upstream]: upstream,
-          [spanAttributes.method]: req.method ?? 'GET',
-          [spanAttributes.retried]: false,
-        },
+        [spanAttributes.upstream]: upstream,
+        [spanAttributes.method]: req.method ?? 'GET',
+        [spanAttributes.retried]: false,
       },
       async (span) => {
-        try {
-          await forward(req, res, next);
-          span.setAttribute(spanAttributes.status, res.statusCode);
-        } catch (error) {
-          failSpan(span, error);
-          throw error;
-        } finally {
-          span.end();
-        }
+        await forward(req, res, next);
+        span.setAttribute(spanAttributes.status, res.statusCode);
       },
     );
 }
