@@ -53,6 +53,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
   const server = createServer(serverOptions, broker.app);
   server.on('upgrade', broker.upgrade);
+  server.on('clientError', broker.clientError);
   // Counts sockets, so an upgraded WebSocket holds its place until it closes; closes idle ones.
   limitServer(server, broker.connectionCaps);
   await new Promise<void>((resolve, reject) => {
