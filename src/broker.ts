@@ -13,6 +13,7 @@ import type { UpstreamProbe } from './config/startupChecks.js';
 import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
+import { type ClientErrorListener, clientErrorListener } from './http/clientErrors.js';
 import { type ConnectionCaps, createConnectionCaps, defaultMaxConnections } from './http/connectionCaps.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
 import type { Handler } from './http/dispatch/handler.js';
@@ -64,6 +65,11 @@ export interface Broker {
   app: RequestListener;
   /** The server's `upgrade` listener: WebSockets on the proxy (`server.on('upgrade', broker.upgrade)`). */
   upgrade: UpgradeListener;
+  /**
+   * The server's `clientError` listener: what Node's HTTP parser or its timeouts refuse is answered with
+   * the broker's problem+json, logged and counted (`server.on('clientError', broker.clientError)`).
+   */
+  clientError: ClientErrorListener;
   /** The proxied WebSockets open on this replica; `closeAll()` at shutdown, since they never drain. */
   websockets: WebSocketSessions;
   upstreams: Upstreams;
@@ -284,6 +290,7 @@ export async function createBroker({
     return {
       app,
       upgrade,
+      clientError: clientErrorListener({ logger, metrics }),
       websockets,
       upstreams,
       metrics,

@@ -53,6 +53,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => void broker.reloader?.reload('SIGHUP'));
   const server = createServer(serverOptions, broker.app);
   server.on('upgrade', broker.upgrade);
+  server.on('clientError', broker.clientError);
   // Counts sockets, so an upgraded WebSocket holds its place until it closes; closes idle ones.
   limitServer(server, broker.connectionCaps);
   await new Promise<void>((resolve, reject) => {
@@ -64,7 +65,10 @@ async function main(): Promise<void> {
   const { metricsApp } = broker;
   if (metricsApp) {
     // Not drained on shutdown: scrapes keep answering while the main port drains, and exit ends them.
-    const metricsServer = createServer(metricsApp);
+    // Its sockets count against the same caps (they hold the same descriptors) and close when idle alike.
+    const metricsServer = createServer(serverOptions, metricsApp);
+    metricsServer.on('clientError', broker.clientError);
+    limitServer(metricsServer, broker.connectionCaps);
     await new Promise<void>((resolve, reject) => {
       metricsServer.once('error', reject);
       metricsServer.listen(config.metrics.port, config.host, resolve);

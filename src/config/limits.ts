@@ -71,7 +71,7 @@ export const limitsSchema = z.object({
   }),
   IDLE_SOCKET_TIMEOUT_MS: int(100, 300_000, 10_000).meta({
     description:
-      "a connection that has sent no complete request headers this long after opening is closed (checked every second), and so is a keep-alive connection idle this long after its last answer (plus a second), in ms; a request whose headers arrived is never cut by it (`BODY_IDLE_TIMEOUT_MS` bounds an upload, `UPSTREAM_TIMEOUT_MS` and `UPSTREAM_API_TIMEOUT_MS` a slow API). Behind a load balancer or reverse proxy that keeps connections to the broker open, set it above that proxy's idle timeout (`65000` for the usual 60 s), so the proxy closes first",
+      "a connection that has sent no complete request headers this long after opening is answered `408 request_timeout` and closed (checked every second), and so is a keep-alive connection idle this long after its last answer (plus a second), in ms; a request whose headers arrived is never cut by it (`BODY_IDLE_TIMEOUT_MS` bounds an upload, `UPSTREAM_TIMEOUT_MS` and `UPSTREAM_API_TIMEOUT_MS` a slow API). Behind a load balancer or reverse proxy that keeps connections to the broker open, set it above that proxy's idle timeout (`65000` for the usual 60 s), so the proxy closes first",
     example: '10000',
   }),
   PROXY_WEBSOCKETS_PER_TOKEN: int(1, 10_000, 8).meta({

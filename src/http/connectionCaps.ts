@@ -4,31 +4,16 @@ import type { Socket } from 'node:net';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { canonicalIp } from '../caller/ip.js';
 import type { Clock } from '../clock.js';
+import { BrokerError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import { rawProblem } from './problem.js';
 
 /** Which cap refused a connection. */
 export type ConnectionCap = 'per_network' | 'total';
 
 /** What a refused connection is told before it is closed: no request was read, so no request id. */
-function refusalResponse(detail: string): string {
-  const body = JSON.stringify({
-    type: 'urn:token-broker:problem:rate_limited',
-    title: 'Too many requests',
-    status: 429,
-    code: 'rate_limited',
-    detail,
-  });
-  return [
-    'HTTP/1.1 429 Too Many Requests',
-    'Content-Type: application/problem+json',
-    'Cache-Control: no-store',
-    'Retry-After: 1',
-    'Connection: close',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    '',
-    body,
-  ].join('\r\n');
-}
+const refusalResponse = (detail: string) =>
+  rawProblem(new BrokerError('rate_limited', { detail, headers: { 'Retry-After': '1' } }));
 const refusals: Record<ConnectionCap, string> = {
   per_network: refusalResponse('too many open connections from this network; reuse or close some'),
   total: refusalResponse('the broker holds as many connections as it may; retry shortly'),
@@ -132,7 +117,7 @@ export const serverOptions = { connectionsCheckingInterval: 1_000 } as const;
 /**
  * Applies the caps to every connection the server accepts, and the idle timeout: a connection that has
  * not sent a request's complete headers `idleTimeoutMs` after opening, or after its first byte of a
- * later request, is answered Node's bare 408 and closed at the next check (`serverOptions`); a keep-alive
+ * later request, is answered `408 request_timeout` (clientErrors.ts) and closed at the next check (`serverOptions`); a keep-alive
  * connection idle for as long after an answer is closed (plus Node's own second of grace, so a client
  * told `Keep-Alive: timeout` closes first). Node stops the headers clock once a request's headers are
  * in, so it never cuts an upload (`BODY_IDLE_TIMEOUT_MS` does) or a slow answer (`UPSTREAM_TIMEOUT_MS`,

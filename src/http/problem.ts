@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { BrokerError, type ErrorCode, errorCatalog } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { BrokerRequest, BrokerResponse, Handler, Next } from './dispatch/handler.js';
@@ -42,6 +43,25 @@ export function sendProblem(res: BrokerResponse, error: BrokerError): void {
   res.locals.problemLogged = error.logged;
   res.statusCode = error.status;
   res.end(body);
+}
+
+/**
+ * The same answer as a whole HTTP/1.1 message, for a socket on which no request was read (a connection
+ * the caps refuse, a request the HTTP parser or its timeouts refuse): no request id, and the connection
+ * closes after it.
+ */
+export function rawProblem(error: BrokerError): string {
+  const body = JSON.stringify(problemFor(error));
+  return [
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}`,
+    'Content-Type: application/problem+json; charset=utf-8',
+    'Cache-Control: no-store',
+    ...Object.entries(error.headers).map(([name, value]) => `${name}: ${value}`),
+    'Connection: close',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    '',
+    body,
+  ].join('\r\n');
 }
 
 /**

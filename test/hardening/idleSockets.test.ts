@@ -3,6 +3,7 @@ import { serverOptions } from '../../src/http/connectionCaps.js';
 import { type ApiServer, closedPort, startApiServer } from '../support/apiServers.js';
 import { appOrigin, type FakeUpstreamBroker, startBroker } from '../support/broker.js';
 import { startBrokerProcess } from '../support/brokerProcess.js';
+import { freePort } from '../support/freePort.js';
 import { openConnection } from '../support/rawConnection.js';
 import { sleep } from '../support/waiting.js';
 
@@ -129,5 +130,36 @@ describe('main.ts', () => {
     expect(lived).toBeGreaterThanOrEqual(idleMs - 50);
     expect(lived).toBeLessThan(idleMs + checkMs + slackMs);
     // A process starts slowly on a loaded machine (its own start-up bound is 45 s).
+  }, 60_000);
+
+  it('when a connection to METRICS_PORT stops in its headers, then it is answered 408 after IDLE_SOCKET_TIMEOUT_MS, and the caps count it', async () => {
+    const metricsPort = await freePort();
+    const process = await startBrokerProcess({
+      IDLE_SOCKET_TIMEOUT_MS: String(idleMs),
+      METRICS_PORT: String(metricsPort),
+      MAX_CONNECTIONS_PER_IP: '1',
+      UPSTREAM_TOKEN_URL: `http://127.0.0.1:${await closedPort()}/token`,
+      UPSTREAM_CLIENT_ID: 'broker',
+      UPSTREAM_CLIENT_SECRET: 'an-upstream-secret-value',
+    });
+    await process.waitForLine((line) => line.msg === 'metrics listening');
+    const slow = await openConnection(metricsPort);
+    slow.socket.write(`GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:${metricsPort}\r\n`);
+    const lived = (await slow.closed) - slow.openedAt;
+    expect(slow.received()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(slow.received()).toMatch(/^content-type: application\/problem\+json/im);
+    expect(slow.received()).toContain('"code":"request_timeout"');
+    expect(lived).toBeGreaterThanOrEqual(idleMs - 50);
+    expect(lived).toBeLessThan(idleMs + checkMs + slackMs);
+    await process.waitForLine((line) => line.code === 'request_timeout' && line.level === 'warn');
+    // The broker counts a socket out when its close reaches it, a moment after the client saw it.
+    await sleep(200);
+    // One socket on the main port is this address's one (MAX_CONNECTIONS_PER_IP): the metrics port refuses.
+    const held = await openConnection(process.port);
+    const refused = await openConnection(metricsPort);
+    await refused.closed;
+    expect(refused.received()).toMatch(/^HTTP\/1\.1 429 /);
+    expect(refused.received()).toContain('"code":"rate_limited"');
+    held.socket.destroy();
   }, 60_000);
 });

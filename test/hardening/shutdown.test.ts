@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { Pool } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startBrokerProcess } from '../support/brokerProcess.js';
+import { brokerProcessEnv, startBrokerProcess } from '../support/brokerProcess.js';
 import { registerSecret } from '../support/logs.js';
 import { type FakeTokenServer, reply, startFakeTokenServer } from '../support/oauthServers.js';
 import { waitFor } from '../support/waiting.js';
@@ -66,18 +66,10 @@ describe('graceful shutdown under load', () => {
     upstream = await startFakeTokenServer((_req, res) => {
       setTimeout(() => reply(res, 200, { access_token: accessToken, expires_in: 3600 }), slowUpstreamMs);
     });
-    const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
+    // Its debug logs hold the probes' (/healthz, /readyz) access lines: every access line is counted below.
+    const { env } = brokerProcessEnv({ tokenUrl: upstream.tokenUrl, clientId: 'shutdown-test', origin });
     const broker = await startBrokerProcess({
-      // Probes (/healthz, /readyz) are logged at debug: every access line is counted below.
-      LOG_LEVEL: 'debug',
-      ALLOWED_ORIGINS: origin,
-      BROKER_API_KEYS: apiKey,
-      UPSTREAM_TOKEN_URL: upstream.tokenUrl,
-      UPSTREAM_CLIENT_ID: 'shutdown-test',
-      UPSTREAM_CLIENT_SECRET: registerSecret(
-        'upstream client secret',
-        `cs-${randomBytes(24).toString('base64url')}`,
-      ),
+      ...env,
       UPSTREAM_TIMEOUT_MS: '5000',
       SHUTDOWN_TIMEOUT_MS: '5000',
       RATE_LIMIT_CLIENT_TOKEN: 'off',

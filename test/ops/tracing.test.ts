@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spanAttributes, spanNames } from '../../src/telemetry/spans.js';
 import { tracingRequested } from '../../src/telemetry/tracingSwitch.js';
 import { startFixedApi } from '../support/apiServers.js';
-import { type BrokerProcess, startBrokerProcess } from '../support/brokerProcess.js';
+import { type BrokerProcess, brokerProcessEnv, startBrokerProcess } from '../support/brokerProcess.js';
 import { expectNoSecrets, registerSecret } from '../support/logs.js';
 import { issueToken, startFakeTokenServer } from '../support/oauthServers.js';
 import { attribute, type OtlpReceiver, startOtlpReceiver } from '../support/otlpReceiver.js';
@@ -16,17 +16,13 @@ async function startTracedBroker(receiver: OtlpReceiver, env: Record<string, str
   const issued: string[] = [];
   const upstream = await startFakeTokenServer(issueToken(issued));
   const api = await startFixedApi();
-  const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
+  const { env: base, apiKey } = brokerProcessEnv({
+    tokenUrl: upstream.tokenUrl,
+    clientId: 'tracing-test',
+    origin,
+  });
   const broker = await startBrokerProcess({
-    LOG_LEVEL: 'debug',
-    ALLOWED_ORIGINS: origin,
-    BROKER_API_KEYS: apiKey,
-    UPSTREAM_TOKEN_URL: upstream.tokenUrl,
-    UPSTREAM_CLIENT_ID: 'tracing-test',
-    UPSTREAM_CLIENT_SECRET: registerSecret(
-      'upstream client secret',
-      `cs-${randomBytes(24).toString('base64url')}`,
-    ),
+    ...base,
     UPSTREAM_API_URL: api.origin,
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',

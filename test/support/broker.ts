@@ -270,7 +270,7 @@ async function start(
   });
   // Runs before the socket closes (cleanups run in reverse), so no request reaches a closed broker.
   cleanups.splice(cleanups.length - 1, 0, () => broker.close());
-  // The connection caps and idle timeout, as main.ts applies them.
+  // The connection caps, the idle timeout and the answers to what Node's parser refuses, as in main.ts.
   limitServer(server, broker.connectionCaps);
   server.on('request', (req, res) => {
     // Read now: Express rewrites `req.url` under a mount point.
@@ -284,6 +284,7 @@ async function start(
     broker.app(req, res);
   });
   server.on('upgrade', broker.upgrade);
+  server.on('clientError', broker.clientError);
 
   let pool: Pool | undefined;
   cleanups.push(async () => {

@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { inject, onTestFinished, TestRunner } from 'vitest';
+import { registerSecret } from './logs.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href;
@@ -23,6 +25,35 @@ export interface BrokerProcess {
   stop(): Promise<void>;
   /** SIGKILL: no drain, no lock release, as a crashed pod. */
   kill(): Promise<void>;
+}
+
+/**
+ * The settings a broker process against a test token endpoint starts from: debug logs (every line,
+ * probes' access lines included), `origin` allowed, a fresh broker API key (`apiKey`) and client secret,
+ * both registered for the leak check. A test adds its own settings to `env`.
+ */
+export function brokerProcessEnv({
+  tokenUrl,
+  clientId,
+  origin,
+}: {
+  tokenUrl: string;
+  clientId: string;
+  origin: string;
+}): { env: Record<string, string>; apiKey: string } {
+  const apiKey = registerSecret('broker api key', `bk-${randomBytes(24).toString('base64url')}`);
+  const env = {
+    LOG_LEVEL: 'debug',
+    ALLOWED_ORIGINS: origin,
+    BROKER_API_KEYS: apiKey,
+    UPSTREAM_TOKEN_URL: tokenUrl,
+    UPSTREAM_CLIENT_ID: clientId,
+    UPSTREAM_CLIENT_SECRET: registerSecret(
+      'upstream client secret',
+      `cs-${randomBytes(24).toString('base64url')}`,
+    ),
+  };
+  return { env, apiKey };
 }
 
 /**

@@ -8,6 +8,7 @@ import { renewAcrossFleet } from '../../src/upstream/fleetRenewal.js';
 import { createTokenCache } from '../../src/upstream/tokenCache.js';
 import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
 import { captureLogs } from '../support/logs.js';
+import { upstreamConfigFor } from '../support/oauthServers.js';
 
 interface Recorded {
   name: string;
@@ -41,15 +42,7 @@ function recordingTracer(): { tracer: Tracer; spans: Recorded[] } {
   return { tracer: tracer as unknown as Tracer, spans };
 }
 
-const config = {
-  clientId: 'broker-client',
-  clientSecret: 'a-client-secret-for-span-tests',
-  profile: 'rfc6749',
-  authMethod: 'client_secret_basic',
-  audience: undefined,
-  scope: undefined,
-  resource: undefined,
-} as const;
+const config = upstreamConfigFor(undefined);
 
 function tokenAt(now: number): UpstreamToken {
   return { accessToken: `at-${now}`, tokenType: 'Bearer', obtainedAt: now, expiresAt: now + 3_600_000 };

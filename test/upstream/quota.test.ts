@@ -16,6 +16,7 @@ import type { TokenClient, UpstreamToken } from '../../src/upstream/types.js';
 import { refusal } from '../support/expectErrors.js';
 import { createFakeTimers } from '../support/fakeTimers.js';
 import { captureLogs, registerSecret } from '../support/logs.js';
+import { upstreamConfigFor } from '../support/oauthServers.js';
 import { missing } from '../support/requires.js';
 import { sharedRedisScratch } from '../support/sharedRedis.js';
 
@@ -25,15 +26,7 @@ const hour = 3_600_000;
 /** 10:20 UTC: 40 minutes before the hourly window resets. */
 const start = Date.UTC(2026, 4, 12, 10, 20);
 
-const config = {
-  clientId: 'quota-client',
-  clientSecret: registerSecret('quota client secret', `secret-${randomUUID()}`),
-  profile: 'rfc6749',
-  authMethod: 'client_secret_basic',
-  audience: undefined,
-  scope: undefined,
-  resource: undefined,
-} as const;
+const config = upstreamConfigFor(undefined);
 
 function governor(
   clock: ManualClock,
