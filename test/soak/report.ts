@@ -60,9 +60,20 @@ export interface MemoryFigure {
   growthPercent: number;
 }
 
+/** The median of the samples taken between `from` and `to`. */
+function medianBetween(samples: readonly { at: number; bytes: number }[], from: number, to: number): number {
+  const bytes = samples
+    .filter(({ at }) => at >= from && at <= to)
+    .map((sample) => sample.bytes)
+    .sort((one, other) => one - other);
+  return bytes[Math.floor(bytes.length / 2)] ?? Number.NaN;
+}
+
 /**
- * Start, middle and end RSS of the incarnation of each replica serving at the end. "Start" is the first
- * sample after `warmupMs` (the JIT and the pools settle first); "middle" is halfway from there to the end.
+ * Start, middle and end RSS of the incarnation of each replica serving at the end, after `warmupMs`
+ * (the JIT and the pools settle first). Each is the median of the samples in a window (a minute, or a
+ * fifth of the run when shorter) at the start, around the midpoint and at the end: one sample reads
+ * wherever the garbage collector happens to be, and the heap's sawtooth alone moves RSS by tens of MB.
  */
 export function memoryFigures(sampler: Sampler, runStart: number, warmupMs: number): MemoryFigure[] {
   const last = new Map<ReplicaName, Incarnation>();
@@ -74,19 +85,20 @@ export function memoryFigures(sampler: Sampler, runStart: number, warmupMs: numb
       const first = warm[0];
       const end = warm.at(-1);
       if (!first || !end) return [];
+      const window = Math.min(60_000, (end.at - first.at) / 5);
       const midpoint = (first.at + end.at) / 2;
-      const middle = warm.reduce((best, next) =>
-        Math.abs(next.at - midpoint) < Math.abs(best.at - midpoint) ? next : best,
-      );
+      const startBytes = medianBetween(warm, first.at, first.at + window);
+      const middleBytes = medianBetween(warm, midpoint - window / 2, midpoint + window / 2);
+      const endBytes = medianBetween(warm, end.at - window, end.at);
       const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
       return [
         {
           replica: incarnation.replica,
           startedAtSeconds: Math.max(0, Math.round((incarnation.startedAt - runStart) / 1000)),
-          startMb: mb(first.bytes),
-          middleMb: mb(middle.bytes),
-          endMb: mb(end.bytes),
-          growthPercent: Math.round(((end.bytes - first.bytes) / first.bytes) * 1000) / 10,
+          startMb: mb(startBytes),
+          middleMb: mb(middleBytes),
+          endMb: mb(endBytes),
+          growthPercent: Math.round(((endBytes - startBytes) / startBytes) * 1000) / 10,
         },
       ];
     });
