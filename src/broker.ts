@@ -14,7 +14,12 @@ import { createDpopProofVerifier } from './dpop/proof.js';
 import { createMemoryReplayCache, createRedisReplayCache } from './dpop/replayCache.js';
 import { createApp } from './http/app.js';
 import { type ClientErrorListener, clientErrorListener } from './http/clientErrors.js';
-import { type ConnectionCaps, createConnectionCaps, defaultMaxConnections } from './http/connectionCaps.js';
+import {
+  type ConnectionCap,
+  type ConnectionCaps,
+  createConnectionCaps,
+  defaultMaxConnections,
+} from './http/connectionCaps.js';
 import type { RequestListener } from './http/dispatch/directRoutes.js';
 import type { Handler } from './http/dispatch/handler.js';
 import type { UpgradeListener } from './http/dispatch/upgrades.js';
@@ -35,6 +40,9 @@ import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import type { Tracer } from './telemetry/spans.js';
 import { createUpstreams, type Upstreams } from './upstream/registry.js';
 import type { RenewalPolicy } from './upstream/renewalPolicy.js';
+
+/** Open connections the `METRICS_PORT` listener takes at most: a few Prometheus servers and a person. */
+const metricsPortConnections = 32;
 
 export interface BrokerDeps {
   config: Config;
@@ -80,6 +88,8 @@ export interface Broker {
    * takes a socket over (an upgrade) keeps it counted.
    */
   connectionCaps: ConnectionCaps;
+  /** The `METRICS_PORT` listener's caps: the same per network, and `metricsPortConnections` in all. */
+  metricsConnectionCaps: ConnectionCaps;
   /** `/metrics` alone, for `METRICS_PORT`; undefined when the main app serves it. */
   metricsApp: Express | undefined;
   /** With `reload`: re-reads the `*_FILE` settings (main.ts calls it on SIGHUP). */
@@ -287,6 +297,13 @@ export async function createBroker({
       tracer,
       ...(reloader ? { configStatus: reloader.status } : {}),
     });
+    const capsOptions = {
+      maxPerNetwork: config.maxConnectionsPerIp,
+      idleTimeoutMs: config.idleSocketTimeoutMs,
+      logger,
+      clock,
+      onRefused: (cap: ConnectionCap) => metrics.recordConnectionRefused(cap),
+    };
     return {
       app,
       upgrade,
@@ -295,13 +312,12 @@ export async function createBroker({
       upstreams,
       metrics,
       connectionCaps: createConnectionCaps({
-        maxPerNetwork: config.maxConnectionsPerIp,
+        ...capsOptions,
         maxTotal: config.maxConnections ?? defaultMaxConnections(),
-        idleTimeoutMs: config.idleSocketTimeoutMs,
-        logger,
-        clock,
-        onRefused: (cap) => metrics.recordConnectionRefused(cap),
       }),
+      // Caps of its own, so that scrapes still answer while the main port is full (an attack is when
+      // they matter); its few sockets come out of the descriptors the main port's cap leaves free.
+      metricsConnectionCaps: createConnectionCaps({ ...capsOptions, maxTotal: metricsPortConnections }),
       metricsApp:
         config.metrics.port === undefined
           ? undefined

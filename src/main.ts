@@ -65,10 +65,9 @@ async function main(): Promise<void> {
   const { metricsApp } = broker;
   if (metricsApp) {
     // Not drained on shutdown: scrapes keep answering while the main port drains, and exit ends them.
-    // Its sockets count against the same caps (they hold the same descriptors) and close when idle alike.
     const metricsServer = createServer(serverOptions, metricsApp);
     metricsServer.on('clientError', broker.clientError);
-    limitServer(metricsServer, broker.connectionCaps);
+    limitServer(metricsServer, broker.metricsConnectionCaps);
     await new Promise<void>((resolve, reject) => {
       metricsServer.once('error', reject);
       metricsServer.listen(config.metrics.port, config.host, resolve);

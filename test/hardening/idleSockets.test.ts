@@ -132,7 +132,7 @@ describe('main.ts', () => {
     // A process starts slowly on a loaded machine (its own start-up bound is 45 s).
   }, 60_000);
 
-  it('when a connection to METRICS_PORT stops in its headers, then it is answered 408 after IDLE_SOCKET_TIMEOUT_MS, and the caps count it', async () => {
+  it('when a connection to METRICS_PORT stops in its headers, then it is answered 408 after IDLE_SOCKET_TIMEOUT_MS, and caps of its own count it', async () => {
     const metricsPort = await freePort();
     const process = await startBrokerProcess({
       IDLE_SOCKET_TIMEOUT_MS: String(idleMs),
@@ -154,12 +154,21 @@ describe('main.ts', () => {
     await process.waitForLine((line) => line.code === 'request_timeout' && line.level === 'warn');
     // The broker counts a socket out when its close reaches it, a moment after the client saw it.
     await sleep(200);
-    // One socket on the main port is this address's one (MAX_CONNECTIONS_PER_IP): the metrics port refuses.
+    // The metrics port has caps of its own: with this address's one socket (MAX_CONNECTIONS_PER_IP) held
+    // on the main port, a scrape still answers; a second socket on the metrics port itself is refused.
     const held = await openConnection(process.port);
+    const scrape = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+      headers: { connection: 'close' },
+    });
+    expect(scrape.status).toBe(200);
+    await scrape.text();
+    await sleep(200);
+    const scraping = await openConnection(metricsPort);
     const refused = await openConnection(metricsPort);
     await refused.closed;
     expect(refused.received()).toMatch(/^HTTP\/1\.1 429 /);
     expect(refused.received()).toContain('"code":"rate_limited"');
     held.socket.destroy();
+    scraping.socket.destroy();
   }, 60_000);
 });
